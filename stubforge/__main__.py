@@ -1,0 +1,3 @@
+from stubforge.cli import main
+
+main()

@@ -1,0 +1,286 @@
+"""Command line: parse options, call the library, render text or JSON. No logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from stubforge import __version__, cache, pythons
+from stubforge.build import sources as sources_mod
+from stubforge.build import stub as stub_mod
+from stubforge.errors import StubforgeError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def handle_errors(func: F) -> F:
+    """Expected failures print `error:` and `hint:` and exit non-zero; -v adds the traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        verbose = bool(ctx.find_root().params.get("verbose"))
+        as_json = bool(ctx.params.get("as_json"))
+        try:
+            return func(*args, **kwargs)
+        except StubforgeError as exc:
+            if as_json:
+                _emit_json(exc.to_dict())
+            else:
+                click.echo(f"error: {exc.message}", err=True)
+                if exc.details:
+                    click.echo(exc.details, err=True)
+                if exc.hint:
+                    click.echo(f"hint: {exc.hint}", err=True)
+            if verbose:
+                traceback.print_exc()
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; nothing was cached", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and commands run.")
+@click.version_option(__version__, prog_name="stubforge")
+def cli(verbose: bool) -> None:
+    """Build, install and test Triton python_backend stubs for any CPython."""
+
+
+# ------------------------------------------------------------------------------------------ pythons
+
+
+@cli.command("pythons")
+@click.option("--python", "extra", multiple=True, help="Also describe this interpreter (path).")
+@json_option
+@handle_errors
+def pythons_cmd(extra: tuple[str, ...], as_json: bool) -> None:
+    """List every interpreter found (PATH, pyenv, uv, conda) and what a stub build needs of it."""
+    for path in extra:
+        pythons.describe(Path(path))  # a bad explicit path is an error, not a silent omission
+    found = pythons.discover(extra=extra)
+    if as_json:
+        _emit_json([i.to_dict() for i in found])
+        return
+    if not found:
+        click.echo("no Python interpreters found")
+        return
+    click.echo(f"{'version':<9} {'shared libpython':<56} {'headers':<7} {'numpy':<8} {'source':<8} path")
+    for i in found:
+        lib = i.libpython or ("no" if not i.shared else "missing")
+        click.echo(
+            f"{i.version:<9} {lib:<56} {'yes' if i.has_headers else 'no':<7} {i.numpy or '-':<8} "
+            f"{i.source:<8} {i.real_path}"
+        )
+
+
+# ------------------------------------------------------------------------------------------ sources
+
+
+@cli.group("sources")
+def sources_group() -> None:
+    """Fetch, import and list the upstream inputs of a Triton release."""
+
+
+def _progress_printer(quiet: bool) -> Callable[[str], None]:
+    def show(message: str) -> None:
+        if not quiet:
+            click.echo(message, err=True)
+
+    return show
+
+
+@sources_group.command("fetch")
+@click.option("--triton", required=True, help="Release: 24.10, r24.10 or 2.51.0.")
+@click.option("--org-url", default=sources_mod.TRITON_ORG, show_default=True, help="Base URL of Triton's repos.")
+@click.option("--mirror", help="Boost archive mirror: base URL, or a template with {version} and {file}.")
+@click.option("--archive", type=click.Path(path_type=Path), help="Use this local boost tarball.")
+@click.option("--no-boost", is_flag=True, help="Skip boost (build with a local header tree instead).")
+@click.option("--pybind11", "extra_pybind11", multiple=True, help="Also fetch this pybind11 version.")
+@click.option("-q", "--quiet", is_flag=True)
+@json_option
+@handle_errors
+def sources_fetch(
+    triton: str,
+    org_url: str,
+    mirror: str | None,
+    archive: Path | None,
+    no_boost: bool,
+    extra_pybind11: tuple[str, ...],
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Clone python_backend, common, core, backend and the pinned libraries; download boost."""
+    stored = sources_mod.fetch_sources(
+        triton,
+        org_url=org_url,
+        mirror=mirror,
+        archive=archive,
+        skip_boost=no_boost,
+        extra_pybind11=extra_pybind11,
+        progress=_progress_printer(quiet or as_json),
+    )
+    _show_inputs(stored, as_json)
+
+
+@sources_group.command("import")
+@click.option("--triton", required=True, help="Release: 24.10, r24.10 or 2.51.0.")
+@click.option(
+    "--from", "from_dir", required=True, type=click.Path(path_type=Path), help="Directory of checkouts."
+)
+@click.option("-q", "--quiet", is_flag=True)
+@json_option
+@handle_errors
+def sources_import(triton: str, from_dir: Path, quiet: bool, as_json: bool) -> None:
+    """Store checkouts obtained elsewhere (air-gapped machines)."""
+    stored = sources_mod.import_sources(triton, from_dir, progress=_progress_printer(quiet or as_json))
+    _show_inputs(stored, as_json)
+
+
+def _show_inputs(stored: list[sources_mod.Input], as_json: bool) -> None:
+    if as_json:
+        _emit_json([i.to_dict() for i in stored])
+        return
+    for i in stored:
+        commit = f" {i.commit[:12]}" if i.commit else ""
+        click.echo(f"{i.kind:<15} {i.version:<16} {i.form:<8}{commit}  {i.path}")
+
+
+@sources_group.command("list")
+@json_option
+@handle_errors
+def sources_list(as_json: bool) -> None:
+    """Show what is cached per release and whether a build can start from it."""
+    rows = sources_mod.list_sources()
+    libs = sources_mod.cached_libraries()
+    if as_json:
+        _emit_json({"releases": rows, "libraries": libs, "root": str(cache.sources_dir())})
+        return
+    click.echo(f"source cache: {cache.sources_dir()}")
+    if not rows:
+        click.echo("no releases cached; run `stubforge sources fetch --triton 24.10` or `sources import`")
+    for row in rows:
+        state = "complete" if row["complete"] else f"incomplete: {row['missing']}"
+        click.echo(f"{row['release']}: {state}")
+        inputs = row["inputs"]
+        assert isinstance(inputs, dict)
+        for kind, data in inputs.items():
+            if data is None:
+                click.echo(f"  {kind:<15} missing")
+            else:
+                click.echo(f"  {kind:<15} {data['version']:<16} {data['form']:<8} {data['path']}")
+    for kind, versions in libs.items():
+        click.echo(f"{kind}: {', '.join(versions) if versions else '-'}")
+
+
+# ------------------------------------------------------------------------------------------ build
+
+
+class _BuildReporter:
+    """Prints one line per step with the time since the build of this Python started."""
+
+    def __init__(self, label: str, quiet: bool) -> None:
+        self.label = label
+        self.quiet = quiet
+        self.started = time.monotonic()
+        self.last_compile = ""
+
+    def __call__(self, step: str, detail: str) -> None:
+        if self.quiet:
+            return
+        elapsed = time.monotonic() - self.started
+        if step == "compile":
+            if detail == self.last_compile:
+                return
+            self.last_compile = detail
+        click.echo(f"[{self.label} {elapsed:6.1f}s] {step} {detail}".rstrip(), err=True)
+
+
+@cli.command("build")
+@click.option("--python", "python_specs", multiple=True, required=True, help="3.10, 3.10.13, cp310 or a path.")
+@click.option("--triton", default="24.10", show_default=True, help="Release: 24.10, r24.10 or 2.51.0.")
+@click.option("--source", type=click.Path(path_type=Path), help="Build from this python_backend checkout.")
+@click.option("--gpu/--no-gpu", default=False, show_default=True, help="TRITON_ENABLE_GPU (needs CUDA).")
+@click.option("--pybind11", help="Use this cached pybind11 version instead of the release's pin.")
+@click.option("--boost", type=click.Path(path_type=Path), help="Boost header tree or tarball to use.")
+@click.option("--jobs", "-j", type=int, default=0, help="Parallel compile jobs (default: all cores).")
+@click.option("--mode", type=click.Choice(stub_mod.MODES), default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="Rebuild even when the artifact is cached.")
+@click.option("-q", "--quiet", is_flag=True)
+@json_option
+@handle_errors
+def build_cmd(
+    python_specs: tuple[str, ...],
+    triton: str,
+    source: Path | None,
+    gpu: bool,
+    pybind11: str | None,
+    boost: Path | None,
+    jobs: int,
+    mode: str,
+    force: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Compile triton_python_backend_stub for each --python, verify it and cache it."""
+    options = stub_mod.BuildOptions(
+        triton=triton, gpu=gpu, pybind11=pybind11, source=source, boost=boost, jobs=jobs, force=force, mode=mode
+    )
+    # Resolve every interpreter first: a typo in the third --python must not cost two builds.
+    interps = [pythons.resolve(spec, require_buildable=True) for spec in python_specs]
+    results = []
+    for interp in interps:
+        reporter = _BuildReporter(f"py{interp.minor}", quiet or as_json)
+        result = stub_mod.build_one(interp, options, reporter)
+        results.append(result)
+        if not as_json:
+            for warning in result.warnings:
+                click.echo(f"warning: {warning}", err=True)
+            how = "cached" if result.cache_hit else f"built ({result.manifest['build']['mode']})"
+            click.echo(f"{result.stub}  {how} in {result.seconds:.2f}s  [{result.key}]")
+    if as_json:
+        _emit_json([r.to_dict() for r in results])
+
+
+@cli.command("stubs")
+@json_option
+@handle_errors
+def stubs_cmd(as_json: bool) -> None:
+    """List cached stub artifacts."""
+    artifacts = stub_mod.list_stubs()
+    if as_json:
+        _emit_json(artifacts)
+        return
+    if not artifacts:
+        click.echo(f"no stubs cached in {cache.stubs_dir()}; run `stubforge build --python 3.10`")
+        return
+    for a in artifacts:
+        floors = " ".join(a.get("glibc_floor", {}).values())
+        click.echo(
+            f"{a['key']}  python {a['python']['version']}  {a['build']['mode']}  {floors}\n    {a['path']}"
+        )
+
+
+def main() -> None:
+    cli(prog_name="stubforge")
+
+
+if __name__ == "__main__":
+    main()
