@@ -1,0 +1,1 @@
+"""Building Triton's stub from upstream sources: inputs (sources, pins), cmake driving, verification."""

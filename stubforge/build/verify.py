@@ -1,0 +1,55 @@
+"""Prove a freshly built stub is what it claims before it is cached (TRITON_FACTS §1)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from stubforge import elf
+from stubforge.errors import BuildError
+from stubforge.pythons import Interpreter
+
+PROBE_MESSAGE = "Expected 9 arguments, found 1 arguments."
+PROBE_TIMEOUT_S = 60.0
+_MACHINES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "arm64": "EM_AARCH64", "ppc64le": "EM_PPC64"}
+
+
+def probe(stub: Path, interpreter: Interpreter) -> subprocess.CompletedProcess[str]:
+    """Run the stub with no arguments, as r24.10's launcher does before every start."""
+    env = dict(os.environ)
+    if interpreter.libpython:
+        libdir = os.path.dirname(interpreter.libpython)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
+    return subprocess.run(
+        [str(stub)], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env, check=False
+    )
+
+
+def verify(stub: Path, interpreter: Interpreter) -> dict[str, object]:
+    """Raise BuildError unless the stub links this interpreter's libpython and answers the probe."""
+    info = elf.read(stub)
+    expected_machine = _MACHINES.get(platform.machine())
+    if expected_machine and info.machine != expected_machine:
+        raise BuildError(
+            f"{stub} is built for {info.machine}, this machine is {platform.machine()}",
+            hint="build natively on the target machine",
+        )
+    soname = interpreter.libpython_soname
+    linked = [n for n in info.needed if n.startswith("libpython")]
+    if soname not in info.needed:
+        raise BuildError(
+            f"{stub} links {', '.join(linked) or 'no libpython'}, not {soname} of Python {interpreter.version}",
+            hint="CMake picked another interpreter; pass the interpreter's path with --python",
+        )
+    proc = probe(stub, interpreter)
+    if proc.returncode != 1 or PROBE_MESSAGE not in proc.stderr:
+        raise BuildError(
+            f"{stub} answered the no-argument probe with exit {proc.returncode} "
+            f"instead of exit 1 and {PROBE_MESSAGE!r}",
+            hint="exit 127 means the loader could not find a library (see details); Triton would chmod "
+            "such a stub to 0100 and fail",
+            details=(proc.stderr or proc.stdout).strip()[-2000:],
+        )
+    return {"elf": info.to_dict(), "probe": {"exit": proc.returncode, "stderr": proc.stderr.strip()}}
