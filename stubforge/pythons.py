@@ -208,7 +208,7 @@ def candidates(env: dict[str, str] | None = None) -> list[tuple[Path, str]]:
     """Every place an interpreter may live, with where it was found; shims are skipped."""
     env = dict(os.environ) if env is None else env
     found: list[tuple[Path, str]] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     sources = (
         ("PATH", _path_candidates(env.get("PATH", ""))),
         ("pyenv", _pyenv_candidates(env)),
@@ -219,7 +219,9 @@ def candidates(env: dict[str, str] | None = None) -> list[tuple[Path, str]]:
         for path in paths:
             if _is_shim(path):
                 continue
-            key = os.path.realpath(path)
+            # A venv's python links to its base interpreter but is another environment: key on the
+            # directory too, so only aliases within one bin/ (python3 -> python3.10) collapse.
+            key = (os.path.realpath(path.parent), os.path.realpath(path))
             if key in seen:
                 continue
             seen.add(key)
@@ -272,7 +274,7 @@ def resolve(spec: str, *, require_buildable: bool = False, env: dict[str, str] |
     if _looks_like_path(spec):
         interp = describe(Path(spec).expanduser(), "explicit")
         if require_buildable:
-            _require_buildable(interp)
+            check_buildable(interp)
         return interp
     wanted = parse_version_spec(spec)
     if wanted is None:
@@ -285,7 +287,7 @@ def resolve(spec: str, *, require_buildable: bool = False, env: dict[str, str] |
     if require_buildable:
         usable = [i for i in matches if i.buildable]
         if not usable and matches:
-            _require_buildable(matches[0])
+            check_buildable(matches[0])
         matches = usable
     if len(matches) == 1:
         return matches[0]
@@ -315,7 +317,7 @@ def _listing(interps: Iterable[Interpreter]) -> str:
     return "found:\n" + "\n".join(lines) if lines else "found: no interpreters at all"
 
 
-def _require_buildable(interp: Interpreter) -> None:
+def check_buildable(interp: Interpreter) -> None:
     if not interp.shared or interp.libpython is None:
         raise PythonNotFound(
             f"{interp.executable} (Python {interp.version}) has no shared libpython",

@@ -123,10 +123,19 @@ def read(python_backend: Path) -> Pins:
     )
 
 
-def googletest_tag(common: Path) -> str | None:
-    """common declares googletest itself (python_backend never does); its tag is common's pin."""
+def googletest_pin(common: Path) -> Declared | None:
+    """common declares googletest itself (python_backend never does), by tag or by a commit archive URL."""
     for cmakelists in sorted(common.rglob("CMakeLists.txt")):
         decl = parse_declares(cmakelists.read_text(errors="replace")).get("googletest")
         if decl is not None:
-            return decl.tag
+            return decl
+    return None
+
+
+def commit_of(decl: Declared) -> str | None:
+    """The pinned commit, whether given as GIT_TAG <sha> or as a GitHub archive URL <sha>.zip."""
+    for text in (decl.tag, decl.repository):
+        match = re.search(r"(?:^|/)([0-9a-f]{40})(?:\.zip|\.tar\.gz)?$", text or "")
+        if match:
+            return match.group(1)
     return None

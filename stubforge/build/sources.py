@@ -378,16 +378,41 @@ def _clone(url: str, ref: str, dest: Path, commit: str | None = None) -> str | N
     return head
 
 
-def _fetch_tree(kind: str, version: str, url: str, ref: str, commit: str | None, progress: Progress) -> Input:
-    existing = _load(kind, version)
-    if existing is not None and (commit is None or existing.commit == commit):
-        progress(f"{kind} {version}: cached")
-        return existing
+_VERSION_READERS: dict[str, Callable[[Path], str | None]] = {}
+
+
+def _fetch_tree(
+    kind: str, version: str | None, url: str, ref: str, commit: str | None, progress: Progress
+) -> Input:
+    """Clone one library; version None means: read it from the checkout (googletest pinned by commit)."""
+    if version is not None:
+        existing = _load(kind, version)
+        if existing is not None and (commit is None or existing.commit == commit):
+            progress(f"{kind} {version}: cached")
+            return existing
+    else:
+        for existing in _stored(kind):
+            if commit is not None and existing.commit == commit:
+                progress(f"{kind} {existing.version}: cached")
+                return existing
     progress(f"fetch {kind} {ref or commit} from {url}")
-    with tempfile.TemporaryDirectory(prefix=f"stubforge-{kind}-", dir=cache.sources_dir()) as tmp:
+    sources_root = cache.sources_dir()
+    sources_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"stubforge-{kind}-", dir=sources_root) as tmp:
         checkout = Path(tmp) / kind
         head = _clone(url, ref, checkout, commit)
-        return _store_tree(kind, version, checkout, f"git {url} {ref or commit}", head)
+        found = _VERSION_READERS[kind](checkout)
+        if found is None:
+            raise SourcesError(f"{url} {ref or commit}: cannot tell the {kind} version", hint="check the mirror")
+        if version is not None and found != version:
+            raise SourcesError(
+                f"{url} {ref or commit} is {kind} {found}, not {version}",
+                hint="the mirror serves another version; fix the mirror or import the right checkout",
+            )
+        return _store_tree(kind, found, checkout, f"git {url} {ref or commit}", head)
+
+
+_VERSION_READERS.update(pybind11=pybind11_version, dlpack=dlpack_version, googletest=googletest_version)
 
 
 def boost_download_url(release: releases.Release, pin: pins_mod.BoostPin | None, mirror: str | None) -> str:
@@ -450,6 +475,7 @@ def fetch_sources(
             stored.append(existing)
             continue
         progress(f"fetch {name} {release.branch} from {url}")
+        cache.sources_dir().mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"stubforge-{name}-", dir=cache.sources_dir()) as tmp:
             checkout = Path(tmp) / name
             head = _clone(url, release.branch, checkout)
@@ -470,9 +496,13 @@ def fetch_sources(
     dl_version = (dl.version if dl else None) or release.dlpack
     stored.append(_fetch_tree("dlpack", dl_version, DLPACK_REPO, f"v{dl_version}", None, progress))
 
-    gt_tag = pins_mod.googletest_tag(Path(stored[1].path)) or f"v{release.googletest}"
-    gt_version = gt_tag.lstrip("v").replace("release-", "")
-    stored.append(_fetch_tree("googletest", gt_version, GOOGLETEST_REPO, gt_tag, None, progress))
+    gt = pins_mod.googletest_pin(Path(stored[1].path))
+    gt_commit = pins_mod.commit_of(gt) if gt else None
+    if gt_commit:
+        stored.append(_fetch_tree("googletest", None, GOOGLETEST_REPO, "", gt_commit, progress))
+    else:
+        gt_tag = (gt.tag if gt else None) or f"v{release.googletest}"
+        stored.append(_fetch_tree("googletest", None, GOOGLETEST_REPO, gt_tag, None, progress))
 
     if not skip_boost:
         stored.append(_fetch_boost(release, pins, mirror, archive, progress))
@@ -499,6 +529,7 @@ def _fetch_boost(
         return store_boost_tarball(archive, expected, f"archive {archive}")
     url = boost_download_url(release, pins.boost, mirror)
     progress(f"download boost {version} from {url}")
+    cache.sources_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="stubforge-boost-", dir=cache.sources_dir()) as tmp:
         target = Path(tmp) / url.rsplit("/", 1)[-1]
         download(url, target, progress)

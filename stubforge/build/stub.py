@@ -97,6 +97,7 @@ def build_one(
     if options.mode not in MODES:
         raise BuildError(f"unknown build mode {options.mode!r}", hint=f"use one of {', '.join(MODES)}")
     interp = python if isinstance(python, pythons.Interpreter) else pythons.resolve(python, require_buildable=True)
+    pythons.check_buildable(interp)
     srcs = sources_mod.resolve(options.triton, pybind11=options.pybind11, source=options.source, boost=options.boost)
     key = artifact_key(srcs.release.branch, interp, options.gpu, srcs.pybind11.version, srcs.boost.version)
     final_dir = cache.stubs_dir() / key

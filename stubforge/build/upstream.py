@@ -179,12 +179,17 @@ def _boost_hook(include_root: str) -> str:
 include(ExternalProject)
 function(ExternalProject_Add name)
   if(name STREQUAL "boostorg")
-    file(REMOVE_RECURSE "${{CMAKE_BINARY_DIR}}/boost")
     file(CREATE_LINK "{include_root}/boost" "${{CMAKE_BINARY_DIR}}/boost" SYMBOLIC)
     add_custom_target(boostorg)
-  else()
-    _ExternalProject_Add(${{ARGV}})
+    return()
   endif()
+  # Forward everything else unchanged; bracket-quoting keeps empty arguments such as INSTALL_COMMAND "".
+  set(_sf_args "")
+  math(EXPR _sf_last "${{ARGC}} - 1")
+  foreach(_sf_i RANGE 0 ${{_sf_last}})
+    string(APPEND _sf_args " [==[${{ARGV${{_sf_i}}}}]==]")
+  endforeach()
+  cmake_language(EVAL CODE "_ExternalProject_Add(${{_sf_args}})")
 endfunction()
 """
 

@@ -23,7 +23,13 @@ def probe(stub: Path, interpreter: Interpreter) -> subprocess.CompletedProcess[s
         libdir = os.path.dirname(interpreter.libpython)
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
     return subprocess.run(
-        [str(stub)], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env, check=False
+        [str(stub)],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=PROBE_TIMEOUT_S,
+        env=env,
+        check=False,
     )
 
 
