@@ -109,7 +109,9 @@ def _progress_printer(quiet: bool) -> Callable[[str], None]:
 
 @sources_group.command("fetch")
 @click.option("--triton", required=True, help="Release: 24.10, r24.10 or 2.51.0.")
-@click.option("--org-url", default=sources_mod.TRITON_ORG, show_default=True, help="Base URL of Triton's repos.")
+@click.option(
+    "--org-url", default=sources_mod.TRITON_ORG, show_default=True, help="Base URL of Triton's repos."
+)
 @click.option("--mirror", help="Boost archive mirror: base URL, or a template with {version} and {file}.")
 @click.option("--archive", type=click.Path(path_type=Path), help="Use this local boost tarball.")
 @click.option("--no-boost", is_flag=True, help="Skip boost (build with a local header tree instead).")
@@ -214,7 +216,9 @@ class _BuildReporter:
 
 
 @cli.command("build")
-@click.option("--python", "python_specs", multiple=True, required=True, help="3.10, 3.10.13, cp310 or a path.")
+@click.option(
+    "--python", "python_specs", multiple=True, required=True, help="3.10, 3.10.13, cp310 or a path."
+)
 @click.option("--triton", default="24.10", show_default=True, help="Release: 24.10, r24.10 or 2.51.0.")
 @click.option("--source", type=click.Path(path_type=Path), help="Build from this python_backend checkout.")
 @click.option("--gpu/--no-gpu", default=False, show_default=True, help="TRITON_ENABLE_GPU (needs CUDA).")
@@ -241,7 +245,14 @@ def build_cmd(
 ) -> None:
     """Compile triton_python_backend_stub for each --python, verify it and cache it."""
     options = stub_mod.BuildOptions(
-        triton=triton, gpu=gpu, pybind11=pybind11, source=source, boost=boost, jobs=jobs, force=force, mode=mode
+        triton=triton,
+        gpu=gpu,
+        pybind11=pybind11,
+        source=source,
+        boost=boost,
+        jobs=jobs,
+        force=force,
+        mode=mode,
     )
     # Resolve every interpreter first: a typo in the third --python must not cost two builds.
     interps = [pythons.resolve(spec, require_buildable=True) for spec in python_specs]

@@ -18,7 +18,12 @@ class StubforgeError(Exception):
         self.details = details
 
     def to_dict(self) -> dict[str, str]:
-        return {"error": self.message, "hint": self.hint, "details": self.details, "kind": type(self).__name__}
+        return {
+            "error": self.message,
+            "hint": self.hint,
+            "details": self.details,
+            "kind": type(self).__name__,
+        }
 
 
 class PythonNotFound(StubforgeError):

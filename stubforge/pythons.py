@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from stubforge.errors import PythonNotFound
 
@@ -48,6 +49,7 @@ print(json.dumps({
     "include": include,
     "abiflags": getattr(sys, "abiflags", ""),
     "numpy": numpy,
+    "purelib": sysconfig.get_paths().get("purelib") or "",
 }))
 """
 
@@ -95,13 +97,80 @@ class Interpreter:
         return data
 
 
-def describe(executable: str | os.PathLike[str], source: str = "explicit") -> Interpreter:
+def _stamp(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_mtime_ns, st.st_size, st.st_ino]
+
+
+class _ProbeCache:
+    """Probe results keyed by interpreter path, valid while neither the executable nor its site-packages
+    directory changed; makes `--python 3.10` cost a few stat calls instead of one process per interpreter."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.entries: dict[str, dict[str, object]] = {}
+        self.dirty = False
+        try:
+            from stubforge import cache
+
+            self.path = cache.root() / "pythons.json"
+            self.entries = cache.read_json(self.path) if self.path.is_file() else {}
+        except Exception:  # a broken or unwritable cache must never break discovery
+            self.path, self.entries = None, {}
+
+    def get(self, path: Path) -> dict[str, object] | None:
+        entry = self.entries.get(str(path))
+        if not isinstance(entry, dict):
+            return None
+        info = entry.get("info")
+        if not isinstance(info, dict):
+            return None
+        if entry.get("exe") != _stamp(os.path.realpath(path)):
+            return None
+        if entry.get("purelib") != _stamp(str(info.get("purelib") or "")):
+            return None
+        return info
+
+    def put(self, path: Path, info: dict[str, object]) -> None:
+        self.entries[str(path)] = {
+            "exe": _stamp(os.path.realpath(path)),
+            "purelib": _stamp(str(info.get("purelib") or "")),
+            "info": info,
+        }
+        self.dirty = True
+
+    def save(self) -> None:
+        if not (self.dirty and self.path):
+            return
+        try:
+            from stubforge import cache
+
+            cache.write_json_atomic(self.path, self.entries)
+        except OSError:
+            pass
+
+
+def describe(
+    executable: str | os.PathLike[str], source: str = "explicit", probe_cache: _ProbeCache | None = None
+) -> Interpreter:
     """Run the interpreter once and describe it. Raises PythonNotFound when it is not a usable Python."""
     path = Path(executable)
     if not path.exists():
         raise PythonNotFound(f"{path}: no such file", hint="pass the path of a python3 executable")
     if path.is_dir() or not os.access(path, os.X_OK):
         raise PythonNotFound(f"{path}: not an executable file", hint="pass the path of a python3 executable")
+    info = probe_cache.get(path) if probe_cache else None
+    if info is None:
+        info = _probe(path)
+        if probe_cache:
+            probe_cache.put(path, info)
+    return _from_probe(path, source, info)
+
+
+def _probe(path: Path) -> dict[str, Any]:
     try:
         # -E: a user's PYTHONPATH/PYTHONHOME must not change what the interpreter reports about itself.
         proc = subprocess.run(
@@ -120,6 +189,12 @@ def describe(executable: str | os.PathLike[str], source: str = "explicit") -> In
         info = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError) as exc:
         raise PythonNotFound(f"{path}: unexpected probe output", hint="pass a CPython 3 interpreter") from exc
+    if not isinstance(info, dict):
+        raise PythonNotFound(f"{path}: unexpected probe output", hint="pass a CPython 3 interpreter")
+    return info
+
+
+def _from_probe(path: Path, source: str, info: dict[str, Any]) -> Interpreter:
     if info["implementation"] != "cpython":
         raise PythonNotFound(
             f"{path}: {info['implementation']} is not CPython", hint="Triton's stub embeds CPython"
@@ -232,8 +307,10 @@ def candidates(env: dict[str, str] | None = None) -> list[tuple[Path, str]]:
 def discover(env: dict[str, str] | None = None, extra: Iterable[str] = ()) -> list[Interpreter]:
     """Describe every interpreter found, plus any explicit paths; one entry per distinct interpreter."""
     items = [(Path(p), "explicit") for p in extra] + candidates(env)
+    probe_cache = _ProbeCache()
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda item: _describe_or_none(*item), items))
+        results = list(pool.map(lambda item: _describe_or_none(*item, probe_cache), items))
+    probe_cache.save()
     unique: dict[tuple[str, str], Interpreter] = {}
     for interp in results:
         if interp is None:
@@ -243,9 +320,9 @@ def discover(env: dict[str, str] | None = None, extra: Iterable[str] = ()) -> li
     return sorted(unique.values(), key=lambda i: (i.version_tuple, i.executable))
 
 
-def _describe_or_none(path: Path, source: str) -> Interpreter | None:
+def _describe_or_none(path: Path, source: str, probe_cache: _ProbeCache) -> Interpreter | None:
     try:
-        return describe(path, source)
+        return describe(path, source, probe_cache)
     except PythonNotFound:
         return None
 

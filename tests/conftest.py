@@ -61,6 +61,8 @@ def run_stub(stub: Path, interp: pythons.Interpreter, *args: str) -> str:
     env = dict(os.environ)
     assert interp.libpython
     env["LD_LIBRARY_PATH"] = os.path.dirname(interp.libpython)
-    proc = subprocess.run([str(stub), *args], capture_output=True, text=True, env=env, timeout=60, check=False)
+    proc = subprocess.run(
+        [str(stub), *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout

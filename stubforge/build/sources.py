@@ -363,11 +363,15 @@ def _run_git(args: list[str], what: str) -> None:
 def _clone(url: str, ref: str, dest: Path, commit: str | None = None) -> str | None:
     """Shallow-clone url at a branch or tag (or a bare commit) into dest; returns HEAD's commit."""
     if ref:
-        _run_git(["clone", "--quiet", "--depth", "1", "--branch", ref, url, str(dest)], f"git clone {url} {ref}")
+        _run_git(
+            ["clone", "--quiet", "--depth", "1", "--branch", ref, url, str(dest)], f"git clone {url} {ref}"
+        )
     else:
         assert commit is not None
         _run_git(["init", "--quiet", str(dest)], f"git init {dest}")
-        _run_git(["-C", str(dest), "fetch", "--quiet", "--depth", "1", url, commit], f"git fetch {url} {commit}")
+        _run_git(
+            ["-C", str(dest), "fetch", "--quiet", "--depth", "1", url, commit], f"git fetch {url} {commit}"
+        )
         _run_git(["-C", str(dest), "checkout", "--quiet", "FETCH_HEAD"], f"git checkout {commit}")
     head = _git_commit(dest)
     if commit and head != commit:
@@ -403,7 +407,9 @@ def _fetch_tree(
         head = _clone(url, ref, checkout, commit)
         found = _VERSION_READERS[kind](checkout)
         if found is None:
-            raise SourcesError(f"{url} {ref or commit}: cannot tell the {kind} version", hint="check the mirror")
+            raise SourcesError(
+                f"{url} {ref or commit}: cannot tell the {kind} version", hint="check the mirror"
+            )
         if version is not None and found != version:
             raise SourcesError(
                 f"{url} {ref or commit} is {kind} {found}, not {version}",
@@ -486,7 +492,9 @@ def fetch_sources(
     pyb = pins.declared.get("pybind11")
     pyb_version = (pyb.version if pyb else None) or release.pybind11
     pyb_commit = pyb.tag if pyb and pyb.tag and re.fullmatch(r"[0-9a-f]{40}", pyb.tag) else None
-    stored.append(_fetch_tree("pybind11", pyb_version, PYBIND11_REPO, f"v{pyb_version}", pyb_commit, progress))
+    stored.append(
+        _fetch_tree("pybind11", pyb_version, PYBIND11_REPO, f"v{pyb_version}", pyb_commit, progress)
+    )
     for version in extra_pybind11:
         version = version.lstrip("v")
         if version != pyb_version:
@@ -646,7 +654,9 @@ def _resolve_boost(
             )
         if override.is_dir():
             return boost_headers(override, origin=f"--boost {override}")
-        raise SourcesError(f"--boost {override}: no such file or directory", hint="pass a tarball or a header tree")
+        raise SourcesError(
+            f"--boost {override}: no such file or directory", hint="pass a tarball or a header tree"
+        )
     version = _pinned_boost_version(pins, release)
     tarball = _load("boost", version)
     if tarball is not None:
@@ -689,4 +699,6 @@ def list_sources() -> list[dict[str, object]]:
 
 
 def cached_libraries() -> dict[str, list[str]]:
-    return {kind: [r.version for r in _stored(kind)] for kind in ("pybind11", "dlpack", "googletest", "boost")}
+    return {
+        kind: [r.version for r in _stored(kind)] for kind in ("pybind11", "dlpack", "googletest", "boost")
+    }

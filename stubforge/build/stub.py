@@ -65,7 +65,9 @@ def numpy2_warning(interp: pythons.Interpreter, pybind11: str) -> str | None:
     """pybind11 < 2.12 stubs return wrong shapes with numpy 2 (TRITON_FACTS §7)."""
     pyb = tuple(int(p) for p in pybind11.split(".")[:2])
     needs_numpy2 = interp.version_tuple[:2] >= (3, 13)
-    has_numpy2 = interp.numpy is not None and interp.numpy.split(".")[0].isdigit() and int(interp.numpy[0]) >= 2
+    has_numpy2 = (
+        interp.numpy is not None and interp.numpy.split(".")[0].isdigit() and int(interp.numpy[0]) >= 2
+    )
     if needs_numpy2 and pyb < (2, 13):
         return (
             f"Python {interp.minor} only has numpy 2, and pybind11 {pybind11} stubs answer every request with "
@@ -96,9 +98,13 @@ def build_one(
     report = progress or (lambda _s, _d: None)
     if options.mode not in MODES:
         raise BuildError(f"unknown build mode {options.mode!r}", hint=f"use one of {', '.join(MODES)}")
-    interp = python if isinstance(python, pythons.Interpreter) else pythons.resolve(python, require_buildable=True)
+    interp = (
+        python if isinstance(python, pythons.Interpreter) else pythons.resolve(python, require_buildable=True)
+    )
     pythons.check_buildable(interp)
-    srcs = sources_mod.resolve(options.triton, pybind11=options.pybind11, source=options.source, boost=options.boost)
+    srcs = sources_mod.resolve(
+        options.triton, pybind11=options.pybind11, source=options.source, boost=options.boost
+    )
     key = artifact_key(srcs.release.branch, interp, options.gpu, srcs.pybind11.version, srcs.boost.version)
     final_dir = cache.stubs_dir() / key
     warnings = list(srcs.warnings)
@@ -113,7 +119,9 @@ def build_one(
                 key, final_dir / cache.STUB_NAME, manifest, True, time.monotonic() - started, warnings
             )
         manifest = _build_and_store(interp, options, srcs, key, final_dir, report)
-    return BuildResult(key, final_dir / cache.STUB_NAME, manifest, False, time.monotonic() - started, warnings)
+    return BuildResult(
+        key, final_dir / cache.STUB_NAME, manifest, False, time.monotonic() - started, warnings
+    )
 
 
 def _complete(artifact: Path) -> bool:
@@ -223,7 +231,9 @@ def _manifest(
         "gpu": options.gpu,
         "pybind11": srcs.pybind11.version,
         "boost": {"version": srcs.boost.version, "form": srcs.boost.form, "origin": srcs.boost.origin},
-        "sources": {i.kind: {"version": i.version, "commit": i.commit, "origin": i.origin} for i in srcs.inputs()},
+        "sources": {
+            i.kind: {"version": i.version, "commit": i.commit, "origin": i.origin} for i in srcs.inputs()
+        },
         "build": {
             "mode": mode,
             "attempts": attempts,

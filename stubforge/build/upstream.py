@@ -6,6 +6,7 @@ project's own include hook or its URL variable, and unity builds are switched on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -169,7 +170,15 @@ class Plan:
         return args + self.extra_args
 
     def build_args(self) -> list[str]:
-        return [self.cmake.path, "--build", str(self.build_dir), "--target", STUB_TARGET, "-j", str(self.jobs)]
+        return [
+            self.cmake.path,
+            "--build",
+            str(self.build_dir),
+            "--target",
+            STUB_TARGET,
+            "-j",
+            str(self.jobs),
+        ]
 
 
 def _boost_hook(include_root: str) -> str:
@@ -294,10 +303,8 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=10)
 
 

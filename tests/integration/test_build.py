@@ -30,8 +30,9 @@ def _leftovers(root: Path) -> list[str]:
     return left
 
 
-def test_builds_verified_stubs_for_38_and_310(imported: Path, py38: pythons.Interpreter,
-                                              py310: pythons.Interpreter) -> None:
+def test_builds_verified_stubs_for_38_and_310(
+    imported: Path, py38: pythons.Interpreter, py310: pythons.Interpreter
+) -> None:
     for py in (py38, py310):
         result = _build(py)
         assert not result.cache_hit
@@ -62,8 +63,9 @@ def test_builds_verified_stubs_for_38_and_310(imported: Path, py38: pythons.Inte
     assert _leftovers(imported) == []
 
 
-def test_second_build_is_a_cache_hit_without_cmake(imported: Path, py38: pythons.Interpreter,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_build_is_a_cache_hit_without_cmake(
+    imported: Path, py38: pythons.Interpreter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = _build(py38)
 
     def no_cmake(*_a: object, **_k: object) -> None:
@@ -83,9 +85,13 @@ def test_force_rebuilds(imported: Path, py38: pythons.Interpreter) -> None:
     assert again.manifest["created"] >= first.manifest["created"]
 
 
-def test_interpreter_choice_ignores_python3_first_on_path(imported: Path, py38: pythons.Interpreter,
-                                                          py310: pythons.Interpreter, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interpreter_choice_ignores_python3_first_on_path(
+    imported: Path,
+    py38: pythons.Interpreter,
+    py310: pythons.Interpreter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     decoy = tmp_path / "decoy"
     decoy.mkdir()
     (decoy / "python3").symlink_to(py310.executable)
@@ -109,8 +115,9 @@ def test_plain_mode(imported: Path, py38: pythons.Interpreter) -> None:
     assert not any("UNITY" in a for a in result.manifest["build"]["args"])
 
 
-def test_unity_failure_falls_back_to_plain(cache_root: Path, fixture_copy: Path,
-                                           py38: pythons.Interpreter) -> None:
+def test_unity_failure_falls_back_to_plain(
+    cache_root: Path, fixture_copy: Path, py38: pythons.Interpreter
+) -> None:
     # Two files that each define the same file-local helper compile alone but clash in one unity TU.
     src = fixture_copy / "python_backend" / "src"
     for name in ("clash_a.cc", "clash_b.cc"):
@@ -130,8 +137,9 @@ def test_unity_failure_falls_back_to_plain(cache_root: Path, fixture_copy: Path,
     assert _leftovers(cache_root) == []
 
 
-def test_compile_error_leaves_no_artifact(cache_root: Path, fixture_copy: Path,
-                                          py38: pythons.Interpreter) -> None:
+def test_compile_error_leaves_no_artifact(
+    cache_root: Path, fixture_copy: Path, py38: pythons.Interpreter
+) -> None:
     victim = sorted((fixture_copy / "python_backend" / "src").glob("*.cc"))[0]
     victim.write_text(victim.read_text() + "\nthis is not C++;\n")
     sources.import_sources("24.10", fixture_copy)
@@ -165,8 +173,9 @@ def test_gpu_build_without_cuda_says_no_gpu(imported: Path, py38: pythons.Interp
     assert stub.list_stubs() == []
 
 
-def test_verify_rejects_a_stub_of_another_python(imported: Path, py38: pythons.Interpreter,
-                                                 py310: pythons.Interpreter) -> None:
+def test_verify_rejects_a_stub_of_another_python(
+    imported: Path, py38: pythons.Interpreter, py310: pythons.Interpreter
+) -> None:
     built = _build(py310)
     with pytest.raises(BuildError) as info:
         verify.verify(built.stub, py38)

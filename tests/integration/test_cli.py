@@ -72,7 +72,9 @@ def test_pythons_json_lists_real_interpreters(cache_root: Path) -> None:
 
 
 def test_import_list_build_stubs_round_trip(cache_root: Path) -> None:
-    proc = stubforge("sources", "import", "--triton", "r24.10", "--from", str(FIXTURE_SOURCES), env_cache=cache_root)
+    proc = stubforge(
+        "sources", "import", "--triton", "r24.10", "--from", str(FIXTURE_SOURCES), env_cache=cache_root
+    )
     assert proc.returncode == 0, proc.stderr
     listing = json.loads(stubforge("sources", "list", "--json", env_cache=cache_root).stdout)
     assert listing["releases"][0]["release"] == "r24.10" and listing["releases"][0]["complete"]

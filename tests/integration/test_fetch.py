@@ -53,8 +53,13 @@ def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     pyb_commit = _repo(FIXTURE_SOURCES / "pybind11", root / "pybind" / "pybind11", "v2.10.0", tag=True)
     _repo(FIXTURE_SOURCES / "pybind11-2.12.0", root / "pybind" / "pybind11-2.12", "v2.12.0", tag=True)
     # One repo holding both pybind11 tags, like upstream.
-    _git("fetch", "-q", str(root / "pybind" / "pybind11-2.12"), "refs/tags/v2.12.0:refs/tags/v2.12.0",
-         cwd=root / "pybind" / "pybind11")
+    _git(
+        "fetch",
+        "-q",
+        str(root / "pybind" / "pybind11-2.12"),
+        "refs/tags/v2.12.0:refs/tags/v2.12.0",
+        cwd=root / "pybind" / "pybind11",
+    )
     _repo(FIXTURE_SOURCES / "dlpack", root / "dmlc" / "dlpack", "v0.8", tag=True)
     gt_commit = _repo(FIXTURE_SOURCES / "googletest", root / "google" / "googletest", "unused", tag=True)
     # Pin what our stand-in repos really hold, the way the real CMakeLists pin commits.
@@ -81,13 +86,19 @@ def test_fetch_through_insteadof_mirror(cache_root: Path, mirror: Path) -> None:
     boost_dir = mirror / "boost"
     boost_dir.mkdir()
     shutil.copy(FIXTURE_SOURCES / "boost_1_79_0.tar.gz", boost_dir)
-    stored = sources.fetch_sources(
-        "24.10", mirror=f"file://{boost_dir}/", extra_pybind11=("2.12.0",)
-    )
+    stored = sources.fetch_sources("24.10", mirror=f"file://{boost_dir}/", extra_pybind11=("2.12.0",))
     kinds = {(i.kind, i.version) for i in stored}
-    assert {("python_backend", "r24.10"), ("common", "r24.10"), ("core", "r24.10"), ("backend", "r24.10"),
-            ("pybind11", "2.10.0"), ("pybind11", "2.12.0"), ("dlpack", "0.8"), ("googletest", "1.12.1"),
-            ("boost", "1.79.0")} <= kinds
+    assert {
+        ("python_backend", "r24.10"),
+        ("common", "r24.10"),
+        ("core", "r24.10"),
+        ("backend", "r24.10"),
+        ("pybind11", "2.10.0"),
+        ("pybind11", "2.12.0"),
+        ("dlpack", "0.8"),
+        ("googletest", "1.12.1"),
+        ("boost", "1.79.0"),
+    } <= kinds
     assert all(i.commit for i in stored if i.form == "tree")
     rows = sources.list_sources()
     assert rows[0]["complete"] is True
@@ -108,7 +119,9 @@ def test_moved_pin_is_refused(cache_root: Path, mirror: Path) -> None:
     assert not (cache_root / "sources" / "pybind11" / "2.10.0").exists()
 
 
-def test_corrupt_boost_archive_is_refused_and_not_stored(cache_root: Path, mirror: Path, tmp_path: Path) -> None:
+def test_corrupt_boost_archive_is_refused_and_not_stored(
+    cache_root: Path, mirror: Path, tmp_path: Path
+) -> None:
     bad = tmp_path / "boost_1_79_0.tar.gz"
     bad.write_bytes(b"not boost")
     with pytest.raises(SourcesError) as info:
@@ -125,8 +138,9 @@ def test_unreachable_boost_mirror_names_alternatives(cache_root: Path, mirror: P
     assert not any((cache_root / "sources").glob("**/.boost*"))
 
 
-def test_unreachable_git_names_the_mirror_fix(cache_root: Path, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_git_names_the_mirror_fix(
+    cache_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "gitconfig"
     config.write_text(f'[url "file://{tmp_path}/empty/"]\n\tinsteadOf = https://github.com/\n')
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
@@ -145,7 +159,7 @@ def test_import_refuses_wrong_branch_and_leaves_cache_empty(cache_root: Path, tm
     for name in ("python_backend", "common", "core", "backend"):
         _repo(FIXTURE_SOURCES / name, layout / name, "r24.10")
     _git("checkout", "-q", "r24.10", cwd=layout / "python_backend")
-    with pytest.raises(SourcesError, match="is on branch main, not r24.10"):
+    with pytest.raises(SourcesError, match=r"is on branch main, not r24\.10"):
         sources.import_sources("24.10", layout)
     assert not (cache_root / "sources" / "triton").exists()
 

@@ -53,7 +53,9 @@ def test_shims_are_never_reported(tmp_path: Path) -> None:
     shims.mkdir()
     real = interpreter("3.10")
     (shims / "python3").symlink_to(real.executable)
-    found = pythons.candidates({"PATH": str(shims), "PYENV_ROOT": str(tmp_path / "none"), "HOME": str(tmp_path)})
+    found = pythons.candidates(
+        {"PATH": str(shims), "PYENV_ROOT": str(tmp_path / "none"), "HOME": str(tmp_path)}
+    )
     assert found == []
 
 
