@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +65,24 @@ def builds_dir() -> Path:
 
 
 @contextlib.contextmanager
-def locked(name: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+def locked(
+    name: str, timeout: float = LOCK_TIMEOUT_S, on_wait: Callable[[], None] | None = None
+) -> Iterator[None]:
     """Serialise work on one key across processes; a second build of the same key waits here."""
     lock_dir = root() / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(str(lock_dir / f"{name}.lock"))
     try:
-        with lock.acquire(timeout=timeout):
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            if on_wait is not None:
+                on_wait()
+            lock.acquire(timeout=timeout)
+        try:
             yield
+        finally:
+            lock.release()
     except filelock.Timeout as exc:
         raise StubforgeError(
             f"another stubforge process holds the lock {lock.lock_file} for more than {timeout:.0f} s",

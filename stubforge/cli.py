@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 import time
 import traceback
@@ -227,6 +228,9 @@ class _BuildReporter:
 @click.option("--jobs", "-j", type=int, default=0, help="Parallel compile jobs (default: all cores).")
 @click.option("--mode", type=click.Choice(stub_mod.MODES), default="auto", show_default=True)
 @click.option("--force", is_flag=True, help="Rebuild even when the artifact is cached.")
+@click.option(
+    "--cmake-arg", "cmake_args", multiple=True, help="Extra CMake option, e.g. -DCMAKE_CXX_COMPILER=g++-12."
+)
 @click.option("-q", "--quiet", is_flag=True)
 @json_option
 @handle_errors
@@ -240,6 +244,7 @@ def build_cmd(
     jobs: int,
     mode: str,
     force: bool,
+    cmake_args: tuple[str, ...],
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -253,6 +258,7 @@ def build_cmd(
         jobs=jobs,
         force=force,
         mode=mode,
+        cmake_args=cmake_args,
     )
     # Resolve every interpreter first: a typo in the third --python must not cost two builds.
     interps = [pythons.resolve(spec, require_buildable=True) for spec in python_specs]
@@ -289,7 +295,13 @@ def stubs_cmd(as_json: bool) -> None:
         )
 
 
+def _terminated(_signum: int, _frame: object) -> None:
+    # SIGTERM (docker stop, kill) unwinds like Ctrl-C, so build trees and staging dirs are removed.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     cli(prog_name="stubforge")
 
 

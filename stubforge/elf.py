@@ -10,6 +10,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
+from elftools.elf.sections import SymbolTableSection
 
 from stubforge.errors import StubforgeError
 
@@ -72,5 +73,18 @@ def read(path: Path) -> ElfInfo:
                 rpath=rpath,
                 floors={k: f"{k}_{v}" for k, v in sorted(floors.items())},
             )
+    except (OSError, ELFError) as exc:
+        raise StubforgeError(f"{path}: not a readable ELF binary ({exc})", hint="rebuild the stub") from exc
+
+
+def exported_symbols(path: Path) -> set[str]:
+    """Names the binary defines in its dynamic symbol table (what `nm -D --defined-only` lists)."""
+    try:
+        with open(path, "rb") as fh:
+            elf = ELFFile(fh)
+            table = elf.get_section_by_name(".dynsym")
+            if not isinstance(table, SymbolTableSection):
+                return set()
+            return {sym.name for sym in table.iter_symbols() if sym.name and sym["st_shndx"] != "SHN_UNDEF"}
     except (OSError, ELFError) as exc:
         raise StubforgeError(f"{path}: not a readable ELF binary ({exc})", hint="rebuild the stub") from exc

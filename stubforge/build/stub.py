@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import platform
 import shutil
@@ -31,6 +32,7 @@ class BuildOptions:
     jobs: int = 0  # 0: all cores
     force: bool = False
     mode: str = "auto"
+    cmake_args: tuple[str, ...] = ()  # extra -D options, appended last (they win)
 
 
 @dataclass
@@ -54,11 +56,21 @@ class BuildResult:
 
 
 def artifact_key(
-    branch: str, interp: pythons.Interpreter, gpu: bool, pybind11: str, boost: str, arch: str | None = None
+    branch: str,
+    interp: pythons.Interpreter,
+    gpu: bool,
+    pybind11: str,
+    boost: str,
+    arch: str | None = None,
+    cmake_args: tuple[str, ...] = (),
 ) -> str:
     major, minor, _ = interp.version_tuple
     arch = arch or platform.machine()
-    return f"{branch}-cp{major}{minor}-{arch}-{'gpu' if gpu else 'cpu'}-pybind11_{pybind11}-boost_{boost}"
+    key = f"{branch}-cp{major}{minor}-{arch}-{'gpu' if gpu else 'cpu'}-pybind11_{pybind11}-boost_{boost}"
+    if cmake_args:
+        # Extra CMake options make another binary: give it its own key.
+        key += "-x" + hashlib.sha256("\0".join(cmake_args).encode()).hexdigest()[:10]
+    return key
 
 
 def numpy2_warning(interp: pythons.Interpreter, pybind11: str) -> str | None:
@@ -105,14 +117,22 @@ def build_one(
     srcs = sources_mod.resolve(
         options.triton, pybind11=options.pybind11, source=options.source, boost=options.boost
     )
-    key = artifact_key(srcs.release.branch, interp, options.gpu, srcs.pybind11.version, srcs.boost.version)
+    key = artifact_key(
+        srcs.release.branch,
+        interp,
+        options.gpu,
+        srcs.pybind11.version,
+        srcs.boost.version,
+        cmake_args=options.cmake_args,
+    )
     final_dir = cache.stubs_dir() / key
     warnings = list(srcs.warnings)
     warning = numpy2_warning(interp, srcs.pybind11.version)
     if warning:
         warnings.append(warning)
 
-    with cache.locked(key):
+    with cache.locked(key, on_wait=lambda: report("wait", f"another stubforge process is building {key}")):
+        _remove_stale_build_dirs(key)
         if not options.force and _complete(final_dir):
             manifest = cache.read_json(final_dir / cache.MANIFEST_NAME)
             return BuildResult(
@@ -122,6 +142,12 @@ def build_one(
     return BuildResult(
         key, final_dir / cache.STUB_NAME, manifest, False, time.monotonic() - started, warnings
     )
+
+
+def _remove_stale_build_dirs(key: str) -> None:
+    """Build trees of this key left by a killed process (we hold the key's lock, so none is in use)."""
+    for stale in cache.builds_dir().glob(f"{key}.*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _complete(artifact: Path) -> bool:
@@ -158,6 +184,7 @@ def _build_and_store(
                 cmake=cmake_tool,
                 ninja=ninja,
                 log_path=log_path,
+                extra_args=list(options.cmake_args),
             )
             report("mode", mode)
             try:

@@ -345,8 +345,8 @@ def configure_and_build(plan: Plan, progress: ProgressFn = _silent) -> CompileRe
     if rc != 0:
         raise CompileFailed(
             f"compiling {STUB_TARGET} for Python {plan.interpreter.version} failed (exit {rc})",
-            hint=_hint_for(log_tail(plan.log_path, 200)) or f"the full log is {plan.log_path}",
-            details=log_tail(plan.log_path, 25),
+            hint=_hint_for(log_tail(plan.log_path, 200)) or "read the compiler's error above",
+            details=f"{log_tail(plan.log_path, 25)}\n(full log: {plan.log_path})",
         )
     return CompileResult(configure_s=configure_s, build_s=build_s, compiler=compiler_of(plan.build_dir))
 
@@ -382,12 +382,11 @@ def _hint_for(text: str) -> str:
 
 def configure_error(log: Path, plan: Plan) -> BuildError:
     tail = log_tail(log, 200)
-    hint = _hint_for(tail) or f"the full log is {log}"
     return BuildError(
         f"cmake could not configure python_backend {plan.sources.release.branch} "
         f"for Python {plan.interpreter.version}",
-        hint=hint,
-        details=log_tail(log, 25),
+        hint=_hint_for(tail) or "read CMake's error above",
+        details=f"{log_tail(log, 25)}\n(full log: {log})",
     )
 
 

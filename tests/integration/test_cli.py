@@ -147,3 +147,43 @@ def test_pythons_lists_explicit_path(cache_root: Path) -> None:
     py = pythons.resolve("3.8")
     proc = stubforge("pythons", "--python", py.executable, env_cache=cache_root)
     assert proc.returncode == 0 and py.version in proc.stdout
+
+
+def test_missing_system_library_gets_the_apt_line(imported: Path) -> None:
+    # Hide the system's include and library dirs from CMake's find_* calls: exactly what a machine
+    # without zlib1g-dev looks like to python_backend's find_package(ZLIB REQUIRED).
+    hide = "-DCMAKE_IGNORE_PATH=/usr/include;/usr/lib/x86_64-linux-gnu;/usr/lib/aarch64-linux-gnu;/usr/lib"
+    proc = stubforge("build", "--python", "3.8", "--cmake-arg", hide, env_cache=imported)
+    assert proc.returncode == 3, proc.stderr
+    assert "error: cmake could not configure python_backend r24.10 for Python 3.8" in proc.stderr
+    assert "Could NOT find ZLIB" in proc.stderr  # the log tail
+    assert "hint: install the missing build dependency: apt-get install -y zlib1g-dev" in proc.stderr
+    assert "(full log: " in proc.stderr
+    assert json.loads(stubforge("stubs", "--json", env_cache=imported).stdout) == []
+
+
+def test_lock_waiter_is_told_and_proceeds(cache_root: Path, tmp_path: Path) -> None:
+    from stubforge import cache
+
+    marker = tmp_path / "holder-done"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, pathlib; from stubforge import cache\n"
+            "with cache.locked('k'):\n"
+            "    print('held', flush=True); time.sleep(1.0); pathlib.Path(sys.argv[1]).touch()",
+            str(marker),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, STUBFORGE_CACHE=str(cache_root)),
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    waited: list[bool] = []
+    with cache.locked("k", on_wait=lambda: waited.append(True)):
+        # We only get here once the holder finished its work inside the lock.
+        assert marker.exists()
+    holder.wait(timeout=30)
+    assert waited == [True]
+    assert holder.returncode == 0

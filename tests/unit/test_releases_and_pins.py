@@ -59,3 +59,14 @@ def test_googletest_pin_comes_from_common_as_a_commit_archive() -> None:
     decl = pins.googletest_pin(FIXTURE_SOURCES / "common")
     assert decl is not None
     assert pins.commit_of(decl) == "9406a60c7839052e4944ea4dbc8344762a89f9bd"
+
+
+def test_too_old_cmake_names_what_to_install() -> None:
+    from stubforge.build import upstream
+    from stubforge.errors import BuildError
+
+    with pytest.raises(BuildError) as info:
+        upstream.find_cmake("99.0")
+    assert "no CMake >= 99.0 found; found " in info.value.message
+    assert "pip install 'cmake>=99.0'" in info.value.hint
+    assert upstream.find_cmake("3.17").version_tuple >= (3, 17)
