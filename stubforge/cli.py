@@ -209,7 +209,7 @@ class _BuildReporter:
         if self.quiet:
             return
         elapsed = time.monotonic() - self.started
-        if step == "compile":
+        if step == "build":
             if detail == self.last_compile:
                 return
             self.last_compile = detail

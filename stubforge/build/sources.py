@@ -167,18 +167,19 @@ def _lib_dir(kind: str, version: str) -> Path:
     return cache.sources_dir() / kind / version
 
 
-def _record_path(kind: str, version: str) -> Path:
+def _record_path(kind: str, version: str, form: str = "tree") -> Path:
     if kind in TRITON_REPOS:
         return _triton_dir(version) / f"{kind}.json"
-    return cache.sources_dir() / kind / f"{version}.json"
+    # A boost header tree and the boost tarball of one version are different inputs: separate records.
+    name = f"headers-{version}" if form == "headers" else version
+    return cache.sources_dir() / kind / f"{name}.json"
 
 
 def _save(record: Input) -> None:
-    cache.write_json_atomic(_record_path(record.kind, record.version), record.to_dict())
+    cache.write_json_atomic(_record_path(record.kind, record.version, record.form), record.to_dict())
 
 
-def _load(kind: str, version: str) -> Input | None:
-    path = _record_path(kind, version)
+def _load_file(path: Path) -> Input | None:
     if not path.is_file():
         return None
     try:
@@ -188,16 +189,16 @@ def _load(kind: str, version: str) -> Input | None:
     return record if Path(record.path).exists() else None
 
 
+def _load(kind: str, version: str) -> Input | None:
+    return _load_file(_record_path(kind, version))
+
+
 def _stored(kind: str) -> list[Input]:
     base = cache.sources_dir() / kind
     if not base.is_dir():
         return []
-    found = []
-    for record_file in sorted(base.glob("*.json")):
-        record = _load(kind, record_file.stem)
-        if record is not None:
-            found.append(record)
-    return found
+    found = (_load_file(record_file) for record_file in sorted(base.glob("*.json")))
+    return [record for record in found if record is not None]
 
 
 def _copy_tree(src: Path, dest: Path) -> None:
@@ -262,9 +263,8 @@ def boost_headers(include_root: Path, origin: str = "") -> Input:
 
 
 def save_boost_headers(record: Input) -> Input:
-    named = Input(**{**record.to_dict(), "version": f"headers-{record.version}"})
-    _save(named)
-    return named
+    _save(record)
+    return record
 
 
 # ---------------------------------------------------------------------------------------------- import
@@ -699,6 +699,6 @@ def list_sources() -> list[dict[str, object]]:
 
 
 def cached_libraries() -> dict[str, list[str]]:
-    return {
-        kind: [r.version for r in _stored(kind)] for kind in ("pybind11", "dlpack", "googletest", "boost")
-    }
+    libs = {kind: [r.version for r in _stored(kind)] for kind in ("pybind11", "dlpack", "googletest")}
+    libs["boost"] = [f"{r.version} ({r.form})" for r in _stored("boost")]
+    return libs

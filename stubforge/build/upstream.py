@@ -337,7 +337,7 @@ def configure_and_build(plan: Plan, progress: ProgressFn = _silent) -> CompileRe
         step = parse_progress(line)
         if step:
             n, total, text = step
-            progress("compile", f"{n}/{total} {_describe_step(text)}")
+            progress("build", f"{n}/{total} {_describe_step(text)}")
 
     started = time.monotonic()
     rc = run_logged(plan.build_args(), plan.log_path, BUILD_TIMEOUT_S, env, on_line)
