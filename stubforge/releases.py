@@ -30,6 +30,8 @@ class Release:
     launcher: str  # "bash" or "execv"
     # Unity build proven equivalent (symbols + behaviour in a real server) for this release (TRITON_FACTS §7).
     unity_proven: bool
+    # Files given a translation unit of their own in unity builds (the longest one, pb_stub.cc, ~20 s).
+    unity_solo: tuple[str, ...] = ()
 
     @property
     def yymm(self) -> str:

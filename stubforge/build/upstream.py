@@ -124,8 +124,20 @@ class Plan:
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
 
-    def boost_hook_path(self) -> Path:
-        return self.build_dir / "stubforge-boost.cmake"
+    # Sources compiled on their own in a unity build: the longest file runs beside the rest on a second core.
+    unity_solo: tuple[str, ...] = ()
+
+    def hook_path(self) -> Path:
+        return self.build_dir / "stubforge-project-hook.cmake"
+
+    def hook_text(self) -> str | None:
+        """CMake run inside python_backend's project() call, or None when nothing needs it."""
+        parts = []
+        if self.sources.boost.form == "headers":
+            parts.append(_boost_hook(self.sources.boost.path))
+        if self.unity and self.unity_solo:
+            parts.append(_unity_solo_hook(self.unity_solo))
+        return "include_guard(GLOBAL)\n" + "".join(parts) if parts else None
 
     def configure_args(self) -> list[str]:
         s = self.sources
@@ -163,9 +175,9 @@ class Plan:
         if self.unity:
             args += ["-DCMAKE_UNITY_BUILD=ON", f"-DCMAKE_UNITY_BUILD_BATCH_SIZE={UNITY_BATCH_SIZE}"]
         boost = s.boost
-        if boost.form == "headers":
-            args.append(f"-DCMAKE_PROJECT_{s.pins.project}_INCLUDE={self.boost_hook_path()}")
-        elif s.pins.boost and s.pins.boost.url_variable:
+        if self.hook_text() is not None:
+            args.append(f"-DCMAKE_PROJECT_{s.pins.project}_INCLUDE={self.hook_path()}")
+        if boost.form != "headers" and s.pins.boost and s.pins.boost.url_variable:
             args.append(f"-D{s.pins.boost.url_variable}=file://{boost.path}")
         return args + self.extra_args
 
@@ -184,8 +196,7 @@ class Plan:
 def _boost_hook(include_root: str) -> str:
     # Runs inside project(): ExternalProject is included here first, so python_backend's own include() is a
     # no-op and our ExternalProject_Add wins. Only `boostorg` is replaced; every other call is forwarded.
-    return f"""include_guard(GLOBAL)
-include(ExternalProject)
+    return f"""include(ExternalProject)
 function(ExternalProject_Add name)
   if(name STREQUAL "boostorg")
     file(CREATE_LINK "{include_root}/boost" "${{CMAKE_BINARY_DIR}}/boost" SYMBOLIC)
@@ -203,13 +214,24 @@ endfunction()
 """
 
 
+def _unity_solo_hook(sources: tuple[str, ...]) -> str:
+    # Source properties must be set after python_backend lists its sources: defer to the end of its
+    # top-level directory. The files stay in the target; they just get a translation unit of their own.
+    quoted = " ".join(f'"${{CMAKE_CURRENT_SOURCE_DIR}}/{src}"' for src in sources)
+    return (
+        "cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL set_source_files_properties "
+        f"{quoted} PROPERTIES SKIP_UNITY_BUILD_INCLUSION ON)\n"
+    )
+
+
 def prepare(plan: Plan) -> None:
     """Put boost where the release's CMakeLists expects it, before configure."""
     plan.build_dir.mkdir(parents=True, exist_ok=True)
     boost = plan.sources.boost
-    if boost.form == "headers":
-        plan.boost_hook_path().write_text(_boost_hook(boost.path))
-    elif not (plan.sources.pins.boost and plan.sources.pins.boost.url_variable):
+    hook = plan.hook_text()
+    if hook is not None:
+        plan.hook_path().write_text(hook)
+    if boost.form == "tarball" and not (plan.sources.pins.boost and plan.sources.pins.boost.url_variable):
         # Fixed-URL releases (r24.10): ExternalProject skips the download when the file is already in its
         # download dir with the pinned hash.
         download_dir = plan.build_dir / "boost-src" / "src"
