@@ -105,6 +105,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2, sort_keys=True)
             fh.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -122,6 +123,8 @@ def staging_dir(final: Path) -> Iterator[Path]:
     """A temp dir beside `final` that replaces it on success and disappears on any failure or Ctrl-C."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    # mkdtemp makes 0700; artifacts must be readable by other accounts (a tritonserver user).
+    os.chmod(tmp, 0o755)
     try:
         yield tmp
         if final.exists():

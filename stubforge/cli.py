@@ -88,7 +88,7 @@ def pythons_cmd(extra: tuple[str, ...], as_json: bool) -> None:
         lib = i.libpython or ("no" if not i.shared else "missing")
         click.echo(
             f"{i.version:<9} {lib:<56} {'yes' if i.has_headers else 'no':<7} {i.numpy or '-':<8} "
-            f"{i.source:<8} {i.real_path}"
+            f"{i.source:<8} {i.executable}"
         )
 
 

@@ -20,7 +20,11 @@ from stubforge.errors import PythonNotFound
 
 # Runs inside the candidate interpreter, which may be as old as 3.6: no walrus, no importlib.metadata.
 _PROBE = r"""
-import json, os, sys, sysconfig
+import json, os, sys
+if sys.version_info[0] < 3:
+    print(json.dumps({"version": "%d.%d.%d" % sys.version_info[:3], "implementation": "python2"}))
+    sys.exit(0)
+import sysconfig
 cv = sysconfig.get_config_var
 libdir = cv("LIBDIR") or ""
 soname = cv("INSTSONAME") or cv("LDLIBRARY") or ""
@@ -195,6 +199,11 @@ def _probe(path: Path) -> dict[str, Any]:
 
 
 def _from_probe(path: Path, source: str, info: dict[str, Any]) -> Interpreter:
+    if info["implementation"] == "python2":
+        raise PythonNotFound(
+            f"{path} is Python {info['version']}, which Triton's stub does not support",
+            hint="use CPython 3.6 or newer",
+        )
     if info["implementation"] != "cpython":
         raise PythonNotFound(
             f"{path}: {info['implementation']} is not CPython", hint="Triton's stub embeds CPython"
@@ -379,7 +388,7 @@ def resolve(spec: str, *, require_buildable: bool = False, env: dict[str, str] |
         )
     raise PythonNotFound(
         f"--python {spec} is ambiguous: {len(matches)} interpreters match",
-        hint="pass a full version (3.10.13) or the interpreter's path",
+        hint=f"pass a full version (e.g. {matches[0].version}) or the interpreter's path",
         details=_listing(matches),
     )
 

@@ -8,6 +8,7 @@ any directory), which is never copied.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -71,6 +72,16 @@ class SourceSet:
     pins: pins_mod.Pins
     warnings: list[str] = field(default_factory=list)
 
+    def fingerprint(self) -> str:
+        """Digest of every input's content (boost by version and tarball hash): equal fingerprints mean a
+        cached stub was built from exactly these sources, whatever paths or re-imports happened since."""
+        digest = hashlib.sha256()
+        for item in self.inputs():
+            digest.update(f"{item.kind}\0{item.version}\0{item.form}\0{item.sha256 or ''}\0".encode())
+            if item.form == "tree":
+                digest.update(tree_digest(Path(item.path)).encode())
+        return digest.hexdigest()
+
     def inputs(self) -> list[Input]:
         return [
             self.python_backend,
@@ -82,6 +93,22 @@ class SourceSet:
             self.googletest,
             self.boost,
         ]
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over the relative paths and contents of a source tree (.git excluded); ~50 ms for r24.10."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            if os.path.islink(path):
+                digest.update(os.readlink(path).encode())
+                continue
+            with open(path, "rb") as fh:
+                digest.update(fh.read())
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- versions
@@ -136,22 +163,32 @@ def boost_tarball_version(path: Path) -> str | None:
 def _git_commit(tree: Path) -> str | None:
     if not (tree / ".git").exists():
         return None
-    proc = subprocess.run(
-        ["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True, check=False, timeout=60
-    )
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # no git here: the checkout is still usable, its commit just goes unrecorded
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def _git_branch(tree: Path) -> str | None:
     if not (tree / ".git").exists():
         return None
-    proc = subprocess.run(
-        ["git", "-C", str(tree), "rev-parse", "--abbrev-ref", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "--abbrev-ref", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
     branch = proc.stdout.strip()
     return branch if proc.returncode == 0 and branch != "HEAD" else None
 
@@ -219,7 +256,7 @@ def _store_tree(kind: str, version: str, src: Path, origin: str, commit: str | N
     return record
 
 
-def store_boost_tarball(archive: Path, expected_sha256: str | None, origin: str) -> Input:
+def _check_tarball(archive: Path, expected_sha256: str | None) -> tuple[str, str]:
     version = boost_tarball_version(archive)
     if version is None:
         raise SourcesError(
@@ -232,6 +269,11 @@ def store_boost_tarball(archive: Path, expected_sha256: str | None, origin: str)
             f"{archive}: sha256 {digest} does not match the pinned {expected_sha256}",
             hint="the download is corrupt or not the genuine boost release; fetch it again or use a mirror",
         )
+    return version, digest
+
+
+def store_boost_tarball(archive: Path, expected_sha256: str | None, origin: str) -> Input:
+    version, digest = _check_tarball(archive, expected_sha256)
     dest_dir = _lib_dir("boost", version)
     with cache.staging_dir(dest_dir) as staging:
         shutil.copyfile(archive, staging / archive.name)
@@ -260,11 +302,6 @@ def boost_headers(include_root: Path, origin: str = "") -> Input:
             "libboost-dev, or site-packages/boost-headers' include dir)",
         )
     return Input(kind="boost", version=version, path=str(root), form="headers", origin=origin or str(root))
-
-
-def save_boost_headers(record: Input) -> Input:
-    _save(record)
-    return record
 
 
 # ---------------------------------------------------------------------------------------------- import
@@ -311,6 +348,11 @@ def import_sources(release_spec: str, from_dir: Path, progress: Progress = _quie
             libs.append((kind, version, tree))
     headers = boost_headers(from_dir / "boost") if (from_dir / "boost").is_dir() else None
     tarballs = sorted(from_dir.glob("boost_*.tar.gz"))
+    expected = pins.boost.sha256 if pins.boost else release.boost_sha256
+    pinned_version = _pinned_boost_version(pins, release)
+    for tarball in tarballs:
+        progress(f"check {tarball.name}")
+        _check_tarball(tarball, expected if boost_tarball_version(tarball) == pinned_version else None)
 
     for name in TRITON_REPOS:
         progress(f"import {name}")
@@ -319,14 +361,27 @@ def import_sources(release_spec: str, from_dir: Path, progress: Progress = _quie
     for kind, version, tree in libs:
         progress(f"import {kind} {version}")
         stored.append(_store_tree(kind, version, tree, f"import {tree}", _git_commit(tree)))
-    expected = pins.boost.sha256 if pins.boost else release.boost_sha256
     for tarball in tarballs:
         progress(f"import {tarball.name}")
-        pinned = expected if boost_tarball_version(tarball) == _pinned_boost_version(pins, release) else None
+        pinned = expected if boost_tarball_version(tarball) == pinned_version else None
         stored.append(store_boost_tarball(tarball, pinned, f"import {tarball}"))
     if headers is not None:
-        stored.append(save_boost_headers(headers))
+        progress(f"import boost headers {headers.version}")
+        stored.append(_store_boost_headers(headers))
     return stored
+
+
+def _store_boost_headers(headers: Input) -> Input:
+    """Copy an imported header tree into the store: the import directory may be a USB stick."""
+    dest = _lib_dir("boost", f"headers-{headers.version}")
+    with cache.staging_dir(dest) as staging:
+        # Follow symlinks: an import dir often links boost/ to a system tree.
+        shutil.copytree(Path(headers.path) / "boost", staging / "boost", symlinks=False)
+    record = Input(
+        kind="boost", version=headers.version, path=str(dest), form="headers", origin=headers.origin
+    )
+    _save(record)
+    return record
 
 
 def _pinned_boost_version(pins: pins_mod.Pins, release: releases.Release) -> str:

@@ -133,12 +133,15 @@ def build_one(
 
     with cache.locked(key, on_wait=lambda: report("wait", f"another stubforge process is building {key}")):
         _remove_stale_build_dirs(key)
-        if not options.force and _complete(final_dir):
-            manifest = cache.read_json(final_dir / cache.MANIFEST_NAME)
-            return BuildResult(
-                key, final_dir / cache.STUB_NAME, manifest, True, time.monotonic() - started, warnings
-            )
-        manifest = _build_and_store(interp, options, srcs, key, final_dir, report)
+        fingerprint = srcs.fingerprint()
+        cached = _cached_manifest(final_dir)
+        if not options.force and cached is not None:
+            if cached.get("sources_fingerprint") == fingerprint:
+                return BuildResult(
+                    key, final_dir / cache.STUB_NAME, cached, True, time.monotonic() - started, warnings
+                )
+            report("rebuild", "the cached stub was built from other sources (re-import or --source)")
+        manifest = _build_and_store(interp, options, srcs, key, final_dir, report, fingerprint)
     return BuildResult(
         key, final_dir / cache.STUB_NAME, manifest, False, time.monotonic() - started, warnings
     )
@@ -150,8 +153,14 @@ def _remove_stale_build_dirs(key: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _complete(artifact: Path) -> bool:
-    return (artifact / cache.STUB_NAME).is_file() and (artifact / cache.MANIFEST_NAME).is_file()
+def _cached_manifest(artifact: Path) -> dict[str, Any] | None:
+    if not (artifact / cache.STUB_NAME).is_file():
+        return None
+    try:
+        manifest = cache.read_json(artifact / cache.MANIFEST_NAME)
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def _build_and_store(
@@ -161,6 +170,7 @@ def _build_and_store(
     key: str,
     final_dir: Path,
     report: upstream.ProgressFn,
+    fingerprint: str,
 ) -> dict[str, Any]:
     started = time.monotonic()
     cmake_tool = upstream.find_cmake(srcs.pins.cmake_minimum)
@@ -204,11 +214,16 @@ def _build_and_store(
                 )
             report("verify", "")
             verify_started = time.monotonic()
-            verified = verify.verify(built, interp)
+            try:
+                verified = verify.verify(built, interp, label=f"the stub built for Python {interp.version}")
+            except BuildError as exc:
+                exc.hint = f"{exc.hint} (build log: {log_path})"
+                raise
             verify_s = time.monotonic() - verify_started
             manifest = _manifest(
                 interp, options, srcs, key, plan, result, verified, mode, attempts, log_path, jobs
             )
+            manifest["sources_fingerprint"] = fingerprint
             manifest["timings"] = {
                 "configure_s": round(result.configure_s, 2),
                 "build_s": round(result.build_s, 2),

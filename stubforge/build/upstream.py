@@ -271,6 +271,7 @@ def run_logged(
     args: list[str],
     log: Path,
     timeout: float,
+    label: str,
     env: dict[str, str] | None = None,
     on_line: Callable[[str], None] | None = None,
 ) -> int:
@@ -310,7 +311,7 @@ def run_logged(
         if timed_out.is_set():
             out.write(f"\nstubforge: killed after {timeout:.0f} s\n")
             raise BuildError(
-                f"`{os.path.basename(args[0])} {args[1]}` did not finish within {timeout:.0f} s",
+                f"{label} did not finish within {timeout:.0f} s",
                 hint=f"see {log}",
             )
         return proc.returncode
@@ -349,7 +350,7 @@ def configure_and_build(plan: Plan, progress: ProgressFn = _silent) -> CompileRe
         env.pop(name, None)
     started = time.monotonic()
     progress("configure", "")
-    rc = run_logged(plan.configure_args(), plan.log_path, CONFIGURE_TIMEOUT_S, env)
+    rc = run_logged(plan.configure_args(), plan.log_path, CONFIGURE_TIMEOUT_S, "cmake configure", env)
     configure_s = time.monotonic() - started
     if rc != 0:
         raise configure_error(plan.log_path, plan)
@@ -362,12 +363,12 @@ def configure_and_build(plan: Plan, progress: ProgressFn = _silent) -> CompileRe
             progress("build", f"{n}/{total} {_describe_step(text)}")
 
     started = time.monotonic()
-    rc = run_logged(plan.build_args(), plan.log_path, BUILD_TIMEOUT_S, env, on_line)
+    rc = run_logged(plan.build_args(), plan.log_path, BUILD_TIMEOUT_S, "cmake --build", env, on_line)
     build_s = time.monotonic() - started
     if rc != 0:
         raise CompileFailed(
             f"compiling {STUB_TARGET} for Python {plan.interpreter.version} failed (exit {rc})",
-            hint=_hint_for(log_tail(plan.log_path, 200)) or "read the compiler's error above",
+            hint=hint_for(log_tail(plan.log_path, 200), plan) or "read the compiler's error above",
             details=f"{log_tail(plan.log_path, 25)}\n(full log: {plan.log_path})",
         )
     return CompileResult(configure_s=configure_s, build_s=build_s, compiler=compiler_of(plan.build_dir))
@@ -380,34 +381,40 @@ def log_tail(path: Path, lines: int) -> str:
         return ""
 
 
-# What a missing system package looks like in CMake/compiler output, and the line that installs it.
+# What a missing system package looks like in CMake/compiler output, and the package that provides it.
 _MISSING = (
-    (re.compile(r"rapidjson", re.I), "rapidjson-dev"),
-    (re.compile(r"Could NOT find ZLIB|zlib\.h", re.I), "zlib1g-dev"),
-    (re.compile(r"archive\.h|-larchive|cannot find -larchive", re.I), "libarchive-dev"),
-    (re.compile(r"No CMAKE_CXX_COMPILER could be found|CMAKE_CXX_COMPILER.*not set", re.I), "g++"),
+    (
+        re.compile(r'provided by\s+"RapidJSON"|RapidJSONConfig\.cmake|rapidjson/\S+\.h: No such file', re.I),
+        "rapidjson-dev",
+    ),
+    (re.compile(r"Could NOT find ZLIB|zlib\.h: No such file"), "zlib1g-dev"),
+    (re.compile(r"archive(_entry)?\.h: No such file|cannot find -larchive"), "libarchive-dev"),
+    (re.compile(r"No CMAKE_CXX_COMPILER could be found|CMAKE_CXX_COMPILER.*not set"), "g++"),
 )
 
 
-def _hint_for(text: str) -> str:
+def _tool_output(text: str) -> str:
+    """The log without stubforge's own `$ command` lines, whose flags would match every pattern."""
+    return "\n".join(line for line in text.splitlines() if not line.startswith("$ "))
+
+
+def hint_for(text: str, plan: Plan | None = None) -> str:
+    output = _tool_output(text)
     for pattern, package in _MISSING:
-        if pattern.search(text):
+        if pattern.search(output):
             return f"install the missing build dependency: apt-get install -y {package}"
-    if "CUDAToolkit" in text:
-        return "this machine has no CUDA toolkit: build a CPU stub with --no-gpu"
-    if re.search(r"Compatibility with CMake < 3\.5 has been removed", text):
+    if plan is not None and plan.gpu and re.search(r"CUDA|TRITON_ENABLE_GPU", output):
+        return "a GPU stub needs the CUDA toolkit found by CMake; for a CPU stub build with --no-gpu"
+    if "Compatibility with CMake < 3.5 has been removed" in output:
         return f"CMake 4 needs -DCMAKE_POLICY_VERSION_MINIMUM={POLICY_VERSION_MINIMUM}; report this as a bug"
-    if "FETCHCONTENT_FULLY_DISCONNECTED" in text or "fully disconnected" in text.lower():
-        return "an input is missing from the source cache; run `stubforge sources list`"
     return ""
 
 
 def configure_error(log: Path, plan: Plan) -> BuildError:
-    tail = log_tail(log, 200)
     return BuildError(
         f"cmake could not configure python_backend {plan.sources.release.branch} "
         f"for Python {plan.interpreter.version}",
-        hint=_hint_for(tail) or "read CMake's error above",
+        hint=hint_for(log_tail(log, 200), plan) or "read CMake's error above",
         details=f"{log_tail(log, 25)}\n(full log: {log})",
     )
 

@@ -33,26 +33,29 @@ def probe(stub: Path, interpreter: Interpreter) -> subprocess.CompletedProcess[s
     )
 
 
-def verify(stub: Path, interpreter: Interpreter) -> dict[str, object]:
-    """Raise BuildError unless the stub links this interpreter's libpython and answers the probe."""
+def verify(stub: Path, interpreter: Interpreter, label: str | None = None) -> dict[str, object]:
+    """Raise BuildError unless the stub links this interpreter's libpython and answers the probe.
+
+    label names the stub in messages when its path is a scratch file that will be gone by then."""
+    name = label or str(stub)
     info = elf.read(stub)
     expected_machine = _MACHINES.get(platform.machine())
     if expected_machine and info.machine != expected_machine:
         raise BuildError(
-            f"{stub} is built for {info.machine}, this machine is {platform.machine()}",
+            f"{name} is built for {info.machine}, this machine is {platform.machine()}",
             hint="build natively on the target machine",
         )
     soname = interpreter.libpython_soname
     linked = [n for n in info.needed if n.startswith("libpython")]
     if soname not in info.needed:
         raise BuildError(
-            f"{stub} links {', '.join(linked) or 'no libpython'}, not {soname} of Python {interpreter.version}",
+            f"{name} links {', '.join(linked) or 'no libpython'}, not {soname} of Python {interpreter.version}",
             hint="CMake picked another interpreter; pass the interpreter's path with --python",
         )
     proc = probe(stub, interpreter)
     if proc.returncode != 1 or PROBE_MESSAGE not in proc.stderr:
         raise BuildError(
-            f"{stub} answered the no-argument probe with exit {proc.returncode} "
+            f"{name} answered the no-argument probe with exit {proc.returncode} "
             f"instead of exit 1 and {PROBE_MESSAGE!r}",
             hint="exit 127 means the loader could not find a library (see details); Triton would chmod "
             "such a stub to 0100 and fail",

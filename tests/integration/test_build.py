@@ -205,3 +205,33 @@ def test_unity_solo_file_gets_its_own_translation_unit(
     assert "triton-python-backend-stub.dir/Unity/unity_0_cxx.cxx.o" in log  # the rest, unified
     assert "src/pb_stub_utils.cc.o" not in log
     assert f"python={py38.version}" in run_stub(result.stub, py38, *NINE_ARGS)
+
+
+def test_changed_sources_are_not_a_cache_hit(
+    cache_root: Path, fixture_copy: Path, py38: pythons.Interpreter
+) -> None:
+    sources.import_sources("24.10", fixture_copy)
+    first = _build(py38)
+    # Re-importing identical sources keeps the artifact ...
+    sources.import_sources("24.10", fixture_copy)
+    assert _build(py38).cache_hit
+    # ... a changed python_backend does not, even under the same release and key.
+    pb_stub = fixture_copy / "python_backend" / "src" / "pb_stub.cc"
+    pb_stub.write_text(pb_stub.read_text() + "\n// patched\n")
+    sources.import_sources("24.10", fixture_copy)
+    rebuilt = _build(py38)
+    assert not rebuilt.cache_hit
+    assert rebuilt.key == first.key
+    assert rebuilt.manifest["sources_fingerprint"] != first.manifest["sources_fingerprint"]
+
+
+def test_source_override_builds_from_that_checkout(
+    imported: Path, fixture_copy: Path, py38: pythons.Interpreter
+) -> None:
+    cached = _build(py38)
+    pb_stub = fixture_copy / "python_backend" / "src" / "pb_stub.cc"
+    pb_stub.write_text(pb_stub.read_text() + "\n// local change\n")
+    local = _build(py38, source=fixture_copy / "python_backend")
+    assert not local.cache_hit
+    assert local.manifest["sources"]["python_backend"]["origin"].startswith("--source ")
+    assert local.manifest["sources_fingerprint"] != cached.manifest["sources_fingerprint"]

@@ -168,3 +168,19 @@ def test_import_missing_repo(cache_root: Path, tmp_path: Path) -> None:
     with pytest.raises(SourcesError) as info:
         sources.import_sources("24.10", tmp_path)
     assert "lacks python_backend/, common/, core/, backend/" in info.value.message
+
+
+def test_import_with_bad_tarball_stores_nothing(cache_root: Path, fixture_copy: Path) -> None:
+    (fixture_copy / "boost_1_79_0.tar.gz").write_bytes(b"truncated")
+    with pytest.raises(SourcesError, match="does not match the pinned"):
+        sources.import_sources("24.10", fixture_copy)
+    assert not (cache_root / "sources" / "triton").exists()
+
+
+def test_imported_header_tree_is_copied(cache_root: Path, fixture_copy: Path) -> None:
+    sources.import_sources("24.10", fixture_copy)
+    shutil.rmtree(fixture_copy)  # the USB stick is gone
+    resolved = sources.resolve("24.10", boost=None)
+    headers = [r for r in sources._stored("boost") if r.form == "headers"]
+    assert headers and Path(headers[0].path, "boost", "version.hpp").is_file()
+    assert resolved.boost.form == "tarball"  # the genuine pinned tarball still wins when present

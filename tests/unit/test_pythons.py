@@ -95,3 +95,11 @@ def test_interpreter_without_shared_libpython_is_refused() -> None:
         pythons.check_buildable(static)
     assert "no shared libpython" in info.value.message
     assert "--enable-shared" in info.value.hint
+
+
+def test_python2_is_named_unsupported() -> None:
+    candidates = sorted(Path(os.path.expanduser("~/.pyenv/versions")).glob("2.*/bin/python"))
+    if not candidates:
+        pytest.skip("no Python 2 on this machine")
+    with pytest.raises(PythonNotFound, match="which Triton's stub does not support"):
+        pythons.resolve(str(candidates[0]))
