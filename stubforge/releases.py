@@ -24,14 +24,12 @@ class Release:
     googletest: str
     boost: str  # boost version of the ExternalProject / TRITON_BOOST_URL download
     boost_sha256: str | None
-    boost_via_url_variable: bool  # r25.12+: TRITON_BOOST_URL; before: fixed URL, no override
+    boost_via_url_variable: bool  # r25.11+: TRITON_BOOST_URL; before: fixed URL, no override
     cmake_minimum: str
     # r24.10 and earlier start the stub through `bash -c` and probe it with no arguments first (TRITON_FACTS §1).
     launcher: str  # "bash" or "execv"
     # Unity build proven equivalent (symbols + behaviour in a real server) for this release (TRITON_FACTS §7).
     unity_proven: bool
-    # Files given a translation unit of their own in unity builds (the longest one, pb_stub.cc, ~20 s).
-    unity_solo: tuple[str, ...] = ()
 
     @property
     def yymm(self) -> str:
@@ -47,51 +45,44 @@ class Release:
 
 
 _BOOST_179_SHA256 = "273f1be93238a068aba4f9735a4a2b003019af067b9c183ed227780b8f36062c"
+_BOOST_180_SHA256 = "4b2136f98bdd1f5857f1c3dea9ac2018effe65286cf251534b6ae20cc45e1847"
 
 
-def _release(branch: str, triton: str | None, pybind11: str, **kw: object) -> Release:
-    base: dict[str, object] = {
-        "dlpack": "0.8",
-        "googletest": "1.13.0",
-        "boost": "1.79.0",
-        "boost_sha256": _BOOST_179_SHA256,
-        "boost_via_url_variable": False,
-        "cmake_minimum": "3.17",
-        "launcher": "bash",
-        "unity_proven": False,
-    }
-    base.update(kw)
-    return Release(branch=branch, triton_version=triton, pybind11=pybind11, **base)  # type: ignore[arg-type]
+def _server_version(yy: int, mm: int) -> str | None:
+    """Server 2.NN.0 of container YY.MM. One number per month through 25.06 (2.59.0) and again from 26.04
+    (2.68.0), both confirmed from release notes; one was skipped in between and 25.07–26.03 are unconfirmed."""
+    months = 12 * yy + mm
+    if months <= 12 * 25 + 6:
+        return f"2.{months - 247}.0"
+    if months >= 12 * 26 + 4:
+        return f"2.{months - 248}.0"
+    return None
 
 
-# Server versions: 23.12 = 2.41.0 and 24.10 = 2.51.0 were read off real images; monthly releases in between
-# advance the minor by one.
+def _known(yy: int, mm: int) -> Release:
+    """Facts read from every python_backend branch r23.12 … r26.07 (top-level CMakeLists)."""
+    months = 12 * yy + mm
+    url_variable = months >= 12 * 25 + 11  # r25.11+: boost 1.80 through TRITON_BOOST_URL
+    return Release(
+        branch=f"r{yy:02d}.{mm:02d}",
+        triton_version=_server_version(yy, mm),
+        pybind11="2.10.0" if months <= 12 * 24 + 10 else "2.12.0",  # r24.11 moved to v2.12.0
+        dlpack="0.8",
+        googletest="1.12.1",  # common pins an untagged commit (9406a60c); any googletest configures
+        boost="1.80.0" if url_variable else "1.79.0",
+        boost_sha256=_BOOST_180_SHA256 if url_variable else _BOOST_179_SHA256,
+        boost_via_url_variable=url_variable,
+        cmake_minimum="3.31.8" if months >= 12 * 25 + 8 else "3.17",
+        launcher="execv" if months >= 12 * 25 + 8 else "bash",
+        # Proven = same exported symbols as the plain build and identical answers in a real server.
+        unity_proven=(yy, mm) == (24, 10),
+    )
+
+
 KNOWN: dict[str, Release] = {
     r.branch: r
-    for r in (
-        _release("r23.12", "2.41.0", "2.10.0"),
-        _release("r24.01", "2.42.0", "2.10.0"),
-        _release("r24.02", "2.43.0", "2.10.0"),
-        _release("r24.03", "2.44.0", "2.10.0"),
-        _release("r24.04", "2.45.0", "2.10.0"),
-        _release("r24.05", "2.46.0", "2.10.0"),
-        _release("r24.06", "2.47.0", "2.10.0"),
-        _release("r24.07", "2.48.0", "2.10.0"),
-        _release("r24.08", "2.49.0", "2.10.0"),
-        _release("r24.09", "2.50.0", "2.10.0"),
-        _release("r24.10", "2.51.0", "2.10.0", unity_proven=True),
-        _release("r24.12", "2.53.0", "2.12.0"),
-        _release(
-            "r25.12",
-            None,
-            "2.12.0",
-            boost="1.80.0",
-            boost_sha256=None,
-            boost_via_url_variable=True,
-            cmake_minimum="3.31.8",
-            launcher="execv",
-        ),
-    )
+    for r in (_known(yy, mm) for yy in (23, 24, 25, 26) for mm in range(1, 13))
+    if "r23.12" <= r.branch <= "r26.07"
 }
 
 _BRANCH = re.compile(r"^r?(\d{2})\.(\d{2})$")

@@ -195,7 +195,6 @@ def _build_and_store(
                 ninja=ninja,
                 log_path=log_path,
                 extra_args=list(options.cmake_args),
-                unity_solo=srcs.release.unity_solo,
             )
             report("mode", mode)
             try:

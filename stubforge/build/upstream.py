@@ -124,20 +124,14 @@ class Plan:
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
 
-    # Sources compiled on their own in a unity build: the longest file runs beside the rest on a second core.
-    unity_solo: tuple[str, ...] = ()
-
     def hook_path(self) -> Path:
         return self.build_dir / "stubforge-project-hook.cmake"
 
     def hook_text(self) -> str | None:
-        """CMake run inside python_backend's project() call, or None when nothing needs it."""
-        parts = []
-        if self.sources.boost.form == "headers":
-            parts.append(_boost_hook(self.sources.boost.path))
-        if self.unity and self.unity_solo:
-            parts.append(_unity_solo_hook(self.unity_solo))
-        return "include_guard(GLOBAL)\n" + "".join(parts) if parts else None
+        """CMake run inside python_backend's project() call: only a boost header tree needs one."""
+        if self.sources.boost.form != "headers":
+            return None
+        return "include_guard(GLOBAL)\n" + _boost_hook(self.sources.boost.path)
 
     def configure_args(self) -> list[str]:
         s = self.sources
@@ -212,16 +206,6 @@ function(ExternalProject_Add name)
   cmake_language(EVAL CODE "_ExternalProject_Add(${{_sf_args}})")
 endfunction()
 """
-
-
-def _unity_solo_hook(sources: tuple[str, ...]) -> str:
-    # Source properties must be set after python_backend lists its sources: defer to the end of its
-    # top-level directory. The files stay in the target; they just get a translation unit of their own.
-    quoted = " ".join(f'"${{CMAKE_CURRENT_SOURCE_DIR}}/{src}"' for src in sources)
-    return (
-        "cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL set_source_files_properties "
-        f"{quoted} PROPERTIES SKIP_UNITY_BUILD_INCLUSION ON)\n"
-    )
 
 
 def prepare(plan: Plan) -> None:

@@ -189,24 +189,6 @@ def test_verify_rejects_a_binary_that_fails_the_probe(py38: pythons.Interpreter,
     assert "instead of exit 1" in info.value.message
 
 
-def test_unity_solo_file_gets_its_own_translation_unit(
-    imported: Path, py38: pythons.Interpreter, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import dataclasses
-
-    from stubforge import releases
-
-    release = dataclasses.replace(releases.KNOWN["r24.10"], unity_solo=("src/pb_stub.cc",))
-    monkeypatch.setitem(releases.KNOWN, "r24.10", release)
-    result = _build(py38)
-    log = (result.stub.parent / "build.log").read_text()
-    assert result.manifest["build"]["mode"] == "unity"
-    assert "triton-python-backend-stub.dir/src/pb_stub.cc.o" in log  # compiled alone
-    assert "triton-python-backend-stub.dir/Unity/unity_0_cxx.cxx.o" in log  # the rest, unified
-    assert "src/pb_stub_utils.cc.o" not in log
-    assert f"python={py38.version}" in run_stub(result.stub, py38, *NINE_ARGS)
-
-
 def test_changed_sources_are_not_a_cache_hit(
     cache_root: Path, fixture_copy: Path, py38: pythons.Interpreter
 ) -> None:

@@ -13,6 +13,28 @@ def test_release_specs(spec: str) -> None:
     assert releases.normalize(spec) == "r24.10"
 
 
+@pytest.mark.parametrize(
+    ("branch", "server", "pybind11", "boost", "url_variable", "cmake"),
+    [
+        ("r23.12", "2.41.0", "2.10.0", "1.79.0", False, "3.17"),
+        ("r24.10", "2.51.0", "2.10.0", "1.79.0", False, "3.17"),
+        ("r24.11", "2.52.0", "2.12.0", "1.79.0", False, "3.17"),
+        ("r25.06", "2.59.0", "2.12.0", "1.79.0", False, "3.17"),
+        ("r25.08", None, "2.12.0", "1.79.0", False, "3.31.8"),
+        ("r25.11", None, "2.12.0", "1.80.0", True, "3.31.8"),
+        ("r26.04", "2.68.0", "2.12.0", "1.80.0", True, "3.31.8"),
+        ("r26.07", "2.71.0", "2.12.0", "1.80.0", True, "3.31.8"),
+    ],
+)
+def test_release_table_matches_upstream_branches(
+    branch: str, server: str | None, pybind11: str, boost: str, url_variable: bool, cmake: str
+) -> None:
+    release = releases.KNOWN[branch]
+    assert (release.triton_version, release.pybind11, release.boost) == (server, pybind11, boost)
+    assert release.boost_via_url_variable is url_variable
+    assert release.cmake_minimum == cmake
+
+
 @pytest.mark.parametrize("spec", ["24.1", "main", "2.99.0", "v24.10"])
 def test_bad_release_specs(spec: str) -> None:
     with pytest.raises(ReleaseError) as info:
@@ -21,8 +43,9 @@ def test_bad_release_specs(spec: str) -> None:
 
 
 def test_unknown_release_uses_newest_older_knowledge_but_no_unity() -> None:
-    release = releases.get("26.07")
-    assert release.branch == "r26.07"
+    release = releases.get("26.09")
+    assert release.branch == "r26.09"
+    assert release.triton_version is None
     assert release.boost_via_url_variable
     assert not release.unity_proven
 
