@@ -276,6 +276,66 @@ def build_cmd(
         _emit_json([r.to_dict() for r in results])
 
 
+@cli.command("pack-env")
+@click.option("--python", "python_spec", required=True, help="3.8, 3.8.18, cp38 or an interpreter path.")
+@click.option("-r", "--requirement", "requirement_files", multiple=True, type=click.Path(path_type=Path))
+@click.option("--pip-arg", "pip_args", multiple=True, help="Extra pip install argument (repeatable).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write NAME.tar.gz.")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), help="Write a directory env.")
+@click.option("--prune", is_flag=True, help="Drop __pycache__, tests, headers and static libraries.")
+@click.option(
+    "--triton", default="24.10", show_default=True, help="Release the env runs under (numpy 2 rule)."
+)
+@click.option(
+    "--stub", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="The stub it runs with."
+)
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.option("-q", "--quiet", is_flag=True)
+@json_option
+@click.argument("packages", nargs=-1)
+@handle_errors
+def pack_env_cmd(
+    python_spec: str,
+    requirement_files: tuple[Path, ...],
+    pip_args: tuple[str, ...],
+    output: Path | None,
+    directory: Path | None,
+    prune: bool,
+    triton: str,
+    stub: Path | None,
+    force: bool,
+    quiet: bool,
+    as_json: bool,
+    packages: tuple[str, ...],
+) -> None:
+    """Create an execution environment for EXECUTION_ENV_PATH from a shared-library CPython.
+
+    PACKAGES are pip requirements (numpy is added when missing)."""
+    from stubforge.envs import packenv
+
+    options = packenv.PackOptions(
+        python=python_spec,
+        requirements=list(packages),
+        requirement_files=list(requirement_files),
+        pip_args=list(pip_args),
+        output=output,
+        directory=directory,
+        prune=prune,
+        force=force,
+        triton=triton,
+        stub=stub,
+    )
+    result = packenv.pack_env(options, progress=_progress_printer(quiet or as_json))
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    m = result.manifest
+    size = f"{m['size'] / 1e6:.1f} MB"
+    click.echo(
+        f"{result.path}  {result.kind}, Python {m['python']}, numpy {m['numpy']}, {size}, {m['seconds']}s"
+    )
+
+
 @cli.command("stubs")
 @json_option
 @handle_errors

@@ -9,7 +9,7 @@ from pathlib import Path
 from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
-from elftools.elf.gnuversions import GNUVerNeedSection
+from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
 from elftools.elf.sections import SymbolTableSection
 
 from stubforge.errors import StubforgeError
@@ -88,3 +88,79 @@ def exported_symbols(path: Path) -> set[str]:
             return {sym.name for sym in table.iter_symbols() if sym.name and sym["st_shndx"] != "SHN_UNDEF"}
     except (OSError, ELFError) as exc:
         raise StubforgeError(f"{path}: not a readable ELF binary ({exc})", hint="rebuild the stub") from exc
+
+
+def shorten_runpath(path: Path, new: str) -> str | None:
+    """Rewrite DT_RUNPATH (or DT_RPATH) in place to `new`, which must not be longer than the old value.
+
+    Editing the string inside .dynstr keeps every offset in the file valid, so no patchelf is needed for the
+    one edit envs need: pyenv's absolute `/root/.pyenv/versions/X/lib` becomes `$ORIGIN/../lib`.
+    Returns the old value, or None when the binary has neither tag."""
+    with open(path, "r+b") as fh:
+        elf = ELFFile(fh)
+        dynamic = elf.get_section_by_name(".dynamic")
+        dynstr = elf.get_section_by_name(".dynstr")
+        if not isinstance(dynamic, DynamicSection) or dynstr is None:
+            return None
+        for tag in dynamic.iter_tags():
+            if tag.entry.d_tag not in ("DT_RUNPATH", "DT_RPATH"):
+                continue
+            old = tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
+            if len(new.encode()) > len(old.encode()):
+                raise StubforgeError(
+                    f"{path}: cannot replace the run path {old!r} with the longer {new!r} in place",
+                    hint="report this; a relocatable env needs $ORIGIN/../lib",
+                )
+            start, end = tag.entry.d_val, tag.entry.d_val + len(old.encode())
+            if any(start < other <= end for other in _dynstr_references(elf) if other != start):
+                raise StubforgeError(
+                    f"{path}: its run path string is shared with another name; cannot edit it in place",
+                    hint="report this binary",
+                )
+            offset = dynstr["sh_offset"] + tag.entry.d_val
+            fh.seek(offset)
+            fh.write(new.encode() + b"\0" * (len(old.encode()) - len(new.encode()) + 1))
+            return old
+    return None
+
+
+def _dynstr_references(elf: ELFFile) -> set[int]:
+    """Every .dynstr offset something points at (tags, symbol names, version names)."""
+    refs: set[int] = set()
+    dynamic = elf.get_section_by_name(".dynamic")
+    if isinstance(dynamic, DynamicSection):
+        for tag in dynamic.iter_tags():
+            if tag.entry.d_tag in ("DT_NEEDED", "DT_SONAME", "DT_RPATH", "DT_RUNPATH"):
+                refs.add(tag.entry.d_val)
+    dynsym = elf.get_section_by_name(".dynsym")
+    if isinstance(dynsym, SymbolTableSection):
+        refs.update(sym.entry.st_name for sym in dynsym.iter_symbols())
+    for section in elf.iter_sections():
+        if isinstance(section, GNUVerNeedSection):
+            for verneed, aux_iter in section.iter_versions():
+                refs.add(verneed.entry.vn_file)
+                refs.update(aux.entry.vna_name for aux in aux_iter)
+    return refs
+
+
+def defined_versions(path: Path, family: str) -> str | None:
+    """The highest `<family>_x.y.z` version a shared library defines (e.g. GLIBCXX_3.4.30 for libstdc++)."""
+    best: str | None = None
+    try:
+        with open(path, "rb") as fh:
+            elf = ELFFile(fh)
+            for section in elf.iter_sections():
+                if not isinstance(section, GNUVerDefSection):
+                    continue
+                for _verdef, aux_iter in section.iter_versions():
+                    for aux in aux_iter:
+                        match = _VERSIONED.match(aux.name)
+                        if (
+                            match
+                            and match.group(1) == family
+                            and (best is None or _version_key(match.group(2)) > _version_key(best))
+                        ):
+                            best = match.group(2)
+    except (OSError, ELFError):
+        return None
+    return f"{family}_{best}" if best else None

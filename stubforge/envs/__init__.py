@@ -1,0 +1,1 @@
+"""Execution environments for EXECUTION_ENV_PATH: create, pack, inspect."""

@@ -1,0 +1,175 @@
+"""Create a self-contained execution environment from a shared-library CPython (TRITON_FACTS §3).
+
+The result is a relocatable copy of the interpreter's prefix: bin/python3 (run path rewritten to
+$ORIGIN/../lib), lib/libpythonX.Y.so.1.0, the stdlib without tests/idle/tkinter/ensurepip, and an empty
+site-packages into which pip installs the requested packages, run by the env's own interpreter with user and
+system site-packages shut out.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sysconfig
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from stubforge import elf, pythons
+from stubforge.envs import activate
+from stubforge.errors import StubforgeError
+
+PIP_TIMEOUT_S = 1800.0
+# Parts of the stdlib a model server never uses; together ~60% of a pyenv stdlib.
+_STDLIB_SKIP = {
+    "test",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "ensurepip",
+    "site-packages",
+    "__phello__",
+}
+_STDLIB_SKIP_PREFIX = ("config-",)  # the static libpython and its Makefile
+
+Progress = Callable[[str], None]
+
+
+class EnvError(StubforgeError):
+    """An environment could not be created, packed or validated."""
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def stdlib_dir(interp: pythons.Interpreter) -> Path:
+    return Path(interp.base_prefix) / "lib" / f"python{interp.minor}"
+
+
+def copy_interpreter(interp: pythons.Interpreter, dest: Path) -> None:
+    """Lay out bin/, lib/libpython and the stdlib of interp under dest (which must exist and be empty)."""
+    pythons.check_buildable(interp)  # a shared libpython is what Triton's stub loads from <env>/lib
+    assert interp.libpython is not None
+    bin_dir = dest / "bin"
+    lib_dir = dest / "lib"
+    bin_dir.mkdir()
+    lib_dir.mkdir()
+
+    exe_name = f"python{interp.minor}"
+    shutil.copy2(interp.real_path, bin_dir / exe_name)
+    # pyenv and python.org builds link libpython through an absolute RUNPATH; point it into the env.
+    elf.shorten_runpath(bin_dir / exe_name, "$ORIGIN/../lib")
+    for alias in ("python3", "python"):
+        (bin_dir / alias).symlink_to(exe_name)
+
+    libpython = Path(interp.libpython)
+    shutil.copy2(libpython, lib_dir / libpython.name)
+    short = libpython.name.split(".so")[0] + ".so"  # libpython3.8.so -> libpython3.8.so.1.0
+    if short != libpython.name:
+        (lib_dir / short).symlink_to(libpython.name)
+
+    source = stdlib_dir(interp)
+    if not (source / "os.py").is_file():
+        raise EnvError(f"{source}: no stdlib there (no os.py)", hint="pass a complete CPython installation")
+    target = lib_dir / source.name
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        if Path(directory) == source:
+            return {n for n in names if n in _STDLIB_SKIP or n.startswith(_STDLIB_SKIP_PREFIX)}
+        return {n for n in names if n in ("test", "tests") and Path(directory).name == "lib2to3"}
+
+    shutil.copytree(source, target, symlinks=True, ignore=ignore)
+    (target / "site-packages").mkdir()
+    activate.write(dest)
+
+
+def launcher_env(env_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables Triton r25.08+ sets before starting the stub (activate is not sourced there)."""
+    env = {k: v for k, v in (base or {}).items() if k not in ("PYTHONHOME", "PYTHONPATH")}
+    env["VIRTUAL_ENV"] = str(env_dir)
+    env["PATH"] = os.pathsep.join(p for p in (str(env_dir / "bin"), env.get("PATH", "/usr/bin:/bin")) if p)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (str(env_dir / "lib"), env.get("LD_LIBRARY_PATH")) if p
+    )
+    return env
+
+
+def _pip_environment() -> dict[str, str]:
+    """A clean environment for pip: index and proxy settings pass, anything that adds packages does not."""
+    keep = {"HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in keep or k.startswith("PIP_") or k.lower().endswith("_proxy")
+    }
+    env.pop("PIP_USER", None)
+    env.pop("PIP_TARGET", None)
+    env.pop("PIP_PREFIX", None)
+    env["PYTHONNOUSERSITE"] = "1"
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def base_pip(interp: pythons.Interpreter) -> Path:
+    """The base interpreter's own pip package: version-compatible with that Python by construction."""
+    purelib = Path(
+        subprocess.run(
+            [interp.executable, "-E", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+    )
+    pip_dir = purelib / "pip"
+    if not (pip_dir / "__main__.py").is_file():
+        raise EnvError(
+            f"{interp.executable} has no pip in {purelib}",
+            hint=f"install it once: {interp.executable} -m ensurepip",
+        )
+    return pip_dir
+
+
+def pip_install(
+    env_dir: Path,
+    interp: pythons.Interpreter,
+    requirements: Sequence[str],
+    requirement_files: Sequence[Path],
+    pip_args: Sequence[str],
+    log: Path,
+    progress: Progress = _quiet,
+) -> None:
+    """Install into the env with the env's own interpreter running the base interpreter's pip."""
+    if not requirements and not requirement_files:
+        return
+    pip_dir = base_pip(interp)
+    args = [str(env_dir / "bin" / "python3"), str(pip_dir), "install", "--no-warn-script-location"]
+    for req_file in requirement_files:
+        args += ["-r", str(req_file)]
+    args += [*pip_args, *requirements]
+    progress("pip install " + " ".join(args[4:]))
+    env = launcher_env(env_dir, _pip_environment())
+    with open(log, "a") as out:
+        out.write(f"$ {' '.join(args)}\n")
+        out.flush()
+        try:
+            proc = subprocess.run(
+                args, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=PIP_TIMEOUT_S, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise EnvError(f"pip did not finish within {PIP_TIMEOUT_S:.0f} s", hint=f"see {log}") from exc
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise EnvError(
+            f"pip could not install {' '.join(args[4:])} for Python {interp.version}",
+            hint="check the package names and versions for this Python; the pip output is above "
+            f"(full log: {log})",
+            details=tail,
+        )
+
+
+def host_python_paths() -> list[str]:
+    """Install locations of the interpreter running stubforge: nothing from them may appear in an env."""
+    paths = sysconfig.get_paths()
+    return sorted({os.path.realpath(paths[k]) for k in ("stdlib", "purelib", "platlib") if k in paths})

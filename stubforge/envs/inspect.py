@@ -1,0 +1,215 @@
+"""Prove an env works the way Triton will start it, before anything is written where the user looks."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stubforge import elf
+from stubforge.envs.create import EnvError, launcher_env
+
+PROBE_TIMEOUT_S = 120.0
+
+# Runs inside the env's python, which may be 3.6: no walrus, no f-string "=".
+_PROBE = r"""
+import json, os, sys, importlib
+wanted = json.loads(sys.argv[1])
+result = {"version": "%d.%d.%d" % sys.version_info[:3], "prefix": sys.prefix, "path": sys.path,
+          "executable": sys.executable, "imports": {}, "dists": {}}
+for name in wanted["imports"]:
+    try:
+        module = importlib.import_module(name)
+        result["imports"][name] = getattr(module, "__version__", "") or "ok"
+    except Exception as exc:
+        result["imports"][name] = "ERROR: %s: %s" % (type(exc).__name__, exc)
+try:
+    from importlib import metadata
+    for dist in metadata.distributions():
+        result["dists"][dist.metadata["Name"].lower().replace("_", "-")] = dist.version
+except ImportError:
+    import pkg_resources
+    for dist in pkg_resources.working_set:
+        result["dists"][dist.project_name.lower().replace("_", "-")] = dist.version
+with open("/proc/self/maps") as fh:
+    result["maps"] = sorted({line.split()[-1] for line in fh if "/" in line.split()[-1]})
+print(json.dumps(result))
+"""
+
+
+@dataclass
+class EnvReport:
+    version: str
+    prefix: str
+    packages: dict[str, str]
+    numpy: str | None
+    libpython: str
+    glibcxx_in_env: str | None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "python": self.version,
+            "prefix": self.prefix,
+            "packages": self.packages,
+            "numpy": self.numpy,
+            "libpython": self.libpython,
+            "glibcxx_in_env": self.glibcxx_in_env,
+            "warnings": self.warnings,
+        }
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_names(requirements: list[str]) -> list[str]:
+    """'numpy<2', 'Pillow[extra]>=9' -> ['numpy', 'pillow']; options and URLs are skipped."""
+    names = []
+    for req in requirements:
+        req = req.strip()
+        if not req or req.startswith(("-", "#")) or "://" in req:
+            continue
+        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
+        if match:
+            names.append(_canonical(match.group(0)))
+    return names
+
+
+def run_probe(env_dir: Path, imports: list[str], activate_with_bash: bool = False) -> dict[str, object]:
+    """Start the env's python exactly as the launcher would and report what it sees."""
+    python = env_dir / "bin" / "python3"
+    if not python.exists():
+        raise EnvError(f"{env_dir}: no bin/python3", hint="the env is incomplete; create it again")
+    payload = json.dumps({"imports": imports})
+    clean = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
+    # Looking must not change what is looked at: no __pycache__ written into a pruned env.
+    clean["PYTHONDONTWRITEBYTECODE"] = "1"
+    if activate_with_bash:
+        # r24.10: bash -c "source <env>/bin/activate && exec env LD_LIBRARY_PATH=<env>/lib:... <stub>"
+        script = f'source "{env_dir}/bin/activate" && exec python3 -c "$0" "$1"'
+        args = ["bash", "-c", script, _PROBE, payload]
+        env = clean
+    else:
+        args = [str(python), "-c", _PROBE, payload]
+        env = launcher_env(env_dir, clean)
+    try:
+        proc = subprocess.run(
+            args, capture_output=True, text=True, env=env, timeout=PROBE_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise EnvError(
+            f"{python} did not answer within {PROBE_TIMEOUT_S:.0f} s", hint="check the env"
+        ) from exc
+    if proc.returncode != 0:
+        raise EnvError(
+            f"{python} does not start the way Triton starts it (exit {proc.returncode})",
+            hint="the env is broken; create it again (an 'encodings' error means the stdlib is missing)",
+            details=proc.stderr.strip()[-2000:],
+        )
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert isinstance(data, dict)
+    return data
+
+
+def validate(
+    env_dir: Path,
+    *,
+    expected_python: str | None,
+    requirements: list[str],
+    numpy2_ok: bool,
+    numpy2_reason: str = "",
+    stub_glibcxx: str | None = None,
+) -> EnvReport:
+    """Raise EnvError unless the env is what Triton needs; warnings for what may still bite."""
+    minor_libs = sorted((env_dir / "lib").glob("libpython3*.so.1.0"))
+    if not minor_libs:
+        raise EnvError(
+            f"{env_dir}/lib has no libpython3.X.so.1.0",
+            hint="the stub loads libpython from <env>/lib: create the env from a shared-library CPython",
+        )
+    if not (env_dir / "bin" / "activate").is_file():
+        raise EnvError(f"{env_dir}/bin/activate is missing", hint="Triton r24.10 refuses an env without it")
+    wanted = requirement_names(requirements)
+    data = run_probe(env_dir, ["numpy"])
+    version = str(data["version"])
+    if expected_python and not (version == expected_python or version.startswith(expected_python + ".")):
+        raise EnvError(
+            f"the env's Python is {version}, not {expected_python}",
+            hint="create the env with the same Python version as the stub (--python)",
+        )
+    prefix = os.path.realpath(str(data["prefix"]))
+    if not prefix.startswith(os.path.realpath(env_dir)):
+        raise EnvError(
+            f"the env's python reports sys.prefix {prefix}, outside the env",
+            hint="a pyvenv.cfg or PYTHONHOME points elsewhere; recreate the env",
+        )
+    leaks = [p for p in data["path"] if p and os.path.isabs(p) and not os.path.realpath(p).startswith(prefix)]  # type: ignore[union-attr]
+    if leaks:
+        raise EnvError(
+            f"the env imports from outside itself: {', '.join(leaks)}",
+            hint="recreate the env; user site-packages must be off (PYTHONNOUSERSITE=1)",
+        )
+    imports = data["imports"]
+    assert isinstance(imports, dict)
+    numpy_version = imports.get("numpy")
+    if not numpy_version or str(numpy_version).startswith("ERROR"):
+        raise EnvError(
+            f"numpy does not import in the env ({numpy_version or 'not installed'})",
+            hint="triton_python_backend_utils imports numpy: add numpy to the requirements",
+        )
+    dists = data["dists"]
+    assert isinstance(dists, dict)
+    missing = [name for name in wanted if name not in {_canonical(k) for k in dists}]
+    if missing:
+        raise EnvError(
+            f"requested packages are not installed in the env: {', '.join(missing)}",
+            hint="check the pip output in the log",
+        )
+    if (
+        str(numpy_version).split(".")[0].isdigit()
+        and int(str(numpy_version).split(".")[0]) >= 2
+        and not numpy2_ok
+    ):
+        raise EnvError(
+            f"the env has numpy {numpy_version}, but {numpy2_reason}: every request would fail with "
+            "'output tensor shape does not match size of output'",
+            hint="pin numpy<2 in the requirements, or build the stub with --pybind11 2.12.0 and pass --stub",
+        )
+    report = EnvReport(
+        version=version,
+        prefix=prefix,
+        packages={_canonical(k): str(v) for k, v in sorted(dists.items())},
+        numpy=str(numpy_version),
+        libpython=str(minor_libs[0].relative_to(env_dir)),
+        glibcxx_in_env=_env_glibcxx(env_dir),
+    )
+    maps = [m for m in data.get("maps", []) if "libpython" in m]  # type: ignore[union-attr]
+    outside = [m for m in maps if not os.path.realpath(m).startswith(os.path.realpath(env_dir))]
+    if outside:
+        raise EnvError(
+            f"the env's python loaded {', '.join(outside)} from outside the env",
+            hint="the interpreter's run path points elsewhere; recreate the env",
+        )
+    if stub_glibcxx and report.glibcxx_in_env and _ver(report.glibcxx_in_env) < _ver(stub_glibcxx):
+        report.warnings.append(
+            f"the env's lib/libstdc++.so.6 provides up to {report.glibcxx_in_env}, the stub needs {stub_glibcxx}: "
+            "the stub will fail with 'GLIBCXX_... not found'; install a newer libstdcxx-ng in the env or remove "
+            "its libstdc++ so the system one is used"
+        )
+    return report
+
+
+def _ver(symbol: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", symbol))
+
+
+def _env_glibcxx(env_dir: Path) -> str | None:
+    """Highest GLIBCXX version the env's own libstdc++ defines (it shadows the system's), if it has one."""
+    libs = sorted((env_dir / "lib").glob("libstdc++.so.6*"))
+    if not libs:
+        return None
+    return elf.defined_versions(libs[0], "GLIBCXX")

@@ -1,0 +1,139 @@
+"""Write an env directory as a deterministic tar.gz, or prune it.
+
+Triton reads tar or tar+gzip only (libarchive with the gzip filter): `.tar.xz`, `.tar.bz2`, `.tar.zst` and
+`.zip` fail at load time with `archive_read_open_filename() failed.` (TRITON_FACTS §3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from stubforge.errors import StubforgeError
+
+# A fixed, non-zero timestamp (2020-01-01): some tools treat mtime 0 as "missing".
+FIXED_MTIME = 1577836800
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+_REFUSED = {
+    ".tar.xz": "xz",
+    ".txz": "xz",
+    ".tar.bz2": "bzip2",
+    ".tbz2": "bzip2",
+    ".tar.zst": "zstd",
+    ".zip": "zip",
+}
+
+
+def check_archive_name(path: Path) -> None:
+    name = path.name.lower()
+    if name.endswith(ARCHIVE_SUFFIXES):
+        return
+    for suffix, kind in _REFUSED.items():
+        if name.endswith(suffix):
+            raise StubforgeError(
+                f"{path}: Triton cannot read {kind} archives (it fails with 'archive_read_open_filename() failed.')",
+                hint=f"name it {name[: -len(suffix)]}.tar.gz, or use --dir for a directory env (fastest to load)",
+            )
+    raise StubforgeError(
+        f"{path}: an archive env must end in .tar.gz",
+        hint="use -o NAME.tar.gz, or --dir DIR for a directory env",
+    )
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Every path under root in a fixed order (sorted per directory, parents first); symlinks not followed."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        base = Path(dirpath)
+        for name in sorted(filenames + [d for d in dirnames if (base / d).is_symlink()]):
+            yield base / name
+        for name in dirnames:
+            if not (base / name).is_symlink():
+                yield base / name
+
+
+def _tarinfo(tar: tarfile.TarFile, path: Path, arcname: str) -> tarfile.TarInfo:
+    info = tar.gettarinfo(str(path), arcname=arcname)
+    info.mtime = FIXED_MTIME
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    # Keep only the permission bits that matter, so a umask on the packing machine changes nothing.
+    if info.isdir() or (info.isfile() and info.mode & stat.S_IXUSR):
+        info.mode = 0o755
+    elif info.isfile():
+        info.mode = 0o644
+    return info
+
+
+def write_archive(env_dir: Path, output: Path, compresslevel: int = 6) -> None:
+    """Pack env_dir's contents (not the dir itself) into output, atomically and byte-for-byte reproducibly."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    tmp = Path(tmp_name)
+    try:
+        with (
+            os.fdopen(fd, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            for path in _walk(env_dir):
+                info = _tarinfo(tar, path, path.relative_to(env_dir).as_posix())
+                if info.isfile():
+                    with open(path, "rb") as fh:
+                        tar.addfile(info, fh)
+                else:
+                    tar.addfile(info)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+_PRUNE_DIRS = {"__pycache__", "tests", "test"}
+_PRUNE_SUFFIXES = (".a", ".pyc", ".h", ".hpp")
+
+
+def prune(env_dir: Path) -> int:
+    """Remove bytecode caches, test suites, headers and static libraries; returns the bytes freed.
+
+    Kept: anything under lib/pythonX.Y top level named test (the stdlib's is already gone) is inside packages
+    only; numpy's own `testing` module stays because numpy imports it."""
+    freed = 0
+    for dirpath, dirnames, filenames in os.walk(env_dir, topdown=True):
+        base = Path(dirpath)
+        for name in list(dirnames):
+            if name in _PRUNE_DIRS and not (base / name).is_symlink():
+                freed += _size(base / name)
+                shutil.rmtree(base / name)
+                dirnames.remove(name)
+        for name in filenames:
+            path = base / name
+            if name.endswith(_PRUNE_SUFFIXES) and not path.is_symlink():
+                freed += path.stat().st_size
+                path.unlink()
+        if base.name == "include" and base.parent == env_dir:
+            freed += _size(base)
+            shutil.rmtree(base)
+            dirnames[:] = []
+    return freed
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def tree_size(path: Path) -> int:
+    return _size(path)

@@ -1,0 +1,196 @@
+"""`stubforge pack-env`: create, validate and write an execution environment (archive or directory)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stubforge import __version__, cache, elf, pythons, releases
+from stubforge.envs import create, inspect, pack
+from stubforge.envs.create import EnvError
+
+MANIFEST_SUFFIX = ".stubforge.json"  # beside an archive; inside a directory env as stubforge-env.json
+DIR_MANIFEST = "stubforge-env.json"
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class PackOptions:
+    python: str
+    requirements: list[str] = field(default_factory=list)  # pip requirement strings
+    requirement_files: list[Path] = field(default_factory=list)
+    pip_args: list[str] = field(default_factory=list)
+    output: Path | None = None  # NAME.tar.gz
+    directory: Path | None = None  # a directory env
+    prune: bool = False
+    force: bool = False
+    triton: str = "24.10"
+    stub: Path | None = None  # the stub the env will run with: its pybind11 decides numpy 2
+
+
+@dataclass
+class PackResult:
+    path: Path
+    kind: str  # archive | directory
+    manifest: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "kind": self.kind, "manifest": self.manifest}
+
+
+def _stub_manifest(stub: Path) -> dict[str, Any] | None:
+    sidecar = stub.parent / cache.MANIFEST_NAME
+    try:
+        data = cache.read_json(sidecar)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _numpy2_policy(options: PackOptions) -> tuple[bool, str]:
+    """Whether numpy 2 may be in the env, and why not."""
+    if options.stub is not None:
+        manifest = _stub_manifest(options.stub)
+        if manifest and manifest.get("pybind11"):
+            pyb = tuple(int(p) for p in str(manifest["pybind11"]).split(".")[:2])
+            return pyb >= (2, 12), f"the stub {options.stub} was built with pybind11 {manifest['pybind11']}"
+    release = releases.get(options.triton)
+    pyb = tuple(int(p) for p in release.pybind11.split(".")[:2])
+    return pyb >= (2, 12), f"Triton {release.yymm}'s stubs use pybind11 {release.pybind11}"
+
+
+def _check_output(options: PackOptions) -> Path:
+    if (options.output is None) == (options.directory is None):
+        raise EnvError(
+            "give exactly one of -o NAME.tar.gz and --dir DIR",
+            hint="-o for an archive, --dir for a directory",
+        )
+    target = options.output or options.directory
+    assert target is not None
+    if options.output is not None:
+        pack.check_archive_name(options.output)
+    if target.exists() and not options.force:
+        raise EnvError(f"{target} already exists", hint="pass --force to replace it")
+    parent = target.parent if str(target.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(parent, os.W_OK):
+        raise EnvError(f"{parent} is not writable", hint="choose another output location")
+    for req_file in options.requirement_files:
+        if not req_file.is_file():
+            raise EnvError(f"{req_file}: no such requirements file", hint="pass an existing file to -r")
+    return target
+
+
+def pack_env(options: PackOptions, progress: Progress = _quiet) -> PackResult:
+    started = time.monotonic()
+    target = _check_output(options)
+    interp = pythons.resolve(options.python, require_buildable=True)
+    if options.stub is not None:
+        _check_stub_matches(options.stub, interp)
+    numpy2_ok, numpy2_reason = _numpy2_policy(options)
+    requirements = list(options.requirements)
+    names = inspect.requirement_names(requirements + _file_requirements(options.requirement_files))
+    if "numpy" not in names:
+        # The backend utils import numpy; old stubs need numpy<2 (TRITON_FACTS §7).
+        requirements.append("numpy" if numpy2_ok else "numpy<2")
+
+    log = cache.logs_dir() / f"pack-env-{interp.minor}-{os.getpid()}-{int(time.time())}.log"
+    work_parent = target.parent
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=work_parent) as tmp:
+        env_dir = Path(tmp) / "env"
+        env_dir.mkdir()
+        progress(f"copy Python {interp.version} from {interp.base_prefix}")
+        create.copy_interpreter(interp, env_dir)
+        create.pip_install(
+            env_dir, interp, requirements, options.requirement_files, options.pip_args, log, progress
+        )
+        freed = 0
+        if options.prune:
+            freed = pack.prune(env_dir)
+            progress(f"pruned {freed / 1e6:.1f} MB")
+        progress("validate")
+        stub_glibcxx = _stub_glibcxx(options.stub)
+        report = inspect.validate(
+            env_dir,
+            expected_python=interp.version,
+            requirements=requirements + _file_requirements(options.requirement_files),
+            numpy2_ok=numpy2_ok,
+            numpy2_reason=numpy2_reason,
+            stub_glibcxx=stub_glibcxx,
+        )
+        for warning in report.warnings:
+            progress(f"warning: {warning}")
+        manifest: dict[str, Any] = {
+            "schema": 1,
+            "stubforge": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "python": report.version,
+            "source": {"kind": "interpreter", "executable": interp.executable, "prefix": interp.base_prefix},
+            "packages": report.packages,
+            "numpy": report.numpy,
+            "requirements": requirements,
+            "requirement_files": [str(p) for p in options.requirement_files],
+            "triton": releases.normalize(options.triton),
+            "pruned_bytes": freed,
+            "warnings": report.warnings,
+            "log": str(log),
+        }
+        if options.output is not None:
+            progress(f"write {options.output}")
+            pack.write_archive(env_dir, options.output)
+            manifest["size"] = options.output.stat().st_size
+            manifest["sha256"] = cache.sha256_of(options.output)
+            manifest["seconds"] = round(time.monotonic() - started, 2)
+            cache.write_json_atomic(options.output.with_name(options.output.name + MANIFEST_SUFFIX), manifest)
+            return PackResult(options.output, "archive", manifest)
+        assert options.directory is not None
+        manifest["size"] = pack.tree_size(env_dir)
+        manifest["seconds"] = round(time.monotonic() - started, 2)
+        cache.write_json_atomic(env_dir / DIR_MANIFEST, manifest)
+        _replace_dir(env_dir, options.directory)
+        return PackResult(options.directory, "directory", manifest)
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(new, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, final)
+
+
+def _file_requirements(files: list[Path]) -> list[str]:
+    lines: list[str] = []
+    for path in files:
+        lines += [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    return [line for line in lines if line]
+
+
+def _check_stub_matches(stub: Path, interp: pythons.Interpreter) -> None:
+    info = elf.read(stub)
+    linked = [n for n in info.needed if n.startswith("libpython")]
+    if interp.libpython_soname not in info.needed:
+        raise EnvError(
+            f"--stub {stub} links {', '.join(linked) or 'no libpython'}, but the env would be Python {interp.version}",
+            hint="use --python with the stub's Python version",
+        )
+
+
+def _stub_glibcxx(stub: Path | None) -> str | None:
+    if stub is None:
+        return None
+    return elf.read(stub).floors.get("GLIBCXX")

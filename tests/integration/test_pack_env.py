@@ -1,0 +1,161 @@
+"""pack-env with real interpreters, real pip and real numpy wheels; envs run the way Triton starts them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from stubforge import pythons
+from stubforge.envs import create, inspect, pack, packenv
+from stubforge.envs.create import EnvError
+from stubforge.errors import StubforgeError
+
+pytestmark = pytest.mark.slow
+
+
+def _run_in_env(env_dir: Path, bash_activate: bool) -> dict[str, object]:
+    return inspect.run_probe(env_dir, ["numpy"], activate_with_bash=bash_activate)
+
+
+def _assert_self_contained(env_dir: Path, base: pythons.Interpreter, data: dict[str, object]) -> None:
+    assert os.path.realpath(str(data["prefix"])) == os.path.realpath(env_dir)
+    imports = data["imports"]
+    assert isinstance(imports, dict) and not str(imports["numpy"]).startswith("ERROR")
+    base_prefix = os.path.realpath(base.base_prefix)
+    paths = [p for p in data["path"] if p]  # type: ignore[union-attr]
+    assert paths and not [p for p in paths if os.path.realpath(p).startswith(base_prefix)]
+    maps = data["maps"]
+    assert isinstance(maps, list)
+    assert any(m.endswith(f"lib/{Path(base.libpython or '').name}") for m in maps)
+    assert not [m for m in maps if m.startswith(base_prefix)], (
+        "a file of the build machine's Python was loaded"
+    )
+
+
+def test_py38_archive_works_after_extraction_both_launcher_styles(
+    cache_root: Path, tmp_path: Path, py38: pythons.Interpreter
+) -> None:
+    out = tmp_path / "model" / "env38.tar.gz"
+    result = packenv.pack_env(packenv.PackOptions(python="3.8", output=out))
+    assert result.kind == "archive" and out.is_file()
+    manifest = json.loads(out.with_name(out.name + packenv.MANIFEST_SUFFIX).read_text())
+    assert manifest["python"] == py38.version
+    assert manifest["numpy"].startswith("1.")  # r24.10 stubs: numpy<2 added automatically
+    assert manifest["sha256"] and manifest["size"] == out.stat().st_size
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        members = tar.getmembers()
+    assert "bin/activate" in names and "bin/python3" in names and "lib/libpython3.8.so.1.0" in names
+    assert all(m.mtime == pack.FIXED_MTIME and m.uid == 0 and m.uname == "" for m in members)
+    # Extract elsewhere, as Triton does into /tmp/python_env_XXXXXX/N.
+    extracted = tmp_path / "python_env_test" / "0"
+    extracted.mkdir(parents=True)
+    with tarfile.open(out) as tar:
+        tar.extractall(extracted)
+    for bash_activate in (True, False):  # r24.10 sources activate; r25.08+ only sets variables
+        data = _run_in_env(extracted, bash_activate)
+        assert data["version"] == py38.version
+        _assert_self_contained(extracted, py38, data)
+
+
+def test_py310_directory_env(cache_root: Path, tmp_path: Path, py310: pythons.Interpreter) -> None:
+    target = tmp_path / "out" / "env310"
+    result = packenv.pack_env(packenv.PackOptions(python="3.10", directory=target, prune=True))
+    assert result.kind == "directory" and (target / packenv.DIR_MANIFEST).is_file()
+    assert result.manifest["pruned_bytes"] > 0
+    assert not list(target.rglob("__pycache__"))
+    for bash_activate in (True, False):
+        data = _run_in_env(target, bash_activate)
+        assert data["version"] == py310.version
+        _assert_self_contained(target, py310, data)
+    # No leftovers beside the output.
+    assert sorted(p.name for p in target.parent.iterdir()) == ["env310"]
+
+
+def test_archives_are_reproducible(tmp_path: Path, py38: pythons.Interpreter) -> None:
+    env = tmp_path / "env"
+    env.mkdir()
+    create.copy_interpreter(py38, env)
+    first, second = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    pack.write_archive(env, first)
+    os.utime(env / "bin" / "activate", (1, 1))  # mtimes and owners on disk must not matter
+    pack.write_archive(env, second)
+    assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.mark.parametrize("name", ["env.tar.xz", "env.tar.bz2", "env.zip", "env.tar.zst", "env"])
+def test_unsupported_archive_names(cache_root: Path, tmp_path: Path, name: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(StubforgeError) as info:
+        packenv.pack_env(packenv.PackOptions(python="3.8", output=out / name))
+    assert ".tar.gz" in info.value.hint
+    assert list(out.iterdir()) == []
+
+
+def test_existing_output_needs_force(cache_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "env.tar.gz"
+    out.write_bytes(b"keep me")
+    with pytest.raises(EnvError, match="already exists"):
+        packenv.pack_env(packenv.PackOptions(python="3.8", output=out))
+    assert out.read_bytes() == b"keep me"
+
+
+def test_stub_of_another_python_is_refused(
+    cache_root: Path, tmp_path: Path, py310: pythons.Interpreter
+) -> None:
+    # A real ELF that links libpython3.10, standing in for a 3.10 stub.
+    with pytest.raises(EnvError, match=r"links libpython3\.10\.so\.1\.0, but the env would be Python 3\.8"):
+        packenv.pack_env(
+            packenv.PackOptions(python="3.8", output=tmp_path / "e.tar.gz", stub=Path(py310.real_path))
+        )
+
+
+def test_numpy2_with_an_r2410_stub_is_an_error(cache_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(EnvError) as info:
+        packenv.pack_env(
+            packenv.PackOptions(python="3.10", output=out / "e.tar.gz", requirements=["numpy>=2"])
+        )
+    assert "numpy 2" in info.value.message and "pybind11 2.10.0" in info.value.message
+    assert "numpy<2" in info.value.hint
+    assert list(out.iterdir()) == []
+
+
+def test_missing_requirements_file(cache_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(EnvError, match="no such requirements file"):
+        packenv.pack_env(
+            packenv.PackOptions(
+                python="3.8", output=tmp_path / "e.tar.gz", requirement_files=[tmp_path / "r.txt"]
+            )
+        )
+
+
+def test_interrupted_pack_leaves_nothing(cache_root: Path, tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stubforge", "pack-env", "--python", "3.8", "-o", str(out_dir / "e.tar.gz")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, STUBFORGE_CACHE=str(cache_root)),
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("pip install"):
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert list(out_dir.iterdir()) == []
