@@ -277,7 +277,8 @@ def build_cmd(
 
 
 @cli.command("pack-env")
-@click.option("--python", "python_spec", required=True, help="3.8, 3.8.18, cp38 or an interpreter path.")
+@click.option("--python", "python_spec", help="3.8, 3.8.18, cp38 or an interpreter path.")
+@click.option("--spec", type=click.Path(path_type=Path), help="A spec file such as envs/py38-numpy.toml.")
 @click.option("-r", "--requirement", "requirement_files", multiple=True, type=click.Path(path_type=Path))
 @click.option("--pip-arg", "pip_args", multiple=True, help="Extra pip install argument (repeatable).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write NAME.tar.gz.")
@@ -295,7 +296,8 @@ def build_cmd(
 @click.argument("packages", nargs=-1)
 @handle_errors
 def pack_env_cmd(
-    python_spec: str,
+    python_spec: str | None,
+    spec: Path | None,
     requirement_files: tuple[Path, ...],
     pip_args: tuple[str, ...],
     output: Path | None,
@@ -315,6 +317,7 @@ def pack_env_cmd(
 
     options = packenv.PackOptions(
         python=python_spec,
+        spec=spec,
         requirements=list(packages),
         requirement_files=list(requirement_files),
         pip_args=list(pip_args),

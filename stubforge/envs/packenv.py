@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import shutil
@@ -14,6 +15,7 @@ from typing import Any
 
 from stubforge import __version__, cache, elf, pythons, releases
 from stubforge.envs import create, inspect, pack
+from stubforge.envs import spec as spec_mod
 from stubforge.envs.create import EnvError
 
 MANIFEST_SUFFIX = ".stubforge.json"  # beside an archive; inside a directory env as stubforge-env.json
@@ -28,7 +30,8 @@ def _quiet(_: str) -> None:
 
 @dataclass
 class PackOptions:
-    python: str
+    python: str | None = None  # from the spec when not given
+    spec: Path | None = None
     requirements: list[str] = field(default_factory=list)  # pip requirement strings
     requirement_files: list[Path] = field(default_factory=list)
     pip_args: list[str] = field(default_factory=list)
@@ -93,9 +96,27 @@ def _check_output(options: PackOptions) -> Path:
     return target
 
 
+def _apply_spec(options: PackOptions) -> PackOptions:
+    if options.spec is None:
+        if not options.python:
+            raise EnvError("which Python? pass --python 3.X or --spec FILE", hint="e.g. --python 3.8")
+        return options
+    loaded = spec_mod.load(options.spec)
+    if options.python and options.python != loaded.python:
+        raise EnvError(
+            f"--python {options.python} contradicts {options.spec} (python = {loaded.python!r})",
+            hint="drop --python or change the spec",
+        )
+    return dataclasses.replace(
+        options, python=loaded.python, requirements=[*loaded.pip, *options.requirements]
+    )
+
+
 def pack_env(options: PackOptions, progress: Progress = _quiet) -> PackResult:
     started = time.monotonic()
     target = _check_output(options)
+    options = _apply_spec(options)
+    assert options.python is not None
     interp = pythons.resolve(options.python, require_buildable=True)
     if options.stub is not None:
         _check_stub_matches(options.stub, interp)
