@@ -279,6 +279,8 @@ def build_cmd(
 @cli.command("pack-env")
 @click.option("--python", "python_spec", help="3.8, 3.8.18, cp38 or an interpreter path.")
 @click.option("--spec", type=click.Path(path_type=Path), help="A spec file such as envs/py38-numpy.toml.")
+@click.option("--prefix", type=click.Path(path_type=Path), help="Pack this existing conda environment.")
+@click.option("--name", "conda_name", help="Pack the conda environment of this name (needs conda on PATH).")
 @click.option("-r", "--requirement", "requirement_files", multiple=True, type=click.Path(path_type=Path))
 @click.option("--pip-arg", "pip_args", multiple=True, help="Extra pip install argument (repeatable).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write NAME.tar.gz.")
@@ -298,6 +300,8 @@ def build_cmd(
 def pack_env_cmd(
     python_spec: str | None,
     spec: Path | None,
+    prefix: Path | None,
+    conda_name: str | None,
     requirement_files: tuple[Path, ...],
     pip_args: tuple[str, ...],
     output: Path | None,
@@ -318,6 +322,8 @@ def pack_env_cmd(
     options = packenv.PackOptions(
         python=python_spec,
         spec=spec,
+        prefix=prefix,
+        conda_name=conda_name,
         requirements=list(packages),
         requirement_files=list(requirement_files),
         pip_args=list(pip_args),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stubforge import __version__, cache, elf, pythons, releases
-from stubforge.envs import create, inspect, pack
+from stubforge.envs import condapack, create, inspect, pack
 from stubforge.envs import spec as spec_mod
 from stubforge.envs.create import EnvError
 
@@ -32,6 +32,8 @@ def _quiet(_: str) -> None:
 class PackOptions:
     python: str | None = None  # from the spec when not given
     spec: Path | None = None
+    prefix: Path | None = None  # an existing conda environment
+    conda_name: str | None = None
     requirements: list[str] = field(default_factory=list)  # pip requirement strings
     requirement_files: list[Path] = field(default_factory=list)
     pip_args: list[str] = field(default_factory=list)
@@ -115,11 +117,13 @@ def _apply_spec(options: PackOptions) -> PackOptions:
 def pack_env(options: PackOptions, progress: Progress = _quiet) -> PackResult:
     started = time.monotonic()
     target = _check_output(options)
+    if options.prefix is not None or options.conda_name is not None:
+        return _pack_conda(options, target, started, progress)
     options = _apply_spec(options)
     assert options.python is not None
     interp = pythons.resolve(options.python, require_buildable=True)
     if options.stub is not None:
-        _check_stub_matches(options.stub, interp)
+        _check_stub_matches(options.stub, interp.libpython_soname, interp.version)
     numpy2_ok, numpy2_reason = _numpy2_policy(options)
     requirements = list(options.requirements)
     names = inspect.requirement_names(requirements + _file_requirements(options.requirement_files))
@@ -128,8 +132,7 @@ def pack_env(options: PackOptions, progress: Progress = _quiet) -> PackResult:
         requirements.append("numpy" if numpy2_ok else "numpy<2")
 
     log = cache.logs_dir() / f"pack-env-{interp.minor}-{os.getpid()}-{int(time.time())}.log"
-    work_parent = target.parent
-    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=work_parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
         env_dir = Path(tmp) / "env"
         env_dir.mkdir()
         progress(f"copy Python {interp.version} from {interp.base_prefix}")
@@ -137,51 +140,112 @@ def pack_env(options: PackOptions, progress: Progress = _quiet) -> PackResult:
         create.pip_install(
             env_dir, interp, requirements, options.requirement_files, options.pip_args, log, progress
         )
-        freed = 0
-        if options.prune:
-            freed = pack.prune(env_dir)
-            progress(f"pruned {freed / 1e6:.1f} MB")
-        progress("validate")
-        stub_glibcxx = _stub_glibcxx(options.stub)
-        report = inspect.validate(
+        source = {"kind": "interpreter", "executable": interp.executable, "prefix": interp.base_prefix}
+        return _finish(
+            options,
             env_dir,
+            source=source,
             expected_python=interp.version,
             requirements=requirements + _file_requirements(options.requirement_files),
-            numpy2_ok=numpy2_ok,
-            numpy2_reason=numpy2_reason,
-            stub_glibcxx=stub_glibcxx,
+            numpy2=(numpy2_ok, numpy2_reason),
+            log=log,
+            started=started,
+            progress=progress,
         )
-        for warning in report.warnings:
-            progress(f"warning: {warning}")
-        manifest: dict[str, Any] = {
-            "schema": 1,
-            "stubforge": __version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "python": report.version,
-            "source": {"kind": "interpreter", "executable": interp.executable, "prefix": interp.base_prefix},
-            "packages": report.packages,
-            "numpy": report.numpy,
-            "requirements": requirements,
-            "requirement_files": [str(p) for p in options.requirement_files],
-            "triton": releases.normalize(options.triton),
-            "pruned_bytes": freed,
-            "warnings": report.warnings,
-            "log": str(log),
-        }
-        if options.output is not None:
-            progress(f"write {options.output}")
-            pack.write_archive(env_dir, options.output)
-            manifest["size"] = options.output.stat().st_size
-            manifest["sha256"] = cache.sha256_of(options.output)
-            manifest["seconds"] = round(time.monotonic() - started, 2)
-            cache.write_json_atomic(options.output.with_name(options.output.name + MANIFEST_SUFFIX), manifest)
-            return PackResult(options.output, "archive", manifest)
-        assert options.directory is not None
-        manifest["size"] = pack.tree_size(env_dir)
+
+
+def _pack_conda(options: PackOptions, target: Path, started: float, progress: Progress) -> PackResult:
+    if options.requirements or options.requirement_files or options.spec:
+        raise EnvError(
+            "--prefix/--name pack an existing conda environment as it is",
+            hint="install packages into it with conda or pip first, then pack it without -r/--spec/PACKAGES",
+        )
+    prefix = options.prefix or condapack.prefix_for_name(str(options.conda_name))
+    condapack.check_prefix(prefix)
+    version = condapack.python_version(prefix)
+    if options.python and not (version == options.python or version.startswith(options.python + ".")):
+        raise EnvError(
+            f"{prefix} has Python {version}, not {options.python}",
+            hint="pick the environment that matches the stub's Python, or drop --python",
+        )
+    if options.stub is not None:
+        soname = f"libpython{'.'.join(version.split('.')[:2])}.so.1.0"
+        _check_stub_matches(options.stub, soname, version)
+    log = cache.logs_dir() / f"pack-env-conda-{os.getpid()}-{int(time.time())}.log"
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
+        env_dir = Path(tmp) / "env"
+        progress(f"conda-pack {prefix}")
+        condapack.pack_to_directory(prefix, env_dir, log)
+        return _finish(
+            options,
+            env_dir,
+            source={"kind": "conda", "prefix": str(prefix)},
+            expected_python=version,
+            requirements=[],
+            numpy2=_numpy2_policy(options),
+            log=log,
+            started=started,
+            progress=progress,
+        )
+
+
+def _finish(
+    options: PackOptions,
+    env_dir: Path,
+    *,
+    source: dict[str, str],
+    expected_python: str,
+    requirements: list[str],
+    numpy2: tuple[bool, str],
+    log: Path,
+    started: float,
+    progress: Progress,
+) -> PackResult:
+    """Prune, validate, write the archive or directory and its manifest."""
+    freed = 0
+    if options.prune:
+        freed = pack.prune(env_dir)
+        progress(f"pruned {freed / 1e6:.1f} MB")
+    progress("validate")
+    report = inspect.validate(
+        env_dir,
+        expected_python=expected_python,
+        requirements=requirements,
+        numpy2_ok=numpy2[0],
+        numpy2_reason=numpy2[1],
+        stub_glibcxx=_stub_glibcxx(options.stub),
+    )
+    for warning in report.warnings:
+        progress(f"warning: {warning}")
+    manifest: dict[str, Any] = {
+        "schema": 1,
+        "stubforge": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": report.version,
+        "source": source,
+        "packages": report.packages,
+        "numpy": report.numpy,
+        "requirements": requirements,
+        "requirement_files": [str(p) for p in options.requirement_files],
+        "triton": releases.normalize(options.triton),
+        "pruned_bytes": freed,
+        "warnings": report.warnings,
+        "log": str(log),
+    }
+    if options.output is not None:
+        progress(f"write {options.output}")
+        pack.write_archive(env_dir, options.output)
+        manifest["size"] = options.output.stat().st_size
+        manifest["sha256"] = cache.sha256_of(options.output)
         manifest["seconds"] = round(time.monotonic() - started, 2)
-        cache.write_json_atomic(env_dir / DIR_MANIFEST, manifest)
-        _replace_dir(env_dir, options.directory)
-        return PackResult(options.directory, "directory", manifest)
+        cache.write_json_atomic(options.output.with_name(options.output.name + MANIFEST_SUFFIX), manifest)
+        return PackResult(options.output, "archive", manifest)
+    assert options.directory is not None
+    manifest["size"] = pack.tree_size(env_dir)
+    manifest["seconds"] = round(time.monotonic() - started, 2)
+    cache.write_json_atomic(env_dir / DIR_MANIFEST, manifest)
+    _replace_dir(env_dir, options.directory)
+    return PackResult(options.directory, "directory", manifest)
 
 
 def _replace_dir(new: Path, final: Path) -> None:
@@ -201,13 +265,13 @@ def _file_requirements(files: list[Path]) -> list[str]:
     return [line for line in lines if line]
 
 
-def _check_stub_matches(stub: Path, interp: pythons.Interpreter) -> None:
+def _check_stub_matches(stub: Path, soname: str | None, version: str) -> None:
     info = elf.read(stub)
     linked = [n for n in info.needed if n.startswith("libpython")]
-    if interp.libpython_soname not in info.needed:
+    if soname not in info.needed:
         raise EnvError(
-            f"--stub {stub} links {', '.join(linked) or 'no libpython'}, but the env would be Python {interp.version}",
-            hint="use --python with the stub's Python version",
+            f"--stub {stub} links {', '.join(linked) or 'no libpython'}, but the env would be Python {version}",
+            hint="use an env of the stub's Python version",
         )
 
 
