@@ -1,8 +1,9 @@
 """Existing conda environments, packed with conda-pack used as a library.
 
-conda-pack writes an uncompressed tar into a scratch dir; it is extracted there, validated as Triton will start
-it, and only then written as stubforge's deterministic tar.gz (or kept as a directory). conda-pack's own
-failure messages are turned into errors that say what to do (TRITON_FACTS §3, §9).
+conda-pack lays the env out in a scratch directory (its no-archive format, with its own bin/activate and
+conda-unpack); it is validated there as Triton will start it, and only then written as stubforge's
+deterministic tar.gz (or kept as a directory). conda-pack's failure messages become errors that say what to
+do (TRITON_FACTS §3, §9).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tarfile
 from pathlib import Path
 
 from stubforge.envs.create import EnvError
@@ -72,11 +72,10 @@ def check_prefix(prefix: Path) -> None:
 
 
 def pack_to_directory(prefix: Path, dest: Path, log: Path) -> None:
-    """conda-pack prefix and extract the result into dest (which must not exist)."""
+    """conda-pack prefix straight into dest (its no-archive format: no tar written and read back)."""
     import conda_pack
 
     check_prefix(prefix)
-    scratch = dest.parent / f".{dest.name}.condapack.tar"
     history = prefix / "conda-meta" / "history"
     created_history = False
     if not history.exists():
@@ -85,28 +84,19 @@ def pack_to_directory(prefix: Path, dest: Path, log: Path) -> None:
         created_history = True
     try:
         with open(log, "a") as out:
-            out.write(f"conda-pack {conda_pack.__version__} --prefix {prefix} -> {scratch}\n")
-        conda_pack.pack(prefix=str(prefix), output=str(scratch), format="tar", force=True, verbose=False)
+            out.write(f"conda-pack {conda_pack.__version__} --prefix {prefix} -> {dest}\n")
+        conda_pack.pack(prefix=str(prefix), output=str(dest), format="no-archive", force=True, verbose=False)
     except conda_pack.CondaPackException as exc:
         raise _explain(prefix, str(exc)) from exc
     finally:
         if created_history:
             history.unlink()
-    try:
-        dest.mkdir()
-        with tarfile.open(scratch) as tar:
-            _safe_extract(tar, dest)
-    finally:
-        scratch.unlink(missing_ok=True)
-
-
-def _safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
-    root = os.path.realpath(dest)
-    for member in tar.getmembers():
-        target = os.path.realpath(os.path.join(dest, member.name))
-        if not (target == root or target.startswith(root + os.sep)):
-            raise EnvError(f"conda-pack produced an entry outside the env: {member.name}", hint="report this")
-    tar.extractall(dest)
+    # conda-pack 0.9's no-archive writer leaves an empty mkstemp file at the top: it is not part of the env,
+    # and its random name would make two packs of one env differ.
+    for entry in dest.iterdir():
+        stray = entry.name.startswith("tmp") and entry.is_file() and entry.stat().st_size == 0
+        if stray and not (prefix / entry.name).exists():
+            entry.unlink()
 
 
 def _explain(prefix: Path, message: str) -> EnvError:

@@ -28,6 +28,9 @@ def test_conda_prefix_packs_and_runs_both_ways(
     result = packenv.pack_env(packenv.PackOptions(prefix=conda38, output=out, python="3.8"))
     assert result.manifest["source"] == {"kind": "conda", "prefix": str(conda38)}
     assert "six" in result.manifest["packages"] and result.manifest["numpy"].startswith("1.")
+    again = tmp_path / "out" / "again.tar.gz"
+    packenv.pack_env(packenv.PackOptions(prefix=conda38, output=again))
+    assert again.read_bytes() == out.read_bytes()  # one env, the same bytes
     with tarfile.open(out) as tar:
         names = set(tar.getnames())
     assert {"bin/activate", "bin/conda-unpack", "lib/libpython3.8.so.1.0"} <= names
