@@ -276,6 +276,44 @@ def build_cmd(
         _emit_json([r.to_dict() for r in results])
 
 
+def _show_config_write(written: Any) -> None:
+    if not written.changed:
+        click.echo(f"{written.path}: {written.key} already {written.value!r}", err=True)
+        return
+    was = f" (was {written.old_value!r})" if written.old_value is not None else ""
+    kept = f"; backup {written.backup}" if written.backup else ""
+    click.echo(f"{written.path}: {written.key} = {written.value!r}{was}{kept}", err=True)
+
+
+@cli.command("param")
+@click.argument("model_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("env", type=click.Path(path_type=Path))
+@click.option("--write", is_flag=True, help="Insert (or replace) the parameter in MODEL_DIR/config.pbtxt.")
+@click.option("--allow-host-path", is_flag=True, help="Allow an env outside the model dir (absolute path).")
+@click.option("--no-backup", is_flag=True, help="With --write: keep no config.pbtxt.bak.")
+@json_option
+@handle_errors
+def param_cmd(
+    model_dir: Path, env: Path, write: bool, allow_host_path: bool, no_backup: bool, as_json: bool
+) -> None:
+    """Print the EXECUTION_ENV_PATH block for ENV (an archive or directory env), or --write it."""
+    from stubforge import modelrepo
+
+    if not write:
+        value = modelrepo.plan_env_path(model_dir, env, allow_host_path=allow_host_path)
+        modelrepo.validate_env_path(model_dir, value)
+        if as_json:
+            _emit_json({"key": modelrepo.EXECUTION_ENV_PATH, "value": value})
+        else:
+            click.echo(modelrepo.param_block(value), nl=False)
+        return
+    written = modelrepo.set_env_path(model_dir, env, allow_host_path=allow_host_path, backup=not no_backup)
+    if as_json:
+        _emit_json(written.to_dict())
+        return
+    _show_config_write(written)
+
+
 @cli.command("pack-env")
 @click.option("--python", "python_spec", help="3.8, 3.8.18, cp38 or an interpreter path.")
 @click.option("--spec", type=click.Path(path_type=Path), help="A spec file such as envs/py38-numpy.toml.")
@@ -293,6 +331,16 @@ def build_cmd(
     "--stub", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="The stub it runs with."
 )
 @click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Model directory: pack into it (default MODEL/env.tar.gz) and set EXECUTION_ENV_PATH in its config.pbtxt.",
+)
+@click.option(
+    "--allow-host-path", is_flag=True, help="With --model: allow an env outside it (writes an absolute path)."
+)
+@click.option("--no-backup", is_flag=True, help="With --model: keep no config.pbtxt.bak.")
 @click.option("-q", "--quiet", is_flag=True)
 @json_option
 @click.argument("packages", nargs=-1)
@@ -310,6 +358,9 @@ def pack_env_cmd(
     triton: str,
     stub: Path | None,
     force: bool,
+    model_dir: Path | None,
+    allow_host_path: bool,
+    no_backup: bool,
     quiet: bool,
     as_json: bool,
     packages: tuple[str, ...],
@@ -333,11 +384,16 @@ def pack_env_cmd(
         force=force,
         triton=triton,
         stub=stub,
+        model_dir=model_dir,
+        allow_host_path=allow_host_path,
+        backup=not no_backup,
     )
     result = packenv.pack_env(options, progress=_progress_printer(quiet or as_json))
     if as_json:
         _emit_json(result.to_dict())
         return
+    if result.config is not None:
+        _show_config_write(result.config)
     m = result.manifest
     size = f"{m['size'] / 1e6:.1f} MB"
     click.echo(

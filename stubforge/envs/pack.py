@@ -16,31 +16,26 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from stubforge import modelrepo
 from stubforge.errors import StubforgeError
 
 # A fixed, non-zero timestamp (2020-01-01): some tools treat mtime 0 as "missing".
 FIXED_MTIME = 1577836800
+# What pack-env writes; modelrepo knows every format Triton can or cannot read.
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
-_REFUSED = {
-    ".tar.xz": "xz",
-    ".txz": "xz",
-    ".tar.bz2": "bzip2",
-    ".tbz2": "bzip2",
-    ".tar.zst": "zstd",
-    ".zip": "zip",
-}
 
 
 def check_archive_name(path: Path) -> None:
     name = path.name.lower()
     if name.endswith(ARCHIVE_SUFFIXES):
         return
-    for suffix, kind in _REFUSED.items():
-        if name.endswith(suffix):
-            raise StubforgeError(
-                f"{path}: Triton cannot read {kind} archives (it fails with 'archive_read_open_filename() failed.')",
-                hint=f"name it {name[: -len(suffix)]}.tar.gz, or use --dir for a directory env (fastest to load)",
-            )
+    kind = modelrepo.unsupported_archive(name)
+    if kind is not None:
+        stem = path.name[: -len(next(s for s in modelrepo.UNSUPPORTED_SUFFIXES if name.endswith(s)))]
+        raise StubforgeError(
+            f"{path}: Triton cannot read {kind} archives (it fails with 'archive_read_open_filename() failed.')",
+            hint=f"name it {stem}.tar.gz, or use --dir for a directory env (fastest to load)",
+        )
     raise StubforgeError(
         f"{path}: an archive env must end in .tar.gz",
         hint="use -o NAME.tar.gz, or --dir DIR for a directory env",

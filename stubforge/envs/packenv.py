@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stubforge import __version__, cache, elf, pythons, releases
+from stubforge import __version__, cache, elf, modelrepo, pythons, releases
 from stubforge.envs import condapack, create, inspect, pack
 from stubforge.envs import spec as spec_mod
 from stubforge.envs.create import EnvError
@@ -43,6 +43,11 @@ class PackOptions:
     force: bool = False
     triton: str = "24.10"
     stub: Path | None = None  # the stub the env will run with: its pybind11 decides numpy 2
+    model_dir: Path | None = (
+        None  # write EXECUTION_ENV_PATH into its config.pbtxt (output defaults inside it)
+    )
+    allow_host_path: bool = False
+    backup: bool = True
 
 
 @dataclass
@@ -50,9 +55,15 @@ class PackResult:
     path: Path
     kind: str  # archive | directory
     manifest: dict[str, Any]
+    config: modelrepo.WriteResult | None = None  # the config.pbtxt edit, with --model
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "kind": self.kind, "manifest": self.manifest}
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "manifest": self.manifest,
+            "config": self.config.to_dict() if self.config else None,
+        }
 
 
 def _stub_manifest(stub: Path) -> dict[str, Any] | None:
@@ -115,6 +126,23 @@ def _apply_spec(options: PackOptions) -> PackOptions:
 
 
 def pack_env(options: PackOptions, progress: Progress = _quiet) -> PackResult:
+    """Create or pack the env; with model_dir, also point its config.pbtxt at the result."""
+    if options.model_dir is not None:
+        if options.output is None and options.directory is None:
+            options = dataclasses.replace(options, output=options.model_dir / "env.tar.gz")
+        # Fail before a long pack: env outside the model dir, bad archive name, broken or duplicate config.
+        target = options.output or options.directory
+        assert target is not None
+        modelrepo.plan_env_path(options.model_dir, target, allow_host_path=options.allow_host_path)
+    result = _pack(options, progress)
+    if options.model_dir is not None:
+        result.config = modelrepo.set_env_path(
+            options.model_dir, result.path, allow_host_path=options.allow_host_path, backup=options.backup
+        )
+    return result
+
+
+def _pack(options: PackOptions, progress: Progress) -> PackResult:
     started = time.monotonic()
     target = _check_output(options)
     if options.prefix is not None or options.conda_name is not None:

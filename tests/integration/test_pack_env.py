@@ -159,3 +159,75 @@ def test_interrupted_pack_leaves_nothing(cache_root: Path, tmp_path: Path) -> No
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert list(out_dir.iterdir()) == []
+
+
+CONFIG = """name: "add_sub"
+backend: "python"
+# EXECUTION_ENV_PATH is set by stubforge below
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+"""
+
+
+def test_pack_env_into_model_writes_the_parameter(cache_root: Path, tmp_path: Path) -> None:
+    model = tmp_path / "add_sub"
+    (model / "1").mkdir(parents=True)
+    (model / "config.pbtxt").write_text(CONFIG)
+    result = packenv.pack_env(packenv.PackOptions(python="3.8", model_dir=model))
+    assert result.path == model / "env.tar.gz" and result.path.is_file()
+    text = (model / "config.pbtxt").read_text()
+    assert text.startswith(CONFIG)  # everything before is untouched, byte for byte
+    assert 'string_value: "$$TRITON_MODEL_DIRECTORY/env.tar.gz"' in text
+    assert (model / "config.pbtxt.bak").read_text() == CONFIG
+    # Packing again replaces the value, never duplicates it.
+    packenv.pack_env(packenv.PackOptions(python="3.8", model_dir=model, directory=model / "env", force=True))
+    again = (model / "config.pbtxt").read_text()
+    assert again.count("EXECUTION_ENV_PATH") == 2  # the comment and one parameter
+    assert 'string_value: "$$TRITON_MODEL_DIRECTORY/env"' in again
+
+
+def test_env_outside_the_model_is_refused_before_packing(cache_root: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.pbtxt").write_text(CONFIG)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stubforge",
+            "pack-env",
+            "--python",
+            "3.8",
+            "--model",
+            str(model),
+            "-o",
+            str(tmp_path / "elsewhere.tar.gz"),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, STUBFORGE_CACHE=str(cache_root)),
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "elsewhere.tar.gz").exists()
+    assert (model / "config.pbtxt").read_text() == CONFIG
+
+
+def test_param_prints_and_writes(tmp_path: Path, cache_root: Path) -> None:
+    model = tmp_path / "m"
+    env = model / "env"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "activate").write_text("")
+    (model / "config.pbtxt").write_text(CONFIG)
+    run = [sys.executable, "-m", "stubforge", "param", str(model), str(env)]
+    environ = dict(os.environ, STUBFORGE_CACHE=str(cache_root))
+    printed = subprocess.run(run, capture_output=True, text=True, env=environ, timeout=120, check=True)
+    assert 'key: "EXECUTION_ENV_PATH"' in printed.stdout and "$$TRITON_MODEL_DIRECTORY/env" in printed.stdout
+    assert (model / "config.pbtxt").read_text() == CONFIG  # printing changes nothing
+    subprocess.run([*run, "--write"], capture_output=True, text=True, env=environ, timeout=120, check=True)
+    assert "$$TRITON_MODEL_DIRECTORY/env" in (model / "config.pbtxt").read_text()
+    bad = subprocess.run(
+        [*run[:-1], str(tmp_path / "x.tar.xz")], capture_output=True, text=True, env=environ, timeout=120
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
