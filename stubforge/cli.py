@@ -319,6 +319,9 @@ def param_cmd(
 @click.option("--spec", type=click.Path(path_type=Path), help="A spec file such as envs/py38-numpy.toml.")
 @click.option("--prefix", type=click.Path(path_type=Path), help="Pack this existing conda environment.")
 @click.option("--name", "conda_name", help="Pack the conda environment of this name (needs conda on PATH).")
+@click.option(
+    "--venv", type=click.Path(path_type=Path), help="Pack this venv/virtualenv, made self-contained."
+)
 @click.option("-r", "--requirement", "requirement_files", multiple=True, type=click.Path(path_type=Path))
 @click.option("--pip-arg", "pip_args", multiple=True, help="Extra pip install argument (repeatable).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write NAME.tar.gz.")
@@ -350,6 +353,7 @@ def pack_env_cmd(
     spec: Path | None,
     prefix: Path | None,
     conda_name: str | None,
+    venv: Path | None,
     requirement_files: tuple[Path, ...],
     pip_args: tuple[str, ...],
     output: Path | None,
@@ -375,6 +379,7 @@ def pack_env_cmd(
         spec=spec,
         prefix=prefix,
         conda_name=conda_name,
+        venv=venv,
         requirements=list(packages),
         requirement_files=list(requirement_files),
         pip_args=list(pip_args),

@@ -84,6 +84,21 @@ def copy_interpreter(interp: pythons.Interpreter, dest: Path) -> None:
     activate.write(dest)
 
 
+def copy_site_packages(source: Path, env_dir: Path, interp: pythons.Interpreter) -> None:
+    """A venv's installed packages, without what only makes sense at the venv's own path."""
+    target = env_dir / "lib" / f"python{interp.minor}" / "site-packages"
+    shutil.copytree(
+        source,
+        target,
+        symlinks=True,
+        dirs_exist_ok=True,
+        # Editable installs and .pth hooks of venv tools point back at the build machine.
+        ignore=shutil.ignore_patterns(
+            "__editable__*", "_virtualenv.pth", "_virtualenv.py", "distutils-precedence.pth"
+        ),
+    )
+
+
 def launcher_env(env_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     """The variables Triton r25.08+ sets before starting the stub (activate is not sourced there)."""
     env = {k: v for k, v in (base or {}).items() if k not in ("PYTHONHOME", "PYTHONPATH")}

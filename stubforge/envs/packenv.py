@@ -34,6 +34,7 @@ class PackOptions:
     spec: Path | None = None
     prefix: Path | None = None  # an existing conda environment
     conda_name: str | None = None
+    venv: Path | None = None  # a virtualenv/venv, made self-contained with its base interpreter
     requirements: list[str] = field(default_factory=list)  # pip requirement strings
     requirement_files: list[Path] = field(default_factory=list)
     pip_args: list[str] = field(default_factory=list)
@@ -147,15 +148,20 @@ def _pack(options: PackOptions, progress: Progress) -> PackResult:
     target = _check_output(options)
     if options.prefix is not None or options.conda_name is not None:
         return _pack_conda(options, target, started, progress)
-    options = _apply_spec(options)
-    assert options.python is not None
-    interp = pythons.resolve(options.python, require_buildable=True)
+    venv_site: Path | None = None
+    if options.venv is not None:
+        interp, venv_site = _venv_base(options)
+    else:
+        options = _apply_spec(options)
+        assert options.python is not None
+        interp = pythons.resolve(options.python, require_buildable=True)
     if options.stub is not None:
         _check_stub_matches(options.stub, interp.libpython_soname, interp.version)
     numpy2_ok, numpy2_reason = _numpy2_policy(options)
     requirements = list(options.requirements)
     names = inspect.requirement_names(requirements + _file_requirements(options.requirement_files))
-    if "numpy" not in names:
+    has_numpy = venv_site is not None and any(venv_site.glob("numpy-*.dist-info"))
+    if "numpy" not in names and not has_numpy:
         # The backend utils import numpy; old stubs need numpy<2 (TRITON_FACTS §7).
         requirements.append("numpy" if numpy2_ok else "numpy<2")
 
@@ -165,10 +171,15 @@ def _pack(options: PackOptions, progress: Progress) -> PackResult:
         env_dir.mkdir()
         progress(f"copy Python {interp.version} from {interp.base_prefix}")
         create.copy_interpreter(interp, env_dir)
+        if venv_site is not None:
+            progress(f"copy site-packages of {options.venv}")
+            create.copy_site_packages(venv_site, env_dir, interp)
         create.pip_install(
             env_dir, interp, requirements, options.requirement_files, options.pip_args, log, progress
         )
         source = {"kind": "interpreter", "executable": interp.executable, "prefix": interp.base_prefix}
+        if options.venv is not None:
+            source = {"kind": "venv", "venv": str(options.venv), "base_prefix": interp.base_prefix}
         return _finish(
             options,
             env_dir,
@@ -180,6 +191,32 @@ def _pack(options: PackOptions, progress: Progress) -> PackResult:
             started=started,
             progress=progress,
         )
+
+
+def _venv_base(options: PackOptions) -> tuple[pythons.Interpreter, Path]:
+    """The venv's base interpreter (whose stdlib and libpython the env gets) and the venv's site-packages."""
+    assert options.venv is not None
+    if options.spec is not None:
+        raise EnvError("--venv packs an existing venv; --spec creates a new env", hint="use one of them")
+    venv = options.venv
+    if not (venv / "pyvenv.cfg").is_file():
+        raise EnvError(
+            f"--venv {venv} is not a virtual environment (no pyvenv.cfg)",
+            hint="pass the venv's directory; for a conda env use --prefix, for a plain Python use --python",
+        )
+    inside = pythons.describe(venv / "bin" / "python3", "explicit")
+    if options.python and not (
+        inside.version == options.python or inside.version.startswith(options.python + ".")
+    ):
+        raise EnvError(
+            f"{venv} has Python {inside.version}, not {options.python}",
+            hint="pick the venv of the stub's Python",
+        )
+    base = pythons.describe(Path(inside.base_prefix) / "bin" / f"python{inside.minor}", "explicit")
+    site = venv / "lib" / f"python{inside.minor}" / "site-packages"
+    if not site.is_dir():
+        raise EnvError(f"{site}: no site-packages in the venv", hint="recreate the venv")
+    return base, site
 
 
 def _pack_conda(options: PackOptions, target: Path, started: float, progress: Progress) -> PackResult:

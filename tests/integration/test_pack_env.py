@@ -231,3 +231,56 @@ def test_param_prints_and_writes(tmp_path: Path, cache_root: Path) -> None:
         [*run[:-1], str(tmp_path / "x.tar.xz")], capture_output=True, text=True, env=environ, timeout=120
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_venv_is_made_self_contained(cache_root: Path, tmp_path: Path, py310: pythons.Interpreter) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([py310.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "numpy<2", "six"],
+        check=True,
+        timeout=900,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    out = tmp_path / "out" / "v.tar.gz"
+    result = packenv.pack_env(packenv.PackOptions(venv=venv, output=out))
+    assert result.manifest["source"]["kind"] == "venv"
+    assert "six" in result.manifest["packages"]
+    extracted = tmp_path / "x"
+    extracted.mkdir()
+    with tarfile.open(out) as tar:
+        tar.extractall(extracted)
+    import shutil
+
+    shutil.rmtree(venv)  # the env must not need the venv any more
+    data = inspect.run_probe(extracted, ["numpy", "six"])
+    _assert_self_contained(extracted, py310, data)
+
+
+def test_not_a_venv(cache_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(EnvError, match="is not a virtual environment"):
+        packenv.pack_env(packenv.PackOptions(venv=tmp_path, output=tmp_path / "o" / "e.tar.gz"))
+
+
+def test_old_libstdcxx_in_the_env_is_a_warning(tmp_path: Path, py38: pythons.Interpreter) -> None:
+    env = tmp_path / "env"
+    env.mkdir()
+    create.copy_interpreter(py38, env)
+    create.pip_install(env, py38, ["numpy<2"], [], [], tmp_path / "pip.log")
+    system = Path("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")
+    if not system.exists():
+        system = next(Path("/usr/lib").rglob("libstdc++.so.6"))
+    (env / "lib" / "libstdc++.so.6").write_bytes(
+        system.read_bytes()
+    )  # shadows the system's, as in conda envs
+    provided = inspect._env_glibcxx(env)
+    assert provided and provided.startswith("GLIBCXX_3.4.")
+    needs = "GLIBCXX_3.4.999"  # a stub built by a newer compiler than this libstdc++
+    report = inspect.validate(
+        env, expected_python=py38.version, requirements=[], numpy2_ok=False, stub_glibcxx=needs
+    )
+    assert any("GLIBCXX" in w and "libstdcxx-ng" in w for w in report.warnings)
+    ok = inspect.validate(
+        env, expected_python=py38.version, requirements=[], numpy2_ok=False, stub_glibcxx=provided
+    )
+    assert ok.warnings == []
