@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -112,8 +113,12 @@ def _check_output(options: PackOptions) -> Path:
 
 def _apply_spec(options: PackOptions) -> PackOptions:
     if options.spec is None:
+        if not options.python and options.stub is not None:
+            return dataclasses.replace(options, python=_stub_python(options.stub))
         if not options.python:
-            raise EnvError("which Python? pass --python 3.X or --spec FILE", hint="e.g. --python 3.8")
+            raise EnvError(
+                "which Python? pass --python 3.X, --spec FILE or --stub FILE", hint="e.g. --python 3.8"
+            )
         return options
     loaded = spec_mod.load(options.spec)
     if options.python and options.python != loaded.python:
@@ -338,6 +343,15 @@ def _check_stub_matches(stub: Path, soname: str | None, version: str) -> None:
             f"--stub {stub} links {', '.join(linked) or 'no libpython'}, but the env would be Python {version}",
             hint="use an env of the stub's Python version",
         )
+
+
+def _stub_python(stub: Path) -> str:
+    """'3.8' from a stub's NEEDED libpython3.8.so.1.0 (3.7 and older: libpython3.7m.so.1.0)."""
+    for needed in elf.read(stub).needed:
+        match = re.match(r"libpython(\d+\.\d+)m?\.so", needed)
+        if match:
+            return match.group(1)
+    raise EnvError(f"--stub {stub} links no libpython", hint="pass a triton_python_backend_stub")
 
 
 def _stub_glibcxx(stub: Path | None) -> str | None:

@@ -284,3 +284,15 @@ def test_old_libstdcxx_in_the_env_is_a_warning(tmp_path: Path, py38: pythons.Int
         env, expected_python=py38.version, requirements=[], numpy2_ok=False, stub_glibcxx=provided
     )
     assert ok.warnings == []
+
+
+def test_python_comes_from_the_stub(
+    cache_root: Path, imported: Path, tmp_path: Path, py310: pythons.Interpreter
+) -> None:
+    from stubforge.build import stub as stub_mod
+
+    built = stub_mod.build_one(py310, stub_mod.BuildOptions(pybind11="2.12.0"))
+    result = packenv.pack_env(packenv.PackOptions(stub=built.stub, directory=tmp_path / "out" / "env"))
+    assert result.manifest["python"] == py310.version
+    # The stub's manifest says pybind11 2.12.0, so numpy 2 is allowed and the newest numpy is chosen.
+    assert result.manifest["numpy"].split(".")[0] == "2"
