@@ -12,6 +12,7 @@ from stubforge import pythons
 from stubforge.envs import inspect, packenv
 from stubforge.envs.create import EnvError
 from tests.condaenv import make_conda_prefix
+from tests.conftest import interpreter
 
 pytestmark = pytest.mark.slow
 
@@ -21,11 +22,12 @@ def conda38(tmp_path: Path, py38: pythons.Interpreter) -> Path:
     return make_conda_prefix(tmp_path / "conda", py38, ["numpy<2", "six"])
 
 
-def test_conda_prefix_packs_and_runs_both_ways(
-    cache_root: Path, tmp_path: Path, conda38: Path, py38: pythons.Interpreter
-) -> None:
-    out = tmp_path / "out" / "conda38.tar.gz"
-    result = packenv.pack_env(packenv.PackOptions(prefix=conda38, output=out, python="3.8"))
+@pytest.mark.parametrize("minor", ["3.8", "3.10"])
+def test_conda_prefix_packs_and_runs_both_ways(cache_root: Path, tmp_path: Path, minor: str) -> None:
+    py38 = interpreter(minor)  # the env's Python (3.8 or 3.10)
+    conda38 = make_conda_prefix(tmp_path / "conda", py38, ["numpy<2", "six"])
+    out = tmp_path / "out" / "conda.tar.gz"
+    result = packenv.pack_env(packenv.PackOptions(prefix=conda38, output=out, python=minor))
     assert result.manifest["source"] == {"kind": "conda", "prefix": str(conda38)}
     assert "six" in result.manifest["packages"] and result.manifest["numpy"].startswith("1.")
     again = tmp_path / "out" / "again.tar.gz"
@@ -33,7 +35,7 @@ def test_conda_prefix_packs_and_runs_both_ways(
     assert again.read_bytes() == out.read_bytes()  # one env, the same bytes
     with tarfile.open(out) as tar:
         names = set(tar.getnames())
-    assert {"bin/activate", "bin/conda-unpack", "lib/libpython3.8.so.1.0"} <= names
+    assert {"bin/activate", "bin/conda-unpack", f"lib/libpython{minor}.so.1.0"} <= names
     extracted = tmp_path / "python_env_x" / "0"
     extracted.mkdir(parents=True)
     with tarfile.open(out) as tar:
