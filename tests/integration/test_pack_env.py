@@ -296,3 +296,42 @@ def test_python_comes_from_the_stub(
     assert result.manifest["python"] == py310.version
     # The stub's manifest says pybind11 2.12.0, so numpy 2 is allowed and the newest numpy is chosen.
     assert result.manifest["numpy"].split(".")[0] == "2"
+
+
+def test_cli_requirements_file_into_model(
+    cache_root: Path, tmp_path: Path, py38: pythons.Interpreter
+) -> None:
+    model = tmp_path / "m"
+    (model / "1").mkdir(parents=True)
+    (model / "config.pbtxt").write_text(CONFIG)
+    req = tmp_path / "requirements.txt"
+    req.write_text("# model deps\nsix==1.16.0\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stubforge",
+            "pack-env",
+            "--python",
+            "3.8",
+            "-r",
+            str(req),
+            "--model",
+            str(model),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, STUBFORGE_CACHE=str(cache_root)),
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["manifest"]["packages"]["six"] == "1.16.0"
+    assert result["config"]["value"] == "$$TRITON_MODEL_DIRECTORY/env.tar.gz"
+    extracted = tmp_path / "x"
+    extracted.mkdir()
+    with tarfile.open(model / "env.tar.gz") as tar:
+        tar.extractall(extracted)
+    data = inspect.run_probe(extracted, ["numpy", "six"], activate_with_bash=True)
+    _assert_self_contained(extracted, py38, data)
