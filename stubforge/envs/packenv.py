@@ -7,6 +7,7 @@ import datetime
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,6 +37,9 @@ class PackOptions:
     prefix: Path | None = None  # an existing conda environment
     conda_name: str | None = None
     venv: Path | None = None  # a virtualenv/venv, made self-contained with its base interpreter
+    conda_packages: list[str] = field(
+        default_factory=list
+    )  # from a spec: created with micromamba/mamba/conda
     requirements: list[str] = field(default_factory=list)  # pip requirement strings
     requirement_files: list[Path] = field(default_factory=list)
     pip_args: list[str] = field(default_factory=list)
@@ -127,7 +131,10 @@ def _apply_spec(options: PackOptions) -> PackOptions:
             hint="drop --python or change the spec",
         )
     return dataclasses.replace(
-        options, python=loaded.python, requirements=[*loaded.pip, *options.requirements]
+        options,
+        python=loaded.python,
+        requirements=[*loaded.pip, *options.requirements],
+        conda_packages=list(loaded.conda),
     )
 
 
@@ -159,6 +166,8 @@ def _pack(options: PackOptions, progress: Progress) -> PackResult:
     else:
         options = _apply_spec(options)
         assert options.python is not None
+        if options.conda_packages:
+            return _pack_conda_spec(options, target, started, progress)
         interp = pythons.resolve(options.python, require_buildable=True)
     if options.stub is not None:
         _check_stub_matches(options.stub, interp.libpython_soname, interp.version)
@@ -222,6 +231,48 @@ def _venv_base(options: PackOptions) -> tuple[pythons.Interpreter, Path]:
     if not site.is_dir():
         raise EnvError(f"{site}: no site-packages in the venv", hint="recreate the venv")
     return base, site
+
+
+def _pack_conda_spec(options: PackOptions, target: Path, started: float, progress: Progress) -> PackResult:
+    """A spec with conda packages: create the env with the conda-like tool, pip on top, then pack it."""
+    assert options.python is not None
+    tool = spec_mod.conda_tool()
+    log = cache.logs_dir() / f"pack-env-conda-spec-{os.getpid()}-{int(time.time())}.log"
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.create.", dir=target.parent) as tmp:
+        prefix = Path(tmp) / "prefix"
+        args = [tool, "create", "-y", "-p", str(prefix), f"python={options.python}", *options.conda_packages]
+        progress(" ".join([os.path.basename(tool), *args[1:]]))
+        _run_logged(args, log, f"{os.path.basename(tool)} could not create the environment")
+        pip_reqs = [*options.requirements, *_file_requirements(options.requirement_files)]
+        if pip_reqs:
+            progress("pip install " + " ".join(pip_reqs))
+            _run_logged(
+                [str(prefix / "bin" / "python"), "-m", "pip", "install", *options.pip_args, *pip_reqs],
+                log,
+                "pip could not install into the conda environment",
+                env=dict(os.environ, PYTHONNOUSERSITE="1"),
+            )
+        conda_options = dataclasses.replace(
+            options, prefix=prefix, requirements=[], requirement_files=[], spec=None, conda_packages=[]
+        )
+        return _pack_conda(conda_options, target, started, progress)
+
+
+def _run_logged(args: list[str], log: Path, failure: str, env: dict[str, str] | None = None) -> None:
+    with open(log, "a") as out:
+        out.write(f"$ {' '.join(args)}\n")
+        out.flush()
+        try:
+            proc = subprocess.run(
+                args, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=create.PIP_TIMEOUT_S, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise EnvError(
+                f"{failure}: no result within {create.PIP_TIMEOUT_S:.0f} s", hint=f"see {log}"
+            ) from exc
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise EnvError(failure, hint=f"see the output above (full log: {log})", details=tail)
 
 
 def _pack_conda(options: PackOptions, target: Path, started: float, progress: Progress) -> PackResult:

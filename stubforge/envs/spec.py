@@ -19,7 +19,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10
     import tomli as tomllib
 
-CONDA_TOOLS = ("conda", "mamba", "micromamba")
 _KEYS = {"python", "pip", "conda"}
 
 
@@ -56,15 +55,19 @@ def load(path: Path) -> EnvSpec:
         lists[key] = list(value)
     spec = EnvSpec(path=path, python=python, pip=lists["pip"], conda=lists["conda"])
     if spec.conda:
-        tool = next((t for t in CONDA_TOOLS if shutil.which(t)), None)
-        if tool is None:
-            raise EnvError(
-                f"{path} asks for conda packages ({', '.join(spec.conda)}), but neither conda, mamba nor "
-                "micromamba is installed",
-                hint="install one of them, or move the packages to pip = [...]",
-            )
-        raise EnvError(
-            f"{path}: conda packages are not supported by spec files yet (found {tool})",
-            hint=f"create the env with {tool} and pack it with `stubforge pack-env --prefix`, or use pip = [...]",
-        )
+        conda_tool(
+            f"{path} asks for conda packages ({', '.join(spec.conda)})"
+        )  # fail before creating anything
     return spec
+
+
+def conda_tool(why: str = "the spec asks for conda packages") -> str:
+    """The conda-like tool that creates envs with conda packages: micromamba, mamba or conda, on PATH."""
+    for tool in ("micromamba", "mamba", "conda"):
+        found = shutil.which(tool)
+        if found:
+            return found
+    raise EnvError(
+        f"{why}, but neither conda, mamba nor micromamba is installed",
+        hint="install one of them, or move the packages to pip = [...]",
+    )

@@ -97,3 +97,43 @@ def test_packages_with_prefix_are_refused(cache_root: Path, tmp_path: Path, cond
         packenv.pack_env(
             packenv.PackOptions(prefix=conda38, requirements=["six"], output=tmp_path / "e.tar.gz")
         )
+
+
+@pytest.fixture
+def micromamba_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    import os
+    import sys
+
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    tool = bindir / "micromamba"
+    script = Path(__file__).resolve().parents[1] / "fake_micromamba.py"
+    tool.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return tool
+
+
+def test_spec_with_conda_packages_uses_the_conda_tool(
+    cache_root: Path, tmp_path: Path, micromamba_on_path: Path
+) -> None:
+    spec = tmp_path / "env.toml"
+    spec.write_text('python = "3.8"\nconda = ["libstdcxx-ng=13.2.0"]\npip = ["numpy<2", "six"]\n')
+    out = tmp_path / "out" / "e.tar.gz"
+    result = packenv.pack_env(packenv.PackOptions(spec=spec, output=out))
+    assert result.manifest["source"]["kind"] == "conda"
+    assert {"numpy", "six"} <= set(result.manifest["packages"])  # pip packages, on top of conda's
+    with tarfile.open(out) as tar:
+        assert "conda-meta/libstdcxx-ng-13.2.0-h0_0.json" in tar.getnames()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["e.tar.gz", "e.tar.gz.stubforge.json"]
+
+
+def test_conda_tool_failure_is_reported(cache_root: Path, tmp_path: Path, micromamba_on_path: Path) -> None:
+    spec = tmp_path / "env.toml"
+    spec.write_text('python = "3.8"\nconda = ["no-such-package"]\n')
+    out_dir = tmp_path / "out"
+    with pytest.raises(EnvError) as info:
+        packenv.pack_env(packenv.PackOptions(spec=spec, output=out_dir / "e.tar.gz"))
+    assert "micromamba could not create the environment" in info.value.message
+    assert "nothing provides no-such-package" in info.value.details
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
