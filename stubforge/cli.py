@@ -406,11 +406,14 @@ def pack_env_cmd(
     )
 
 
-@cli.command("stubs")
+@cli.group("stubs", invoke_without_command=True)
 @json_option
+@click.pass_context
 @handle_errors
-def stubs_cmd(as_json: bool) -> None:
-    """List cached stub artifacts."""
+def stubs_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List cached stub artifacts (or import one: `stubs import FILE`)."""
+    if ctx.invoked_subcommand is not None:
+        return
     artifacts = stub_mod.list_stubs()
     if as_json:
         _emit_json(artifacts)
@@ -423,6 +426,65 @@ def stubs_cmd(as_json: bool) -> None:
         click.echo(
             f"{a['key']}  python {a['python']['version']}  {a['build']['mode']}  {floors}\n    {a['path']}"
         )
+
+
+@stubs_cmd.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--triton", required=True, help="The release the stub belongs to: 24.10, r24.10 or 2.51.0.")
+@click.option("--python", "python_spec", help="Interpreter whose libpython probes the stub (default: found).")
+@click.option("--pybind11", help="The pybind11 version it was built with, if known (decides numpy 2).")
+@click.option("--library-path", multiple=True, help="Extra library dir for the probe (e.g. a CUDA runtime).")
+@click.option("--force", is_flag=True, help="Import again even when cached.")
+@json_option
+@handle_errors
+def stubs_import_cmd(
+    file: Path,
+    triton: str,
+    python_spec: str | None,
+    pybind11: str | None,
+    library_path: tuple[str, ...],
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Verify a stub built elsewhere (e.g. nvidia-pytriton's) and add it to the artifact cache."""
+    from stubforge import install
+
+    result = install.import_stub(
+        file, triton, python=python_spec, pybind11=pybind11, library_path=library_path, force=force
+    )
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    how = "already cached" if result.cache_hit else "imported"
+    click.echo(f"{result.stub}  {how}  [{result.key}]")
+
+
+@cli.group("install")
+def install_group() -> None:
+    """Install stubs where Triton finds them."""
+
+
+@install_group.command("model")
+@click.argument("model_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--python", "python_spec", help="Python of the stub (taken from the cache, built if needed).")
+@click.option("--stub", type=click.Path(path_type=Path), help="Install this stub file instead.")
+@click.option("--triton", default="24.10", show_default=True, help="Release of the cached stub to use.")
+@click.option("--force", is_flag=True, help="Replace a different stub already there.")
+@json_option
+@handle_errors
+def install_model_cmd(
+    model_dir: Path, python_spec: str | None, stub: Path | None, triton: str, force: bool, as_json: bool
+) -> None:
+    """Put a per-model stub at MODEL_DIR/triton_python_backend_stub."""
+    from stubforge import install
+
+    result = install.install_model_stub(model_dir, python=python_spec, stub=stub, triton=triton, force=force)
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{result.path}  {'installed' if result.changed else 'unchanged'}  (from {result.source})")
 
 
 def _terminated(_signum: int, _frame: object) -> None:

@@ -16,12 +16,25 @@ PROBE_TIMEOUT_S = 60.0
 _MACHINES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "arm64": "EM_AARCH64", "ppc64le": "EM_PPC64"}
 
 
-def probe(stub: Path, interpreter: Interpreter) -> subprocess.CompletedProcess[str]:
+def probe(
+    stub: Path, interpreter: Interpreter, library_path: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     """Run the stub with no arguments, as r24.10's launcher does before every start."""
     env = dict(os.environ)
+    dirs = list(library_path)
     if interpreter.libpython:
-        libdir = os.path.dirname(interpreter.libpython)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
+        dirs.append(os.path.dirname(interpreter.libpython))
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (*dirs, env.get("LD_LIBRARY_PATH", "")) if p)
+    try:
+        return _run_probe(stub, env)
+    except OSError as exc:
+        raise BuildError(
+            f"{stub} cannot be run ({exc.strerror})",
+            hint="it must be an executable file (chmod 755) for this machine's architecture",
+        ) from exc
+
+
+def _run_probe(stub: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(stub)],
         capture_output=True,
@@ -33,7 +46,9 @@ def probe(stub: Path, interpreter: Interpreter) -> subprocess.CompletedProcess[s
     )
 
 
-def verify(stub: Path, interpreter: Interpreter, label: str | None = None) -> dict[str, object]:
+def verify(
+    stub: Path, interpreter: Interpreter, label: str | None = None, library_path: tuple[str, ...] = ()
+) -> dict[str, object]:
     """Raise BuildError unless the stub links this interpreter's libpython and answers the probe.
 
     label names the stub in messages when its path is a scratch file that will be gone by then."""
@@ -52,7 +67,7 @@ def verify(stub: Path, interpreter: Interpreter, label: str | None = None) -> di
             f"{name} links {', '.join(linked) or 'no libpython'}, not {soname} of Python {interpreter.version}",
             hint="CMake picked another interpreter; pass the interpreter's path with --python",
         )
-    proc = probe(stub, interpreter)
+    proc = probe(stub, interpreter, library_path)
     if proc.returncode != 1 or PROBE_MESSAGE not in proc.stderr:
         raise BuildError(
             f"{name} answered the no-argument probe with exit {proc.returncode} "
