@@ -487,6 +487,56 @@ def install_model_cmd(
     click.echo(f"{result.path}  {'installed' if result.changed else 'unchanged'}  (from {result.source})")
 
 
+@install_group.command("backend")
+@click.option(
+    "--backends",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Triton's backend directory (holding the stock python/).",
+)
+@click.option("--python", "python_spec", help="Python of the stub (taken from the cache, built if needed).")
+@click.option("--stub", type=click.Path(path_type=Path), help="Use this stub file instead.")
+@click.option("--env", type=click.Path(path_type=Path), help="Default env for its models (.tar.gz).")
+@click.option("--name", help="Backend directory name (default python_3_X).")
+@click.option("--triton", default="24.10", show_default=True, help="Release of the cached stub to use.")
+@click.option("--copy-library", is_flag=True, help="Also copy python/libtriton_python.so (not required).")
+@click.option("--force", is_flag=True, help="Replace an existing backend directory with other content.")
+@json_option
+@handle_errors
+def install_backend_cmd(
+    backends: Path,
+    python_spec: str | None,
+    stub: Path | None,
+    env: Path | None,
+    name: str | None,
+    triton: str,
+    copy_library: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Create a python_3_X backend directory: stub, utils, a dispatcher model.py, optional default env."""
+    from stubforge import install
+
+    result = install.install_backend(
+        backends,
+        python=python_spec,
+        stub=stub,
+        env=env,
+        name=name,
+        triton=triton,
+        copy_library=copy_library,
+        force=force,
+    )
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(
+        f"{result.path}  {'installed' if result.changed else 'unchanged'}  (stub from {result.source})"
+    )
+
+
 def _terminated(_signum: int, _frame: object) -> None:
     # SIGTERM (docker stop, kill) unwinds like Ctrl-C, so build trees and staging dirs are removed.
     raise KeyboardInterrupt

@@ -280,3 +280,111 @@ def _archive_has(archive: Path, member: str) -> bool:
     except (OSError, tarfile.TarError):
         return False
     return False
+
+
+BACKEND_SIDECAR = "stubforge-backend.json"
+DEFAULT_ENV_NAME = "pb_exec_env_model.py.tar.gz"  # a Python-based backend's default env (TRITON_FACTS §3)
+UTILS = "triton_python_backend_utils.py"
+
+
+def dispatcher_source() -> str:
+    return (Path(__file__).parent / "resources" / "dispatcher_model.py").read_text()
+
+
+def install_backend(
+    backends: Path,
+    *,
+    python: str | None,
+    stub: Path | None = None,
+    env: Path | None = None,
+    name: str | None = None,
+    triton: str = "24.10",
+    copy_library: bool = False,
+    force: bool = False,
+) -> InstallResult:
+    """A python_3_X backend directory that works in Triton (TRITON_FACTS §4), written atomically."""
+    stock = backends / "python"
+    if not (stock / UTILS).is_file():
+        raise InstallError(
+            f"{stock / UTILS} does not exist",
+            hint="--backends must be Triton's backend directory, holding the stock python/ backend "
+            "(stubforge never ships upstream files; it copies them from there)",
+        )
+    if stub is None:
+        if not python:
+            raise InstallError("which stub? pass --python 3.X or --stub FILE", hint="e.g. --python 3.8")
+        minor = pythons.resolve(python).minor
+        stub = (
+            find_cached_stub(triton, minor)
+            or stub_mod.build_one(python, stub_mod.BuildOptions(triton=triton)).stub
+        )
+    elif python:
+        _interpreter_for(stub, python)
+    if not stub.is_file():
+        raise InstallError(
+            f"--stub {stub}: no such file", hint="pass the path of a triton_python_backend_stub"
+        )
+    minor = stub_python(stub)
+    name = name or f"python_{minor.replace('.', '_')}"
+    if name == "python" or "/" in name or not name:
+        raise InstallError(f"--name {name!r} is not allowed", hint="use a new name such as python_3_8")
+    if env is not None and not (env.is_file() and env.name.endswith((".tar.gz", ".tgz"))):
+        raise InstallError(
+            f"--env {env} must be a .tar.gz archive (Triton reads a backend's default env only from "
+            f"{DEFAULT_ENV_NAME})",
+            hint="make one with stubforge pack-env --python " + minor + " -o env.tar.gz",
+        )
+    target = backends / name
+    try:
+        _write_backend(target, stub, stock, env, copy_library, minor, force)
+    except _Unchanged:
+        return InstallResult(target, False, stub, _env_warning(target, minor, env))
+    return InstallResult(target, True, stub, _env_warning(target, minor, env))
+
+
+def _write_backend(
+    target: Path, stub: Path, stock: Path, env: Path | None, copy_library: bool, minor: str, force: bool
+) -> None:
+    with cache.staging_dir(target) as staging:
+        shutil.copyfile(stub, staging / cache.STUB_NAME)
+        os.chmod(staging / cache.STUB_NAME, 0o755)
+        shutil.copyfile(stock / UTILS, staging / UTILS)
+        (staging / "model.py").write_text(dispatcher_source())
+        if env is not None:
+            shutil.copyfile(env, staging / DEFAULT_ENV_NAME)
+        if copy_library and (stock / "libtriton_python.so").is_file():
+            shutil.copyfile(stock / "libtriton_python.so", staging / "libtriton_python.so")
+        sidecar = {
+            "stubforge": __version__,
+            "python": minor,
+            "stub": str(stub),
+            "env": str(env) if env else None,
+            "stub_sha256": cache.sha256_of(stub),
+            "manifest": _manifest_of(stub),
+        }
+        cache.write_json_atomic(staging / BACKEND_SIDECAR, sidecar)
+        if target.exists():
+            if _same_tree(staging, target):
+                raise _Unchanged
+            if not force:
+                raise InstallError(
+                    f"{target} already exists with other content", hint="pass --force to replace it"
+                )
+
+
+class _Unchanged(Exception):
+    pass
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    names_a = sorted(p.name for p in a.iterdir() if p.name != BACKEND_SIDECAR)
+    names_b = sorted(p.name for p in b.iterdir() if p.name != BACKEND_SIDECAR)
+    if names_a != names_b:
+        return False
+    return all(cache.sha256_of(a / n) == cache.sha256_of(b / n) for n in names_a if (a / n).is_file())
+
+
+def _env_warning(target: Path, minor: str, env: Path | None) -> list[str]:
+    if env is not None and not _archive_has(env, f"lib/libpython{minor}.so.1.0"):
+        return [f"{env} has no lib/libpython{minor}.so.1.0: it is not an env of Python {minor}"]
+    return []
