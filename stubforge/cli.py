@@ -397,6 +397,8 @@ def pack_env_cmd(
     if as_json:
         _emit_json(result.to_dict())
         return
+    for warning in result.manifest.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     if result.config is not None:
         _show_config_write(result.config)
     m = result.manifest

@@ -355,12 +355,22 @@ def _looks_like_path(spec: str) -> bool:
     return os.sep in spec or spec.startswith(".") or Path(spec).exists()
 
 
-def resolve(spec: str, *, require_buildable: bool = False, env: dict[str, str] | None = None) -> Interpreter:
-    """Turn a --python value (version, cp tag or path) into exactly one interpreter."""
+def resolve(
+    spec: str,
+    *,
+    require_buildable: bool = False,
+    require_shared: bool = False,
+    env: dict[str, str] | None = None,
+) -> Interpreter:
+    """Turn a --python value (version, cp tag or path) into exactly one interpreter.
+
+    require_buildable: shared libpython and Python.h (to compile a stub); require_shared: a shared libpython
+    only (to copy into an env)."""
+    check = check_buildable if require_buildable else check_shared if require_shared else None
     if _looks_like_path(spec):
         interp = describe(Path(spec).expanduser(), "explicit")
-        if require_buildable:
-            check_buildable(interp)
+        if check is not None:
+            check(interp)
         return interp
     wanted = parse_version_spec(spec)
     if wanted is None:
@@ -370,10 +380,10 @@ def resolve(spec: str, *, require_buildable: bool = False, env: dict[str, str] |
         )
     found = discover(env)
     matches = [i for i in found if _matches(i, wanted)]
-    if require_buildable:
-        usable = [i for i in matches if i.buildable]
+    if check is not None:
+        usable = [i for i in matches if (i.buildable if require_buildable else i.libpython is not None)]
         if not usable and matches:
-            check_buildable(matches[0])
+            check(matches[0])
         matches = usable
     if len(matches) == 1:
         return matches[0]
@@ -401,6 +411,16 @@ def _matches(interp: Interpreter, wanted: tuple[int, int, int | None]) -> bool:
 def _listing(interps: Iterable[Interpreter]) -> str:
     lines = [f"  {i.version:<9} {i.executable}  ({i.source})" for i in interps]
     return "found:\n" + "\n".join(lines) if lines else "found: no interpreters at all"
+
+
+def check_shared(interp: Interpreter) -> None:
+    if not interp.shared or interp.libpython is None:
+        raise PythonNotFound(
+            f"{interp.executable} (Python {interp.version}) has no shared libpython",
+            hint="Triton's stub loads libpython from the env: use an interpreter built with --enable-shared "
+            "(pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install "
+            f"{interp.version}; conda and Debian's python3.X are shared)",
+        )
 
 
 def check_buildable(interp: Interpreter) -> None:

@@ -8,6 +8,8 @@ system site-packages shut out.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import subprocess
@@ -49,7 +51,7 @@ def stdlib_dir(interp: pythons.Interpreter) -> Path:
 
 def copy_interpreter(interp: pythons.Interpreter, dest: Path) -> None:
     """Lay out bin/, lib/libpython and the stdlib of interp under dest (which must exist and be empty)."""
-    pythons.check_buildable(interp)  # a shared libpython is what Triton's stub loads from <env>/lib
+    pythons.check_shared(interp)  # a shared libpython is what Triton's stub loads from <env>/lib
     assert interp.libpython is not None
     bin_dir = dest / "bin"
     lib_dir = dest / "lib"
@@ -127,21 +129,20 @@ def _pip_environment() -> dict[str, str]:
 
 
 def base_pip(interp: pythons.Interpreter) -> Path:
-    """The base interpreter's own pip package: version-compatible with that Python by construction."""
-    purelib = Path(
-        subprocess.run(
-            [interp.executable, "-E", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout.strip()
+    """The base interpreter's own pip package (wherever it imports it from, e.g. Debian's dist-packages):
+    version-compatible with that Python by construction."""
+    proc = subprocess.run(
+        [interp.executable, "-E", "-c", "import os, pip; print(os.path.dirname(pip.__file__))"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
-    pip_dir = purelib / "pip"
-    if not (pip_dir / "__main__.py").is_file():
+    pip_dir = Path(proc.stdout.strip()) if proc.returncode == 0 else None
+    if pip_dir is None or not (pip_dir / "__main__.py").is_file():
         raise EnvError(
-            f"{interp.executable} has no pip in {purelib}",
-            hint=f"install it once: {interp.executable} -m ensurepip",
+            f"{interp.executable} has no pip",
+            hint=f"install it once: {interp.executable} -m ensurepip (Debian/Ubuntu: apt-get install python3-pip)",
         )
     return pip_dir
 
@@ -182,6 +183,42 @@ def pip_install(
             f"(full log: {log})",
             details=tail,
         )
+    relocate_scripts(env_dir)
+
+
+def relocate_scripts(env_dir: Path) -> None:
+    """pip writes console scripts with `#!<env>/bin/python3`, the env's build-time path; Triton extracts it
+    elsewhere. `#!/usr/bin/env python3` finds the env's python, which the launcher puts first on PATH. The
+    dist-info RECORDs get the new hashes, so they stay true (and two packs of one env stay identical)."""
+    prefix = f"#!{env_dir}/bin/python".encode()
+    rewritten: dict[str, str] = {}
+    for script in sorted((env_dir / "bin").iterdir()):
+        if script.is_symlink() or not script.is_file():
+            continue
+        with open(script, "rb") as fh:
+            if fh.read(len(prefix)) != prefix:
+                continue
+            rest = fh.read().split(b"\n", 1)
+        data = b"#!/usr/bin/env python3\n" + (rest[1] if len(rest) > 1 else b"")
+        script.write_bytes(data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        rewritten[script.name] = f"sha256={digest},{len(data)}"
+    if rewritten:
+        for record in env_dir.glob("lib/python*/site-packages/*.dist-info/RECORD"):
+            _update_record(record, rewritten)
+
+
+def _update_record(record: Path, rewritten: dict[str, str]) -> None:
+    lines = record.read_text().splitlines(keepends=True)
+    changed = False
+    for index, line in enumerate(lines):
+        path = line.split(",", 1)[0]
+        name = path.rsplit("/", 1)[-1]
+        if name in rewritten and path.split("/")[-2:-1] == ["bin"]:
+            lines[index] = f"{path},{rewritten[name]}\n"
+            changed = True
+    if changed:
+        record.write_text("".join(lines))
 
 
 def host_python_paths() -> list[str]:

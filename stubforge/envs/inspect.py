@@ -88,6 +88,8 @@ def run_probe(env_dir: Path, imports: list[str], activate_with_bash: bool = Fals
     clean = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
     # Looking must not change what is looked at: no __pycache__ written into a pruned env.
     clean["PYTHONDONTWRITEBYTECODE"] = "1"
+    # The env is judged on its own: this machine's ~/.local site-packages is not the server's.
+    clean["PYTHONNOUSERSITE"] = "1"
     if activate_with_bash:
         # r24.10: bash -c "source <env>/bin/activate && exec env LD_LIBRARY_PATH=<env>/lib:... <stub>"
         script = f'source "{env_dir}/bin/activate" && exec python3 -c "$0" "$1"'
@@ -151,7 +153,7 @@ def validate(
     if leaks:
         raise EnvError(
             f"the env imports from outside itself: {', '.join(leaks)}",
-            hint="recreate the env; user site-packages must be off (PYTHONNOUSERSITE=1)",
+            hint="a .pth file or sitecustomize in the env adds these paths; remove it and pack again",
         )
     imports = data["imports"]
     assert isinstance(imports, dict)
@@ -159,7 +161,8 @@ def validate(
     if not numpy_version or str(numpy_version).startswith("ERROR"):
         raise EnvError(
             f"numpy does not import in the env ({numpy_version or 'not installed'})",
-            hint="triton_python_backend_utils imports numpy: add numpy to the requirements",
+            hint="triton_python_backend_utils imports numpy: add numpy to the env (requirements, spec, or "
+            "`conda install numpy` / `pip install numpy` in the environment you pack)",
         )
     dists = data["dists"]
     assert isinstance(dists, dict)

@@ -54,6 +54,13 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield base / name
 
 
+def _is_bytecode(path: Path) -> bool:
+    """Bytecode is left out of archives: with the fixed mtimes every .pyc would be stale anyway (Python checks
+    the source's mtime) and is recompiled at first import; leaving it out keeps archives smaller and
+    byte-reproducible (pip's .pyc files record its temporary install path)."""
+    return path.name == "__pycache__" or path.suffix == ".pyc"
+
+
 def _tarinfo(tar: tarfile.TarFile, path: Path, arcname: str) -> tarfile.TarInfo:
     info = tar.gettarinfo(str(path), arcname=arcname)
     info.mtime = FIXED_MTIME
@@ -83,6 +90,8 @@ def write_archive(env_dir: Path, output: Path, compresslevel: int = COMPRESS_LEV
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
             for path in _walk(env_dir):
+                if _is_bytecode(path):
+                    continue
                 info = _tarinfo(tar, path, path.relative_to(env_dir).as_posix())
                 if info.isfile():
                     with open(path, "rb") as fh:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import os
 import re
 import shutil
@@ -106,7 +107,13 @@ def _check_output(options: PackOptions) -> Path:
     if target.exists() and not options.force:
         raise EnvError(f"{target} already exists", hint="pass --force to replace it")
     parent = target.parent if str(target.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EnvError(
+            f"cannot create the output directory {parent} ({exc.strerror})",
+            hint="choose another output location",
+        ) from exc
     if not os.access(parent, os.W_OK):
         raise EnvError(f"{parent} is not writable", hint="choose another output location")
     for req_file in options.requirement_files:
@@ -125,17 +132,22 @@ def _apply_spec(options: PackOptions) -> PackOptions:
             )
         return options
     loaded = spec_mod.load(options.spec)
-    if options.python and options.python != loaded.python:
+    if options.python and not _same_python(options.python, loaded.python):
         raise EnvError(
             f"--python {options.python} contradicts {options.spec} (python = {loaded.python!r})",
             hint="drop --python or change the spec",
         )
     return dataclasses.replace(
         options,
-        python=loaded.python,
+        python=options.python or loaded.python,
         requirements=[*loaded.pip, *options.requirements],
         conda_packages=list(loaded.conda),
     )
+
+
+def _same_python(given: str, wanted: str) -> bool:
+    """'3.8.18' satisfies a spec's '3.8' (and the other way round)."""
+    return given == wanted or given.startswith(wanted + ".") or wanted.startswith(given + ".")
 
 
 def pack_env(options: PackOptions, progress: Progress = _quiet) -> PackResult:
@@ -168,7 +180,7 @@ def _pack(options: PackOptions, progress: Progress) -> PackResult:
         assert options.python is not None
         if options.conda_packages:
             return _pack_conda_spec(options, target, started, progress)
-        interp = pythons.resolve(options.python, require_buildable=True)
+        interp = pythons.resolve(options.python, require_shared=True)
     if options.stub is not None:
         _check_stub_matches(options.stub, interp.libpython_soname, interp.version)
     numpy2_ok, numpy2_reason = _numpy2_policy(options)
@@ -193,7 +205,7 @@ def _pack(options: PackOptions, progress: Progress) -> PackResult:
         )
         source = {"kind": "interpreter", "executable": interp.executable, "prefix": interp.base_prefix}
         if options.venv is not None:
-            source = {"kind": "venv", "venv": str(options.venv), "base_prefix": interp.base_prefix}
+            source = {"kind": "venv", "venv": str(options.venv.resolve()), "base_prefix": interp.base_prefix}
         return _finish(
             options,
             env_dir,
@@ -230,7 +242,27 @@ def _venv_base(options: PackOptions) -> tuple[pythons.Interpreter, Path]:
     site = venv / "lib" / f"python{inside.minor}" / "site-packages"
     if not site.is_dir():
         raise EnvError(f"{site}: no site-packages in the venv", hint="recreate the venv")
+    editable = _editable_installs(site)
+    if editable:
+        raise EnvError(
+            f"{venv} has editable installs ({', '.join(editable)}): their code stays outside the venv and "
+            "would be missing from the env",
+            hint="install them normally (`pip install .` instead of `pip install -e .`) and pack again",
+        )
     return base, site
+
+
+def _editable_installs(site: Path) -> list[str]:
+    found = []
+    for direct_url in sorted(site.glob("*.dist-info/direct_url.json")):
+        try:
+            data = json.loads(direct_url.read_text())
+        except ValueError:
+            continue
+        if data.get("dir_info", {}).get("editable"):
+            found.append(direct_url.parent.name.split("-")[0])
+    found += [p.stem for p in sorted(site.glob("*.egg-link"))]
+    return found
 
 
 def _pack_conda_spec(options: PackOptions, target: Path, started: float, progress: Progress) -> PackResult:
@@ -244,6 +276,8 @@ def _pack_conda_spec(options: PackOptions, target: Path, started: float, progres
         progress(" ".join([os.path.basename(tool), *args[1:]]))
         _run_logged(args, log, f"{os.path.basename(tool)} could not create the environment")
         pip_reqs = [*options.requirements, *_file_requirements(options.requirement_files)]
+        if "numpy" not in inspect.requirement_names(pip_reqs + options.conda_packages):
+            pip_reqs.append("numpy" if _numpy2_policy(options)[0] else "numpy<2")
         if pip_reqs:
             progress("pip install " + " ".join(pip_reqs))
             _run_logged(
@@ -255,7 +289,8 @@ def _pack_conda_spec(options: PackOptions, target: Path, started: float, progres
         conda_options = dataclasses.replace(
             options, prefix=prefix, requirements=[], requirement_files=[], spec=None, conda_packages=[]
         )
-        return _pack_conda(conda_options, target, started, progress)
+        source = {"kind": "conda-spec", "spec": str(options.spec), "tool": tool}
+        return _pack_conda(conda_options, target, started, progress, source=source)
 
 
 def _run_logged(args: list[str], log: Path, failure: str, env: dict[str, str] | None = None) -> None:
@@ -275,7 +310,13 @@ def _run_logged(args: list[str], log: Path, failure: str, env: dict[str, str] | 
         raise EnvError(failure, hint=f"see the output above (full log: {log})", details=tail)
 
 
-def _pack_conda(options: PackOptions, target: Path, started: float, progress: Progress) -> PackResult:
+def _pack_conda(
+    options: PackOptions,
+    target: Path,
+    started: float,
+    progress: Progress,
+    source: dict[str, str] | None = None,
+) -> PackResult:
     if options.requirements or options.requirement_files or options.spec:
         raise EnvError(
             "--prefix/--name pack an existing conda environment as it is",
@@ -300,7 +341,7 @@ def _pack_conda(options: PackOptions, target: Path, started: float, progress: Pr
         return _finish(
             options,
             env_dir,
-            source={"kind": "conda", "prefix": str(prefix)},
+            source=source or {"kind": "conda", "prefix": str(prefix.resolve())},
             expected_python=version,
             requirements=[],
             numpy2=_numpy2_policy(options),
@@ -336,8 +377,6 @@ def _finish(
         numpy2_reason=numpy2[1],
         stub_glibcxx=_stub_glibcxx(options.stub),
     )
-    for warning in report.warnings:
-        progress(f"warning: {warning}")
     manifest: dict[str, Any] = {
         "schema": 1,
         "stubforge": __version__,

@@ -63,7 +63,7 @@ def test_default_env_and_library(backends: Path, built38: Path, tmp_path: Path) 
 
 
 def test_refusals(backends: Path, built38: Path, tmp_path: Path) -> None:
-    with pytest.raises(StubforgeError, match="must be a .tar.gz archive"):
+    with pytest.raises(StubforgeError, match=r"must be a \.tar\.gz archive"):
         install.install_backend(backends, python=None, stub=built38, env=tmp_path)
     with pytest.raises(StubforgeError, match="is not allowed"):
         install.install_backend(backends, python=None, stub=built38, name="python")

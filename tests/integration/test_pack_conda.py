@@ -28,7 +28,7 @@ def test_conda_prefix_packs_and_runs_both_ways(cache_root: Path, tmp_path: Path,
     conda38 = make_conda_prefix(tmp_path / "conda", py38, ["numpy<2", "six"])
     out = tmp_path / "out" / "conda.tar.gz"
     result = packenv.pack_env(packenv.PackOptions(prefix=conda38, output=out, python=minor))
-    assert result.manifest["source"] == {"kind": "conda", "prefix": str(conda38)}
+    assert result.manifest["source"] == {"kind": "conda", "prefix": str(conda38.resolve())}
     assert "six" in result.manifest["packages"] and result.manifest["numpy"].startswith("1.")
     again = tmp_path / "out" / "again.tar.gz"
     packenv.pack_env(packenv.PackOptions(prefix=conda38, output=again))
@@ -121,7 +121,8 @@ def test_spec_with_conda_packages_uses_the_conda_tool(
     spec.write_text('python = "3.8"\nconda = ["libstdcxx-ng=13.2.0"]\npip = ["numpy<2", "six"]\n')
     out = tmp_path / "out" / "e.tar.gz"
     result = packenv.pack_env(packenv.PackOptions(spec=spec, output=out))
-    assert result.manifest["source"]["kind"] == "conda"
+    assert result.manifest["source"]["kind"] == "conda-spec"
+    assert result.manifest["source"]["spec"] == str(spec)
     assert {"numpy", "six"} <= set(result.manifest["packages"])  # pip packages, on top of conda's
     with tarfile.open(out) as tar:
         assert "conda-meta/libstdcxx-ng-13.2.0-h0_0.json" in tar.getnames()

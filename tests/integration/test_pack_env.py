@@ -335,3 +335,64 @@ def test_cli_requirements_file_into_model(
         tar.extractall(extracted)
     data = inspect.run_probe(extracted, ["numpy", "six"], activate_with_bash=True)
     _assert_self_contained(extracted, py38, data)
+
+
+def test_pip_envs_are_reproducible_and_scripts_relocate(
+    cache_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run from a directory that looks like a package source tree and with a user site-packages present:
+    # neither may leak into what is validated or recorded.
+    workdir = tmp_path / "cwd"
+    (workdir / "intruder-1.0.dist-info").mkdir(parents=True)
+    (workdir / "intruder-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: intruder\nVersion: 1.0\n"
+    )
+    home = tmp_path / "home"
+    (home / ".local" / "lib" / "python3.8" / "site-packages").mkdir(parents=True)
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("HOME", str(home))
+    first, second = tmp_path / "a" / "env.tar.gz", tmp_path / "b" / "env.tar.gz"
+    result = packenv.pack_env(packenv.PackOptions(python="3.8", output=first))
+    packenv.pack_env(packenv.PackOptions(python="3.8", output=second))
+    assert first.read_bytes() == second.read_bytes()
+    assert "intruder" not in result.manifest["packages"]
+    with tarfile.open(first) as tar:
+        assert not [n for n in tar.getnames() if n.endswith(".pyc") or "__pycache__" in n]
+        tar.extractall(tmp_path / "x")
+    f2py = tmp_path / "x" / "bin" / "f2py"
+    assert f2py.read_bytes().startswith(b"#!/usr/bin/env python3\n")
+    proc = subprocess.run(
+        ["bash", "-c", f'source "{tmp_path}/x/bin/activate" && f2py -v'],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip().startswith("1."), proc.stderr
+
+
+def test_uncreatable_output_dir_is_a_clear_error(cache_root: Path) -> None:
+    with pytest.raises(EnvError, match="cannot create the output directory"):
+        packenv.pack_env(packenv.PackOptions(python="3.8", output=Path("/proc/sys/stubforge/env.tar.gz")))
+
+
+def test_venv_with_editable_install_is_refused(
+    cache_root: Path, tmp_path: Path, py310: pythons.Interpreter
+) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([py310.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
+    dist = venv / "lib" / "python3.10" / "site-packages" / "mypkg-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "direct_url.json").write_text(
+        json.dumps({"url": "file:///src/mypkg", "dir_info": {"editable": True}})
+    )
+    with pytest.raises(EnvError) as info:
+        packenv.pack_env(packenv.PackOptions(venv=venv, output=tmp_path / "o" / "e.tar.gz"))
+    assert "editable installs (mypkg)" in info.value.message
+    assert "pip install ." in info.value.hint
+
+
+def test_full_version_with_a_spec(cache_root: Path, tmp_path: Path, py38: pythons.Interpreter) -> None:
+    spec = Path(__file__).resolve().parents[2] / "envs" / "py38-numpy.toml"
+    result = packenv.pack_env(packenv.PackOptions(spec=spec, python=py38.version, directory=tmp_path / "e"))
+    assert result.manifest["python"] == py38.version
