@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--python", default="3.8")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
@@ -46,7 +48,17 @@ def main() -> None:
         our_out = work / f"sf{i}.tar.gz"
         started = time.monotonic()
         subprocess.run(
-            [sys.executable, "-m", "stubforge", "pack-env", "--prefix", str(prefix), "-o", str(our_out), "-q"],
+            [
+                sys.executable,
+                "-m",
+                "stubforge",
+                "pack-env",
+                "--prefix",
+                str(prefix),
+                "-o",
+                str(our_out),
+                "-q",
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -64,7 +76,9 @@ def main() -> None:
     t_ours, t_theirs = statistics.median(ours), statistics.median(theirs)
     print(f"prefix: Python {interp.version} + numpy<2 (conda-shaped), rounds: {args.rounds}")
     print(f"conda-pack CLI       {t_theirs:6.2f}s  {their_size / 1e6:6.1f} MB")
-    print(f"stubforge pack-env   {t_ours:6.2f}s  {our_size / 1e6:6.1f} MB  (includes validation in a clean launch)")
+    print(
+        f"stubforge pack-env   {t_ours:6.2f}s  {our_size / 1e6:6.1f} MB  (includes validation in a clean launch)"
+    )
     print(f"ratio time {t_ours / t_theirs:.2f}x  size {our_size / their_size:.2f}x")
     print(f"extract stubforge archive (python tarfile): {statistics.median(extract):.2f}s")
     same = (work / "sf0.tar.gz").read_bytes() == (work / f"sf{args.rounds - 1}.tar.gz").read_bytes()
