@@ -190,7 +190,7 @@ def relocate_scripts(env_dir: Path) -> None:
     """pip writes console scripts with `#!<env>/bin/python3`, the env's build-time path; Triton extracts it
     elsewhere. `#!/usr/bin/env python3` finds the env's python, which the launcher puts first on PATH. The
     dist-info RECORDs get the new hashes, so they stay true (and two packs of one env stay identical)."""
-    prefix = f"#!{env_dir}/bin/python".encode()
+    prefix = f"#!{env_dir.absolute()}/bin/python".encode()  # pip writes the absolute path
     rewritten: dict[str, str] = {}
     for script in sorted((env_dir / "bin").iterdir()):
         if script.is_symlink() or not script.is_file():

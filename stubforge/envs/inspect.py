@@ -26,14 +26,45 @@ for name in wanted["imports"]:
         result["imports"][name] = getattr(module, "__version__", "") or "ok"
     except Exception as exc:
         result["imports"][name] = "ERROR: %s: %s" % (type(exc).__name__, exc)
+import re
+def canonical(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+tops = {}
 try:
     from importlib import metadata
     for dist in metadata.distributions():
-        result["dists"][dist.metadata["Name"].lower().replace("_", "-")] = dist.version
+        name = canonical(dist.metadata["Name"])
+        result["dists"][name] = dist.version
+        text = dist.read_text("top_level.txt") or ""
+        names = [t.strip() for t in text.split() if t.strip()]
+        if not names:
+            for f in dist.files or []:
+                parts = str(f).split("/")
+                if parts[0].endswith((".dist-info", ".egg-info", ".data")) or parts[0] in ("..", "__pycache__"):
+                    continue
+                if len(parts) > 1 and parts[1] == "__init__.py":
+                    names.append(parts[0])
+                elif len(parts) == 1 and parts[0].endswith(".py"):
+                    names.append(parts[0][:-3])
+        tops[name] = sorted(set(names))
 except ImportError:
     import pkg_resources
     for dist in pkg_resources.working_set:
-        result["dists"][dist.project_name.lower().replace("_", "-")] = dist.version
+        name = canonical(dist.project_name)
+        result["dists"][name] = dist.version
+        if dist.has_metadata("top_level.txt"):
+            tops[name] = [t for t in dist.get_metadata_lines("top_level.txt") if t.strip()]
+# Import every top-level module of the requested packages, as the model will.
+result["package_imports"] = {}
+for name in wanted.get("dists", []):
+    for module_name in tops.get(name, []):
+        if module_name.startswith("_"):
+            continue
+        try:
+            importlib.import_module(module_name)
+            result["package_imports"][module_name] = "ok"
+        except Exception as exc:
+            result["package_imports"][module_name] = "ERROR: %s: %s" % (type(exc).__name__, exc)
 with open("/proc/self/maps") as fh:
     result["maps"] = sorted({line.split()[-1] for line in fh if "/" in line.split()[-1]})
 print(json.dumps(result))
@@ -71,7 +102,9 @@ def requirement_names(requirements: list[str]) -> list[str]:
     names = []
     for req in requirements:
         req = req.strip()
-        if not req or req.startswith(("-", "#")) or "://" in req:
+        if " @ " in req or req.split("@")[0].strip().isidentifier():
+            req = req.split("@", 1)[0].strip()  # PEP 508 direct reference: "name @ file:///..."
+        if not req or req.startswith(("-", "#", "/", ".")) or "://" in req:
             continue
         match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
         if match:
@@ -79,12 +112,15 @@ def requirement_names(requirements: list[str]) -> list[str]:
     return names
 
 
-def run_probe(env_dir: Path, imports: list[str], activate_with_bash: bool = False) -> dict[str, object]:
-    """Start the env's python exactly as the launcher would and report what it sees."""
+def run_probe(
+    env_dir: Path, imports: list[str], activate_with_bash: bool = False, dists: list[str] | None = None
+) -> dict[str, object]:
+    """Start the env's python exactly as the launcher would and report what it sees; `dists` are
+    distributions whose top-level modules are imported too."""
     python = env_dir / "bin" / "python3"
     if not python.exists():
         raise EnvError(f"{env_dir}: no bin/python3", hint="the env is incomplete; create it again")
-    payload = json.dumps({"imports": imports})
+    payload = json.dumps({"imports": imports, "dists": dists or []})
     clean = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
     # Looking must not change what is looked at: no __pycache__ written into a pruned env.
     clean["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -136,7 +172,7 @@ def validate(
     if not (env_dir / "bin" / "activate").is_file():
         raise EnvError(f"{env_dir}/bin/activate is missing", hint="Triton r24.10 refuses an env without it")
     wanted = requirement_names(requirements)
-    data = run_probe(env_dir, ["numpy"])
+    data = run_probe(env_dir, ["numpy"], dists=wanted)
     version = str(data["version"])
     if expected_python and not (version == expected_python or version.startswith(expected_python + ".")):
         raise EnvError(
@@ -171,6 +207,15 @@ def validate(
         raise EnvError(
             f"requested packages are not installed in the env: {', '.join(missing)}",
             hint="check the pip output in the log",
+        )
+    imported = data.get("package_imports") or {}
+    assert isinstance(imported, dict)
+    failed = {m: str(r) for m, r in imported.items() if str(r).startswith("ERROR")}
+    if failed:
+        raise EnvError(
+            "requested packages are installed but do not import in the env: "
+            + "; ".join(f"{m}: {r[len('ERROR: ') :]}" for m, r in sorted(failed.items())),
+            hint="a missing system library or a wheel for another platform; check what the package needs",
         )
     if (
         str(numpy_version).split(".")[0].isdigit()

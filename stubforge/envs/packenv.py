@@ -152,6 +152,13 @@ def _same_python(given: str, wanted: str) -> bool:
 
 def pack_env(options: PackOptions, progress: Progress = _quiet) -> PackResult:
     """Create or pack the env; with model_dir, also point its config.pbtxt at the result."""
+    # Absolute from here on: paths end up in scripts, manifests and config.pbtxt values.
+    options = dataclasses.replace(
+        options,
+        output=options.output.absolute() if options.output else None,
+        directory=options.directory.absolute() if options.directory else None,
+        model_dir=options.model_dir.absolute() if options.model_dir else None,
+    )
     if options.model_dir is not None:
         if options.output is None and options.directory is None:
             options = dataclasses.replace(options, output=options.model_dir / "env.tar.gz")
@@ -338,6 +345,18 @@ def _pack_conda(
         env_dir = Path(tmp) / "env"
         progress(f"conda-pack {prefix}")
         condapack.pack_to_directory(prefix, env_dir, log)
+        numpy2_ok = _numpy2_policy(options)[0]
+        if not any(env_dir.glob("lib/python*/site-packages/numpy-*.dist-info")):
+            # Into the packed copy, never into the user's environment.
+            requirement = "numpy" if numpy2_ok else "numpy<2"
+            progress(f"pip install {requirement} (the environment has no numpy)")
+            _run_logged(
+                [str(env_dir / "bin" / "python"), "-m", "pip", "install", requirement],
+                log,
+                f"{prefix} has no numpy, and pip could not add it",
+                env=create.launcher_env(env_dir, dict(os.environ, PYTHONNOUSERSITE="1")),
+            )
+            create.relocate_scripts(env_dir)
         return _finish(
             options,
             env_dir,

@@ -138,3 +138,13 @@ def test_conda_tool_failure_is_reported(cache_root: Path, tmp_path: Path, microm
     assert "micromamba could not create the environment" in info.value.message
     assert "nothing provides no-such-package" in info.value.details
     assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def test_numpy_is_added_to_the_packed_copy_only(
+    cache_root: Path, tmp_path: Path, py38: pythons.Interpreter
+) -> None:
+    prefix = make_conda_prefix(tmp_path / "conda", py38, ["six"])
+    out = tmp_path / "out" / "e.tar.gz"
+    result = packenv.pack_env(packenv.PackOptions(prefix=prefix, output=out))
+    assert result.manifest["numpy"].startswith("1.")  # r24.10: numpy<2
+    assert not list(prefix.glob("lib/python3.8/site-packages/numpy*"))  # the user's env is untouched

@@ -351,7 +351,8 @@ def test_pip_envs_are_reproducible_and_scripts_relocate(
     (home / ".local" / "lib" / "python3.8" / "site-packages").mkdir(parents=True)
     monkeypatch.chdir(workdir)
     monkeypatch.setenv("HOME", str(home))
-    first, second = tmp_path / "a" / "env.tar.gz", tmp_path / "b" / "env.tar.gz"
+    # Relative output paths, as users type them.
+    first, second = Path("a") / "env.tar.gz", Path("b") / "env.tar.gz"
     result = packenv.pack_env(packenv.PackOptions(python="3.8", output=first))
     packenv.pack_env(packenv.PackOptions(python="3.8", output=second))
     assert first.read_bytes() == second.read_bytes()
@@ -396,3 +397,25 @@ def test_full_version_with_a_spec(cache_root: Path, tmp_path: Path, py38: python
     spec = Path(__file__).resolve().parents[2] / "envs" / "py38-numpy.toml"
     result = packenv.pack_env(packenv.PackOptions(spec=spec, python=py38.version, directory=tmp_path / "e"))
     assert result.manifest["python"] == py38.version
+
+
+def test_installed_but_unimportable_package_is_an_error(cache_root: Path, tmp_path: Path) -> None:
+    src = tmp_path / "brokenpkg"
+    (src / "brokenpkg").mkdir(parents=True)
+    (src / "brokenpkg" / "__init__.py").write_text(
+        "raise ImportError('libfoo.so.1: cannot open shared object file')\n"
+    )
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=40.8"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "brokenpkg"\nversion = "0.1"\n'
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(EnvError) as info:
+        packenv.pack_env(
+            packenv.PackOptions(
+                python="3.10", requirements=[f"brokenpkg @ file://{src}"], output=out / "e.tar.gz"
+            )
+        )
+    assert "do not import in the env: brokenpkg: ImportError: libfoo.so.1" in info.value.message
+    assert list(out.iterdir()) == []

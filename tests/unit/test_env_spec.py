@@ -40,3 +40,19 @@ def test_bad_specs_name_the_problem(tmp_path: Path, text: str, message: str) -> 
 def test_missing_spec(tmp_path: Path) -> None:
     with pytest.raises(EnvError, match="no such spec file"):
         spec.load(tmp_path / "nope.toml")
+
+
+def test_requirement_names() -> None:
+    from stubforge.envs.inspect import requirement_names
+
+    given = [
+        "numpy<2",
+        "brokenpkg @ file:///x",
+        "/tmp/x",
+        "./y",
+        "https://x/y.whl",
+        "Pillow[a]>=9",
+        "-e .",
+        "six",
+    ]
+    assert requirement_names(given) == ["numpy", "brokenpkg", "pillow", "six"]
