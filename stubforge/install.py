@@ -138,6 +138,22 @@ def find_cached_stub(triton: str, minor: str, gpu: bool = False) -> Path | None:
     return Path(candidates[0]["path"]) if candidates else None
 
 
+def _choose_stub(python: str | None, stub: Path | None, triton: str) -> Path:
+    """--stub FILE (checked against --python), or the cached stub of that Python, built when missing."""
+    if stub is None:
+        if not python:
+            raise InstallError("which stub? pass --python 3.X or --stub FILE", hint="e.g. --python 3.8")
+        cached = find_cached_stub(triton, pythons.resolve(python).minor)
+        return cached or stub_mod.build_one(python, stub_mod.BuildOptions(triton=triton)).stub
+    if not stub.is_file():
+        raise InstallError(
+            f"--stub {stub}: no such file", hint="pass the path of a triton_python_backend_stub"
+        )
+    if python:
+        _interpreter_for(stub, python)
+    return stub
+
+
 @dataclass
 class InstallResult:
     path: Path
@@ -164,19 +180,7 @@ def install_model_stub(
 ) -> InstallResult:
     """Put a stub at <model_dir>/triton_python_backend_stub (beside config.pbtxt), atomically."""
     info = modelrepo.read_config(model_dir)
-    if stub is None:
-        if not python:
-            raise InstallError("which stub? pass --python 3.X or --stub FILE", hint="e.g. --python 3.8")
-        minor = pythons.resolve(python).minor
-        stub = find_cached_stub(triton, minor)
-        if stub is None:
-            stub = stub_mod.build_one(python, stub_mod.BuildOptions(triton=triton)).stub
-    elif python:
-        _interpreter_for(stub, python)
-    if not stub.is_file():
-        raise InstallError(
-            f"--stub {stub}: no such file", hint="pass the path of a triton_python_backend_stub"
-        )
+    stub = _choose_stub(python, stub, triton)
     minor = stub_python(stub)
     target = info.path.parent / cache.STUB_NAME
     digest = cache.sha256_of(stub)
@@ -310,20 +314,7 @@ def install_backend(
             hint="--backends must be Triton's backend directory, holding the stock python/ backend "
             "(stubforge never ships upstream files; it copies them from there)",
         )
-    if stub is None:
-        if not python:
-            raise InstallError("which stub? pass --python 3.X or --stub FILE", hint="e.g. --python 3.8")
-        minor = pythons.resolve(python).minor
-        stub = (
-            find_cached_stub(triton, minor)
-            or stub_mod.build_one(python, stub_mod.BuildOptions(triton=triton)).stub
-        )
-    elif python:
-        _interpreter_for(stub, python)
-    if not stub.is_file():
-        raise InstallError(
-            f"--stub {stub}: no such file", hint="pass the path of a triton_python_backend_stub"
-        )
+    stub = _choose_stub(python, stub, triton)
     minor = stub_python(stub)
     name = name or f"python_{minor.replace('.', '_')}"
     if name == "python" or "/" in name or not name:

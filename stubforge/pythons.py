@@ -417,20 +417,14 @@ def check_shared(interp: Interpreter) -> None:
     if not interp.shared or interp.libpython is None:
         raise PythonNotFound(
             f"{interp.executable} (Python {interp.version}) has no shared libpython",
-            hint="Triton's stub loads libpython from the env: use an interpreter built with --enable-shared "
+            hint="Triton's stub embeds libpython: use an interpreter built with --enable-shared "
             "(pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install "
             f"{interp.version}; conda and Debian's python3.X are shared)",
         )
 
 
 def check_buildable(interp: Interpreter) -> None:
-    if not interp.shared or interp.libpython is None:
-        raise PythonNotFound(
-            f"{interp.executable} (Python {interp.version}) has no shared libpython",
-            hint="the stub embeds libpython: use an interpreter built with --enable-shared "
-            "(pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install "
-            f"{interp.version}; conda and Debian's python3.X are shared)",
-        )
+    check_shared(interp)
     if not interp.has_headers:
         raise PythonNotFound(
             f"{interp.executable} (Python {interp.version}) has no Python.h in {interp.include_dir}",
