@@ -166,6 +166,21 @@ def pip_install(
     args += [*pip_args, *requirements]
     progress("pip install " + " ".join(args[4:]))
     env = launcher_env(env_dir, _pip_environment())
+    run_logged(
+        args,
+        log,
+        f"pip could not install {' '.join(args[4:])} for Python {interp.version}",
+        hint="check the package names and versions for this Python; the pip output is above "
+        f"(full log: {log})",
+        env=env,
+    )
+    relocate_scripts(env_dir)
+
+
+def run_logged(
+    args: list[str], log: Path, failure: str, hint: str = "", env: dict[str, str] | None = None
+) -> None:
+    """Run a tool (pip, micromamba) with its output appended to log; EnvError with the log's tail on failure."""
     with open(log, "a") as out:
         out.write(f"$ {' '.join(args)}\n")
         out.flush()
@@ -174,16 +189,10 @@ def pip_install(
                 args, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=PIP_TIMEOUT_S, check=False
             )
         except subprocess.TimeoutExpired as exc:
-            raise EnvError(f"pip did not finish within {PIP_TIMEOUT_S:.0f} s", hint=f"see {log}") from exc
+            raise EnvError(f"{failure}: no result within {PIP_TIMEOUT_S:.0f} s", hint=f"see {log}") from exc
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise EnvError(
-            f"pip could not install {' '.join(args[4:])} for Python {interp.version}",
-            hint="check the package names and versions for this Python; the pip output is above "
-            f"(full log: {log})",
-            details=tail,
-        )
-    relocate_scripts(env_dir)
+        raise EnvError(failure, hint=hint or f"see the output above (full log: {log})", details=tail)
 
 
 def relocate_scripts(env_dir: Path) -> None:

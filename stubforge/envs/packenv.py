@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -281,13 +280,13 @@ def _pack_conda_spec(options: PackOptions, target: Path, started: float, progres
         prefix = Path(tmp) / "prefix"
         args = [tool, "create", "-y", "-p", str(prefix), f"python={options.python}", *options.conda_packages]
         progress(" ".join([os.path.basename(tool), *args[1:]]))
-        _run_logged(args, log, f"{os.path.basename(tool)} could not create the environment")
+        create.run_logged(args, log, f"{os.path.basename(tool)} could not create the environment")
         pip_reqs = [*options.requirements, *_file_requirements(options.requirement_files)]
         if "numpy" not in inspect.requirement_names(pip_reqs + options.conda_packages):
             pip_reqs.append("numpy" if _numpy2_policy(options)[0] else "numpy<2")
         if pip_reqs:
             progress("pip install " + " ".join(pip_reqs))
-            _run_logged(
+            create.run_logged(
                 [str(prefix / "bin" / "python"), "-m", "pip", "install", *options.pip_args, *pip_reqs],
                 log,
                 "pip could not install into the conda environment",
@@ -298,23 +297,6 @@ def _pack_conda_spec(options: PackOptions, target: Path, started: float, progres
         )
         source = {"kind": "conda-spec", "spec": str(options.spec), "tool": tool}
         return _pack_conda(conda_options, target, started, progress, source=source)
-
-
-def _run_logged(args: list[str], log: Path, failure: str, env: dict[str, str] | None = None) -> None:
-    with open(log, "a") as out:
-        out.write(f"$ {' '.join(args)}\n")
-        out.flush()
-        try:
-            proc = subprocess.run(
-                args, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=create.PIP_TIMEOUT_S, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise EnvError(
-                f"{failure}: no result within {create.PIP_TIMEOUT_S:.0f} s", hint=f"see {log}"
-            ) from exc
-    if proc.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise EnvError(failure, hint=f"see the output above (full log: {log})", details=tail)
 
 
 def _pack_conda(
@@ -350,7 +332,7 @@ def _pack_conda(
             # Into the packed copy, never into the user's environment.
             requirement = "numpy" if numpy2_ok else "numpy<2"
             progress(f"pip install {requirement} (the environment has no numpy)")
-            _run_logged(
+            create.run_logged(
                 [str(env_dir / "bin" / "python"), "-m", "pip", "install", requirement],
                 log,
                 f"{prefix} has no numpy, and pip could not add it",
