@@ -539,6 +539,122 @@ def install_backend_cmd(
     )
 
 
+@cli.command("list")
+@click.option(
+    "--backends",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Triton's backend directory, e.g. /opt/tritonserver/backends.",
+)
+@json_option
+@handle_errors
+def list_cmd(backends: Path, as_json: bool) -> None:
+    """List the python-family backends of a backend directory: Python, release, default env."""
+    from stubforge import backends as backend_dirs
+
+    found = backend_dirs.list_backends(backends)
+    if as_json:
+        _emit_json([b.to_dict() for b in found])
+        return
+    if not found:
+        click.echo(f"no python-family backend in {backends}")
+        return
+    for b in found:
+        env = "-"
+        if b.default_env is not None:
+            env = f"{b.default_env.name} (Python {b.default_env_python or 'unknown'})"
+        click.echo(
+            f"{b.name:<14} {b.kind:<12} Python {b.python or '?':<5} "
+            f"release {b.triton or 'unknown':<8} default env {env}"
+        )
+        for problem in b.problems:
+            click.echo(f"    problem: {problem}")
+
+
+@cli.command("verify")
+@click.argument("repository", type=click.Path(path_type=Path))
+@click.option(
+    "--tritonserver",
+    "server_path",
+    type=click.Path(path_type=Path),
+    help="The tritonserver binary (or the install root holding bin/tritonserver).",
+)
+@click.option("--pytriton", is_flag=True, help="Use the tritonserver inside an installed nvidia-pytriton.")
+@click.option(
+    "--backends",
+    type=click.Path(path_type=Path),
+    help="Backend directory to serve from (default: the server's own).",
+)
+@click.option("--model", "models", multiple=True, help="Verify only this model (repeatable).")
+@click.option("--load-timeout", default=120.0, show_default=True, help="Seconds one model may take to load.")
+@click.option("--request-timeout", default=60.0, show_default=True, help="Seconds one request may take.")
+@click.option("--log", "log_path", type=click.Path(path_type=Path), help="Write the server log here.")
+@json_option
+@handle_errors
+def verify_cmd(
+    repository: Path,
+    server_path: Path | None,
+    pytriton: bool,
+    backends: Path | None,
+    models: tuple[str, ...],
+    load_timeout: float,
+    request_timeout: float,
+    log_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Load every model of REPOSITORY in a real tritonserver and send each one request."""
+    from stubforge.verify import run, server
+
+    if bool(server_path) == pytriton:
+        raise StubforgeError(
+            "which server? pass exactly one of --tritonserver PATH and --pytriton",
+            hint="e.g. --tritonserver /opt/tritonserver/bin/tritonserver",
+        )
+    install = server.from_binary(server_path) if server_path else server.find_pytriton()
+    report = run.verify(
+        repository,
+        install,
+        backends=backends,
+        models=models,
+        load_timeout=load_timeout,
+        request_timeout=request_timeout,
+        log_path=log_path,
+    )
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        _print_verify(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print_verify(report: Any) -> None:
+    click.echo(f"tritonserver {report.server_version or '?'}  {report.server}")
+    click.echo(f"backends {report.backends}; first python3 on PATH: {report.path_python or 'none'}")
+    for m in report.models:
+        status = "ok" if m.ok else "FAILED"
+        load = f"loaded in {m.load_seconds:.1f}s" if m.loaded else "not loaded"
+        answer = {True: "answered", False: "request failed", None: "no request"}[m.response_ok]
+        python = f"Python {m.python}" if m.python else "Python ?"
+        numpy = f"numpy {m.numpy}" if m.numpy else ""
+        click.echo(f"{status:<7} {m.name:<24} {load:<16} {answer:<15} {python} {numpy}".rstrip())
+        for warning in m.warnings:
+            click.echo(f"        warning: {warning}")
+        if m.error:
+            click.echo(f"        error: {m.error}")
+            if m.hint:
+                click.echo(f"        hint: {m.hint}")
+            if m.log_excerpt:
+                click.echo("        server log:")
+                for line in m.log_excerpt.splitlines()[-12:]:
+                    click.echo(f"          {line}")
+    passed = sum(m.ok for m in report.models)
+    click.echo(
+        f"{passed}/{len(report.models)} models verified in {report.seconds:.1f}s "
+        f"({report.server_starts} server start{'s' if report.server_starts != 1 else ''}); log {report.log}"
+    )
+
+
 def _terminated(_signum: int, _frame: object) -> None:
     # SIGTERM (docker stop, kill) unwinds like Ctrl-C, so build trees and staging dirs are removed.
     raise KeyboardInterrupt

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import re
 import shutil
 import subprocess
 import tarfile
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stubforge import __version__, cache, elf, modelrepo, pythons, releases
+from stubforge import backends as backend_dirs
 from stubforge.build import stub as stub_mod
 from stubforge.build import verify
 from stubforge.errors import StubforgeError
@@ -28,10 +28,9 @@ class InstallError(StubforgeError):
 
 def stub_python(stub: Path) -> str:
     """'3.8' from NEEDED libpython3.8.so.1.0 (or libpython3.7m.so.1.0)."""
-    for needed in elf.read(stub).needed:
-        match = re.match(r"libpython(\d+\.\d+)m?\.so", needed)
-        if match:
-            return match.group(1)
+    minor = backend_dirs.stub_python(stub)
+    if minor:
+        return minor
     raise InstallError(f"{stub} links no libpython", hint="pass a triton_python_backend_stub")
 
 
@@ -286,8 +285,8 @@ def _archive_has(archive: Path, member: str) -> bool:
     return False
 
 
-BACKEND_SIDECAR = "stubforge-backend.json"
-DEFAULT_ENV_NAME = "pb_exec_env_model.py.tar.gz"  # a Python-based backend's default env (TRITON_FACTS §3)
+BACKEND_SIDECAR = backend_dirs.SIDECAR
+DEFAULT_ENV_NAME = backend_dirs.DEFAULT_ENV  # a Python-based backend's default env (TRITON_FACTS §3)
 UTILS = "triton_python_backend_utils.py"
 
 

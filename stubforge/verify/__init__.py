@@ -1,0 +1,1 @@
+"""Prove a model repository in a real tritonserver."""
