@@ -120,19 +120,25 @@ def _wheel_libraries(stub: Path) -> tuple[str, ...]:
     return ()
 
 
-def find_cached_stub(triton: str, minor: str, gpu: bool = False) -> Path | None:
-    """The newest cached stub of that release, Python and GPU flag; built ones before imported ones."""
+def find_cached_stub(triton: str, minor: str, gpu: bool | None = None) -> Path | None:
+    """The newest cached stub of that release and Python: CPU builds first (a GPU build needs a CUDA runtime),
+    built ones before imported ones. gpu=True/False restricts to that kind."""
     branch = releases.normalize(triton)
     candidates = [
         a
         for a in cache.stub_artifacts()
         if a.get("triton", {}).get("release") == branch
         and a.get("python", {}).get("minor") == minor
-        and bool(a.get("gpu")) == gpu
+        and (gpu is None or bool(a.get("gpu")) == gpu)
         and a.get("arch") == platform.machine()
     ]
     candidates.sort(
-        key=lambda a: (a.get("build", {}).get("mode") != "imported", a.get("created", "")), reverse=True
+        key=lambda a: (
+            not a.get("gpu"),
+            a.get("build", {}).get("mode") != "imported",
+            a.get("created", ""),
+        ),
+        reverse=True,
     )
     return Path(candidates[0]["path"]) if candidates else None
 

@@ -385,6 +385,7 @@ def resolve(
         if not usable and matches:
             check(matches[0])
         matches = usable
+    matches = _without_venvs_of_others(matches)
     if len(matches) == 1:
         return matches[0]
     listing = _listing(found)
@@ -401,6 +402,18 @@ def resolve(
         hint=f"pass a full version (e.g. {matches[0].version}) or the interpreter's path",
         details=_listing(matches),
     )
+
+
+def _without_venvs_of_others(matches: list[Interpreter]) -> list[Interpreter]:
+    """A venv of an interpreter that also matched is the same Python (same libpython, same stdlib): an active
+    venv on PATH must not make `--python 3.8` ambiguous. Only the base is used; --venv packs a venv."""
+    prefixes = {os.path.realpath(i.prefix) for i in matches}
+    return [
+        i
+        for i in matches
+        if os.path.realpath(i.prefix) == os.path.realpath(i.base_prefix)
+        or os.path.realpath(i.base_prefix) not in prefixes
+    ]
 
 
 def _matches(interp: Interpreter, wanted: tuple[int, int, int | None]) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from stubforge import backends as backend_dirs
-from stubforge import cache, releases
+from stubforge import cache, modelrepo, releases
 from stubforge.errors import StubforgeError
 from stubforge.verify import server as server_mod
 from stubforge.verify import synthetic
@@ -157,6 +157,51 @@ def explain(text: str) -> str | None:
         match = re.search(pattern, text)
         if match:
             return hint.format(*(g for g in match.groups() if g))
+    return None
+
+
+def _env_python(env: Path) -> str | None:
+    if env.is_dir():
+        for lib in sorted((env / "lib").glob("libpython*.so*")):
+            version = lib.name[len("libpython") :].split(".so")[0].rstrip("m")
+            if version[:1].isdigit():
+                return version
+        return None
+    return backend_dirs.archive_python(env)
+
+
+def env_mismatch(model_dir: Path, backends: Path) -> str | None:
+    """The stub a model will start and the env it gets, when their Pythons differ: a stub that cannot start."""
+    try:
+        info = modelrepo.read_config(model_dir)
+    except StubforgeError:
+        return None
+    backend = info.backend or backend_dirs.STOCK
+    candidates = [
+        model_dir / cache.STUB_NAME,
+        backends / backend / cache.STUB_NAME,
+        backends / backend_dirs.STOCK / cache.STUB_NAME,
+    ]
+    stub = next((c for c in candidates if c.is_file()), None)
+    if stub is None:
+        return None
+    value = info.parameters.get(modelrepo.EXECUTION_ENV_PATH)
+    env: Path | None = None
+    if value:
+        try:
+            env = modelrepo.validate_env_path(model_dir, value)
+        except StubforgeError:
+            return None
+    elif (backends / backend / backend_dirs.DEFAULT_ENV).is_file():
+        env = backends / backend / backend_dirs.DEFAULT_ENV
+    if env is None:
+        return None
+    stub_minor, env_minor = backend_dirs.stub_python(stub), _env_python(env)
+    if stub_minor and env_minor and stub_minor != env_minor:
+        return (
+            f"the stub {stub} embeds Python {stub_minor}, but the env {env} carries Python {env_minor}: "
+            f"pack the env for that stub (stubforge pack-env --stub {stub} --model {model_dir})"
+        )
     return None
 
 
@@ -299,7 +344,7 @@ def verify(
                 while pending:
                     name = pending.pop(0)
                     report = _verify_model(
-                        server, name, repository, load_timeout, request_timeout, server_version
+                        server, name, served_backends, load_timeout, request_timeout, server_version
                     )
                     reports[name] = report
                     if report.hung or not server.alive():
@@ -339,7 +384,7 @@ def _server_version(server: server_mod.RunningServer) -> str | None:
 def _verify_model(
     server: server_mod.RunningServer,
     name: str,
-    repository: Path,
+    backends: Path,
     load_timeout: float,
     request_timeout: float,
     server_version: str | None,
@@ -354,7 +399,7 @@ def _verify_model(
         report.load_seconds = round(elapsed, 2)
         excerpt = server.log_since(offset)
         report.log_excerpt = excerpt_of(excerpt)
-        report.hint = explain(excerpt)
+        report.hint = env_mismatch(server.repository / name, backends) or explain(excerpt)
         return report
     report.loaded = True
     report.load_seconds = round(elapsed, 2)
