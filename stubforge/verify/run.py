@@ -106,18 +106,20 @@ def repository_models(repository: Path, names: tuple[str, ...] = ()) -> list[str
 # Server log text → what to do. Order matters: the first match wins.
 _EXPLANATIONS: list[tuple[str, str]] = [
     (
-        r"error while loading shared libraries: (libpython[\d.]+m?\.so[\d.]*)",
-        "the stub cannot find {0}: give the model an env of that Python (stubforge pack-env --stub STUB "
-        "--model MODEL) or put that libpython's directory on the server's LD_LIBRARY_PATH",
+        r"error while loading shared libraries: (libpython(\d+\.\d+)m?\.so[\d.]*)",
+        "the stub cannot find {0}: give the model an env of Python {1} (stubforge pack-env --python {1} "
+        "--model {model}), or put the directory holding {0} on the server's LD_LIBRARY_PATH{where}",
     ),
     (
         r"Fatal Python error|No module named 'encodings'|init_fs_encoding",
         "the stub's Python could not start in this env: the env was packed for another Python version than "
-        "the stub embeds; pack it with stubforge pack-env --stub STUB",
+        "the stub embeds; pack it with stubforge pack-env --stub {stub} --model {model}",
     ),
     (
         r"No module named 'numpy'",
-        "the env has no numpy, which the stub imports first; add numpy to the env",
+        "numpy is not importable where the stub runs (the model's env, or without one the first python3 on "
+        "the server's PATH) and the stub needs it: install numpy<2 there, or give the model an env "
+        "(stubforge pack-env --model {model})",
     ),
     (
         r"numpy.core.multiarray failed to import|compiled using NumPy 1\.x cannot be run in\s+NumPy 2",
@@ -125,14 +127,17 @@ _EXPLANATIONS: list[tuple[str, str]] = [
         "stub with --pybind11 2.12.0",
     ),
     (
+        r"unexpected directory name '([^']+)' for model '([^']+)'",
+        "the config.pbtxt in {0}/ names the model {1}: the name must equal the directory name",
+    ),
+    (
         r"Stub process .* is not healthy",
         "the stub stopped answering (killed, or out of memory); see the log excerpt",
     ),
     (
-        r"unable to find backend library for backend '([^']+)'|unable to find '.*' for model|"
-        r"backend '([^']+)' not found",
-        "the backend named in config.pbtxt is not in the backend directory; "
-        "stubforge install backend --backends DIR --python 3.X creates python_3_X",
+        r"unable to find backend library for backend '([^']+)'",
+        "there is no backend {0} in {backends}; a Python-based one is made with "
+        "stubforge install backend --backends {backends} --python X.Y --name {0}",
     ),
 ]
 
@@ -152,11 +157,30 @@ def excerpt_of(text: str, lines: int = LOG_EXCERPT_LINES) -> str:
     return "\n".join(kept[-lines:])
 
 
-def explain(text: str) -> str | None:
+def explain(
+    text: str,
+    *,
+    stub: Path | None = None,
+    model: Path | None = None,
+    env: dict[str, str] | None = None,
+    backends: Path | None = None,
+) -> str | None:
     for pattern, hint in _EXPLANATIONS:
         match = re.search(pattern, text)
         if match:
-            return hint.format(*(g for g in match.groups() if g))
+            groups = [g for g in match.groups() if g]
+            where = ""
+            if "{where}" in hint and env is not None:
+                libdir = _path_python_libdir(env)
+                if libdir and (Path(libdir) / groups[0]).exists():
+                    where = f" (the first python3 on PATH has it in {libdir})"
+            return hint.format(
+                *groups,
+                stub=stub or "STUB",
+                model=model or "MODEL_DIR",
+                where=where,
+                backends=backends or "BACKENDS_DIR",
+            )
     return None
 
 
@@ -170,21 +194,27 @@ def _env_python(env: Path) -> str | None:
     return backend_dirs.archive_python(env)
 
 
-def env_mismatch(model_dir: Path, backends: Path) -> str | None:
-    """The stub a model will start and the env it gets, when their Pythons differ: a stub that cannot start."""
+def model_stub(model_dir: Path, backends: Path) -> Path | None:
+    """The stub Triton starts for a model: its own, its Python-based backend's, or the stock backend's."""
     try:
-        info = modelrepo.read_config(model_dir)
+        backend = modelrepo.read_config(model_dir).backend or backend_dirs.STOCK
     except StubforgeError:
         return None
-    backend = info.backend or backend_dirs.STOCK
     candidates = [
         model_dir / cache.STUB_NAME,
         backends / backend / cache.STUB_NAME,
         backends / backend_dirs.STOCK / cache.STUB_NAME,
     ]
-    stub = next((c for c in candidates if c.is_file()), None)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def env_mismatch(model_dir: Path, backends: Path) -> str | None:
+    """The stub a model will start and the env it gets, when their Pythons differ: a stub that cannot start."""
+    stub = model_stub(model_dir, backends)
     if stub is None:
         return None
+    info = modelrepo.read_config(model_dir)
+    backend = info.backend or backend_dirs.STOCK
     value = info.parameters.get(modelrepo.EXECUTION_ENV_PATH)
     env: Path | None = None
     if value:
@@ -258,6 +288,25 @@ def _server_env(install: server_mod.ServerInstall, extra: dict[str, str] | None)
     return env
 
 
+def _path_python_libdir(env: dict[str, str]) -> str | None:
+    python = shutil.which("python3", path=env.get("PATH"))
+    if not python:
+        return None
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env=env,
+            cwd="/",
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out or None
+
+
 def _path_python(env: dict[str, str]) -> tuple[str | None, str | None]:
     """(path, X.Y) of the first python3 on the server's PATH: the stub of a model without an env runs in it."""
     python = shutil.which("python3", path=env.get("PATH"))
@@ -322,6 +371,8 @@ def verify(
         scratch = Path(scratch_name)
         served_backends = _prepare_backends(install, backends, env, scratch)
         backends_note = str(served_backends)
+        # A scratch copy (--pytriton) disappears after the run: hints name the directory the user has.
+        shown_backends = install.backends if served_backends.is_relative_to(scratch) else served_backends
         if served_backends.is_relative_to(scratch):
             backends_note = f"{install.backends} + the wheel's stub for the first python3 on PATH"
         log = log_path or (
@@ -344,7 +395,13 @@ def verify(
                 while pending:
                     name = pending.pop(0)
                     report = _verify_model(
-                        server, name, served_backends, load_timeout, request_timeout, server_version
+                        server,
+                        name,
+                        served_backends,
+                        shown_backends,
+                        load_timeout,
+                        request_timeout,
+                        server_version,
                     )
                     reports[name] = report
                     if report.hung or not server.alive():
@@ -385,6 +442,7 @@ def _verify_model(
     server: server_mod.RunningServer,
     name: str,
     backends: Path,
+    shown_backends: Path,
     load_timeout: float,
     request_timeout: float,
     server_version: str | None,
@@ -399,7 +457,17 @@ def _verify_model(
         report.load_seconds = round(elapsed, 2)
         excerpt = server.log_since(offset)
         report.log_excerpt = excerpt_of(excerpt)
-        report.hint = env_mismatch(server.repository / name, backends) or explain(excerpt)
+        model_dir = server.repository / name
+        report.hint = env_mismatch(model_dir, backends) or explain(
+            excerpt,
+            stub=model_stub(model_dir, backends),
+            model=model_dir,
+            env=server.env,
+            # A scratch copy (--pytriton) disappears after the run: name the directory the user has.
+            backends=server.install.backends
+            if backends.name == "backends" and "stubforge-verify-" in str(backends)
+            else backends,
+        )
         return report
     report.loaded = True
     report.load_seconds = round(elapsed, 2)

@@ -183,6 +183,7 @@ class RunningServer:
         self.install = install
         self.repository = repository
         self.backends = backends
+        self.env = env
         self.log_path = log_path
         self.token = f"stubforge_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)

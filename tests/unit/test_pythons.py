@@ -67,15 +67,28 @@ def test_missing_version_lists_what_was_found() -> None:
     assert "--python" in info.value.hint
 
 
-def test_ambiguous_version_is_an_error(tmp_path: Path) -> None:
+def test_a_venv_on_path_is_its_base_not_an_ambiguity(tmp_path: Path) -> None:
     base = interpreter("3.8")
     venv = tmp_path / "venv"
     subprocess.run([base.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     env = dict(os.environ, PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    assert str(venv / "bin" / "python3") in [i.executable for i in pythons.discover(env)]
+    resolved = pythons.resolve("3.8", env=env)
+    assert os.path.realpath(resolved.prefix) == os.path.realpath(base.prefix)
+
+
+def test_two_installs_of_one_version_are_ambiguous() -> None:
+    bases = {}
+    for i in pythons.discover():
+        if os.path.realpath(i.prefix) == os.path.realpath(i.base_prefix):
+            bases.setdefault(i.minor, []).append(i)
+    twice = sorted(m for m, found in bases.items() if len({f.prefix for f in found}) > 1)
+    if not twice:
+        pytest.skip("needs two installs of one X.Y (here: Debian's and pyenv's 3.11)")
     with pytest.raises(PythonNotFound) as info:
-        pythons.resolve("3.8", env=env)
+        pythons.resolve(twice[0])
     assert "ambiguous" in info.value.message
-    assert str(venv / "bin") in info.value.details
+    assert all(f.executable in info.value.details for f in bases[twice[0]])
 
 
 def test_not_a_python_path_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,0 +1,87 @@
+"""verify's pure parts: synthetic inputs from a config, log excerpts, explanations, the numpy/pybind11 rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stubforge.verify import run, synthetic
+
+
+def test_inputs_follow_dtypes_dims_and_batching() -> None:
+    config = {
+        "max_batch_size": 8,
+        "input": [
+            {"name": "IMG", "data_type": "TYPE_UINT8", "dims": ["-1", "3"]},
+            {"name": "TEXT", "data_type": "TYPE_STRING", "dims": ["2"]},
+            {"name": "FLAG", "data_type": "TYPE_BOOL", "dims": ["1"]},
+            {"name": "HALF", "data_type": "TYPE_FP16", "dims": ["4"]},
+        ],
+    }
+    built = {i.name: i for i in synthetic.inputs_for(config)}
+    assert built["IMG"].data.shape == (1, 1, 3) and built["IMG"].data.dtype == np.uint8
+    assert built["IMG"].datatype == "UINT8"
+    assert built["TEXT"].datatype == "BYTES" and built["TEXT"].data.tolist() == [[b"stubforge", b"stubforge"]]
+    assert built["FLAG"].data.dtype == np.bool_ and built["FLAG"].data.shape == (1, 1)
+    assert built["HALF"].data.dtype == np.float16 and built["HALF"].data.tolist() == [[1, 2, 3, 4]]
+
+
+def test_no_batch_dimension_without_max_batch_size() -> None:
+    config = {"input": [{"name": "X", "data_type": "TYPE_FP32", "dims": ["-1", "-1"]}]}
+    (x,) = synthetic.inputs_for(config)
+    assert x.data.shape == (1, 1) and x.datatype == "FP32"
+
+
+def test_unsupported_dtype_is_named() -> None:
+    with pytest.raises(synthetic.UnsupportedInput, match="BF"):
+        synthetic.inputs_for({"input": [{"name": "B", "data_type": "TYPE_BF16", "dims": ["1"]}]})
+
+
+LOG = """I1122 04:02:21.334709 19884 model_lifecycle.cc:472] "loading: bad:1"
+I1122 04:02:21.334801 19884 model_config_utils.cc:1] "model config:"
+instance_group {
+  count: 1
+}
+backend: "python"
+W1122 04:02:21.4 19884 model_lifecycle.cc:111] "ignore version directory 'env'"
+/repo/bad/triton_python_backend_stub: error while loading shared libraries: libpython3.8.so.1.0: cannot open \
+shared object file: No such file or directory
+"""
+
+
+def test_excerpt_keeps_warnings_errors_and_stub_output_only() -> None:
+    excerpt = run.excerpt_of(LOG).splitlines()
+    assert excerpt[0].startswith("W1122")
+    assert "libpython3.8.so.1.0" in excerpt[1]
+    assert len(excerpt) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (LOG, "pack-env --python 3.8 --model"),
+        ("Fatal Python error: init_fs_encoding: failed to get the Python codec", "another Python version"),
+        ("ModuleNotFoundError: No module named 'numpy'", "install numpy<2 there"),
+        (
+            "A module that was compiled using NumPy 1.x cannot be run in\nNumPy 2.0.2 as it may crash",
+            "numpy<2",
+        ),
+        ("E1122 unable to find backend library for backend 'python_3_9'", "install backend"),
+        ("unexpected directory name 'a' for model 'b', directory name must", "must equal the directory name"),
+    ],
+)
+def test_explain_maps_log_text_to_a_fix(text: str, needle: str) -> None:
+    hint = run.explain(text)
+    assert hint is not None and needle in hint
+
+
+def test_explain_is_silent_on_unknown_text() -> None:
+    assert run.explain("I1122 all good") is None
+
+
+@pytest.mark.parametrize(
+    ("version", "than", "older"),
+    [("2.10.0", "2.12", True), ("2.12.0", "2.12", False), ("2.13.6", "2.12", False), ("1.26.4", "2", True)],
+)
+def test_version_order(version: str, than: str, older: bool) -> None:
+    assert run._older(version, than) is older
