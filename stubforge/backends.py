@@ -112,7 +112,7 @@ def list_backends(backends: Path) -> list[Backend]:
     stock_stub = backends / STOCK / cache.STUB_NAME
     found: list[Backend] = []
     for path in sorted(p for p in backends.iterdir() if p.is_dir()):
-        if not _is_python_family(path):
+        if path.name != STOCK and not _is_python_family(path):
             continue
         own_stub = path / cache.STUB_NAME
         problems: list[str] = []

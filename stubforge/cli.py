@@ -559,12 +559,13 @@ def list_cmd(backends: Path, as_json: bool) -> None:
     if not found:
         click.echo(f"no python-family backend in {backends}")
         return
+    width = max(len(b.name) for b in found)
     for b in found:
         env = "-"
         if b.default_env is not None:
             env = f"{b.default_env.name} (Python {b.default_env_python or 'unknown'})"
         click.echo(
-            f"{b.name:<14} {b.kind:<12} Python {b.python or '?':<5} "
+            f"{b.name:<{width}}  {b.kind:<12} Python {b.python or '?':<5} "
             f"release {b.triton or 'unknown':<8} default env {env}"
         )
         for problem in b.problems:
