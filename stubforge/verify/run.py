@@ -131,6 +131,12 @@ _EXPLANATIONS: list[tuple[str, str]] = [
         "the config.pbtxt in {0}/ names the model {1}: the name must equal the directory name",
     ),
     (
+        r"Path (\S+)/bin/activate does not exist",
+        "the env {0} has no bin/activate: it was not made by stubforge pack-env or conda-pack, or its "
+        "extracted copy in /tmp was deleted while the server ran (a /tmp cleaner); repack it with "
+        "stubforge pack-env --model {model}",
+    ),
+    (
         r"Stub process .* is not healthy",
         "the stub stopped answering (killed, or out of memory); see the log excerpt",
     ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -187,7 +188,6 @@ class RunningServer:
         self.log_path = log_path
         self.token = f"stubforge_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
-        self.started_at = time.time()
         self.envs_before = set(glob.glob(ENV_TEMPLATE))
         args = [
             str(install.binary),
@@ -320,21 +320,41 @@ class RunningServer:
         self._log.close()
 
     def cleanup(self) -> list[str]:
-        """Remove this run's /dev/shm regions and the /tmp/python_env_* dirs created while it ran."""
+        """Remove this run's /dev/shm regions and /tmp/python_env_* dirs; never another server's.
+
+        Triton names the env dirs with a fixed template and logs them only in its stub launch lines, so a dir
+        is this server's when its log names it. The empty dirs a backend makes at start-up are named nowhere:
+        they are removed only when no other tritonserver is running (else left: empty and harmless)."""
         removed = []
         for region in SHM_DIR.glob(f"{self.token}_*"):
             with contextlib.suppress(FileNotFoundError):
                 region.unlink()
                 removed.append(str(region))
+        named = set(re.findall(r"/tmp/python_env_[A-Za-z0-9]{6}", self.log_since(0)))
+        others = None
         for path in sorted(set(glob.glob(ENV_TEMPLATE)) - self.envs_before):
-            try:
-                info = os.stat(path)
-            except FileNotFoundError:
-                continue
-            if info.st_uid == os.getuid() and info.st_mtime >= self.started_at - 1:
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
+            if path not in named:
+                if others is None:
+                    others = _other_servers(self.process.pid)
+                if others or not _empty_tree(Path(path)):
+                    continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
         return removed
+
+
+def _empty_tree(path: Path) -> bool:
+    try:
+        return not any(p.is_file() or p.is_symlink() for p in path.rglob("*"))
+    except OSError:
+        return False
+
+
+def _other_servers(own: int) -> bool:
+    for proc in psutil.process_iter(["name", "pid"]):
+        if proc.info["pid"] != own and (proc.info["name"] or "").startswith("tritonserver"):
+            return True
+    return False
 
 
 def _existing(pids: list[int]) -> list[psutil.Process]:
