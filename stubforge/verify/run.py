@@ -370,6 +370,8 @@ def verify(
     extra_env: dict[str, str] | None = None,
 ) -> VerifyReport:
     repository = repository.resolve()
+    # The server runs with the repository as its working directory: a relative --backends would move.
+    backends = backends.resolve() if backends is not None else None
     names = repository_models(repository, models)
     started = time.monotonic()
     env = _server_env(install, extra_env)
