@@ -231,6 +231,13 @@ class _BuildReporter:
 @click.option(
     "--cmake-arg", "cmake_args", multiple=True, help="Extra CMake option, e.g. -DCMAKE_CXX_COMPILER=g++-12."
 )
+@click.option(
+    "--flavor",
+    type=click.Choice(["upstream", "harness"]),
+    default="upstream",
+    show_default=True,
+    help="upstream: Triton's stub from python_backend; harness: stubforge's own stub for `stubforge run`.",
+)
 @click.option("-q", "--quiet", is_flag=True)
 @json_option
 @handle_errors
@@ -245,10 +252,14 @@ def build_cmd(
     mode: str,
     force: bool,
     cmake_args: tuple[str, ...],
+    flavor: str,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """Compile triton_python_backend_stub for each --python, verify it and cache it."""
+    if flavor == "harness":
+        _build_harness(python_specs, force, as_json)
+        return
     options = stub_mod.BuildOptions(
         triton=triton,
         gpu=gpu,
@@ -274,6 +285,19 @@ def build_cmd(
             click.echo(f"{result.stub}  {how} in {result.seconds:.2f}s  [{result.key}]")
     if as_json:
         _emit_json([r.to_dict() for r in results])
+
+
+def _build_harness(python_specs: tuple[str, ...], force: bool, as_json: bool) -> None:
+    from stubforge.build import harness as harness_build
+
+    interps = [pythons.resolve(spec, require_buildable=True) for spec in python_specs]
+    results = [harness_build.build_harness(interp, force=force) for interp in interps]
+    if as_json:
+        _emit_json([r.to_dict() for r in results])
+        return
+    for result in results:
+        how = "cached" if result.cache_hit else "built (harness)"
+        click.echo(f"{result.stub}  {how} in {result.seconds:.2f}s  [{result.key}]")
 
 
 def _show_config_write(written: Any) -> None:
@@ -654,6 +678,95 @@ def _print_verify(report: Any) -> None:
         f"{passed}/{len(report.models)} models verified in {report.seconds:.1f}s "
         f"({report.server_starts} server start{'s' if report.server_starts != 1 else ''}); log {report.log}"
     )
+
+
+@cli.command("run")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME=FILE.npy|JSON",
+    help="An input tensor: a .npy file, or a JSON value typed by the config (e.g. INPUT0=[1,2,3]).",
+)
+@click.option("--requests", default=1, show_default=True, help="Send the request this many times.")
+@click.option("--python", "python_spec", help="Python to run (default: from the model's stub or env).")
+@click.option("--triton", default="24.10", show_default=True, help="Release whose launcher to imitate.")
+@click.option("--backends", type=click.Path(path_type=Path), help="Backend dir (python_3_X backends, envs).")
+@click.option(
+    "--backend-config",
+    "backend_config",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Python backend setting, e.g. shm-default-byte-size=4194304.",
+)
+@click.option(
+    "--startup-timeout", default=30.0, show_default=True, help="Seconds for the stub and initialize."
+)
+@click.option("--execute-timeout", type=float, help="Seconds one execute may take (default: no limit).")
+@click.option("--output-dir", type=click.Path(path_type=Path), help="Write each output as NAME.npy here.")
+@json_option
+@handle_errors
+def run_cmd(
+    model_dir: Path,
+    inputs: tuple[str, ...],
+    requests: int,
+    python_spec: str | None,
+    triton: str,
+    backends: Path | None,
+    backend_config: tuple[str, ...],
+    startup_timeout: float,
+    execute_timeout: float | None,
+    output_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Run MODEL_DIR's model.py as Triton's Python backend would, without a server."""
+    from stubforge import harness, runinputs
+
+    config: dict[str, str] = {}
+    for item in backend_config:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise StubforgeError(
+                f"--backend-config {item!r} is not KEY=VALUE", hint="e.g. shm-growth-byte-size=1048576"
+            )
+        config[key] = value
+    if requests < 1:
+        raise StubforgeError(f"--requests {requests} must be at least 1", hint="e.g. --requests 10")
+    with harness.load(
+        model_dir,
+        python=python_spec,
+        triton=triton,
+        backends=backends,
+        backend_config=config,
+        startup_timeout=startup_timeout,
+        execute_timeout=execute_timeout,
+    ) as model:
+        tensors = runinputs.parse(inputs, model.deployment.config)
+        outputs: dict[str, Any] = {}
+        for _ in range(requests):
+            outputs = model.infer(tensors)
+        written = runinputs.save(outputs, output_dir) if output_dir else {}
+        report = runinputs.report(model, outputs, written)
+    if as_json:
+        _emit_json(report)
+        return
+    for record in report["logs"]:
+        click.echo(f"[model {record['level'].lower()}] {record['message']}", err=True)
+    click.echo(
+        f"{report['model']}: Python {report['python']} numpy {report['numpy']} "
+        f"(pid {report['pid']}), loaded in {report['load_s']:.2f}s"
+    )
+    for name, out in report["outputs"].items():
+        where = f"  -> {out['file']}" if out.get("file") else ""
+        click.echo(f"  {name} {out['datatype']} {out['shape']}: {out['preview']}{where}")
+    times = report["request_s"]
+    if times:
+        ordered = sorted(times)
+        click.echo(
+            f"{len(times)} request(s): median {ordered[len(ordered) // 2] * 1000:.2f} ms, "
+            f"min {ordered[0] * 1000:.2f} ms"
+        )
 
 
 def _terminated(_signum: int, _frame: object) -> None:

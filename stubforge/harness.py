@@ -1,0 +1,374 @@
+"""Run a model.py the way Triton's Python backend does, without a server: `stubforge run` and tests.
+
+    with stubforge.harness.load("models/add_sub", python="3.10") as model:
+        outputs = model.infer({"INPUT0": a, "INPUT1": b})
+
+A separate stub process of the model's Python (stubforge's harness stub, built on demand), the env activated as
+the chosen Triton release does, tensors over shared memory, Triton's initialize arguments, health monitoring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stubforge import backends as backend_dirs
+from stubforge import cache, modelrepo, pythons, releases
+from stubforge.build import harness as harness_build
+from stubforge.errors import StubforgeError
+from stubforge.launcher import stub as stub_mod
+from stubforge.launcher.envmanager import EnvironmentManager
+
+RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
+NUMPY_TO_TRITON = {
+    np.dtype(np.bool_): "BOOL",
+    np.dtype(np.uint8): "UINT8",
+    np.dtype(np.uint16): "UINT16",
+    np.dtype(np.uint32): "UINT32",
+    np.dtype(np.uint64): "UINT64",
+    np.dtype(np.int8): "INT8",
+    np.dtype(np.int16): "INT16",
+    np.dtype(np.int32): "INT32",
+    np.dtype(np.int64): "INT64",
+    np.dtype(np.float16): "FP16",
+    np.dtype(np.float32): "FP32",
+    np.dtype(np.float64): "FP64",
+}
+TRITON_TO_NUMPY = {v: k for k, v in NUMPY_TO_TRITON.items()}
+DEFAULT_SHM_PREFIX = "triton_python_backend_shm_region_"
+MIN_SHM_SIZE = 1 << 20
+
+
+class RunnerError(StubforgeError):
+    """The model cannot be run as asked (before any stub starts)."""
+
+
+@dataclass
+class Deployment:
+    """What Triton would use for this model: file, version, Python, env, runtime dir."""
+
+    model_dir: Path
+    name: str
+    version: str
+    model_path: Path
+    config: dict[str, Any]
+    python: str  # X.Y
+    python_source: str  # where the version came from
+    env_path: Path | None
+    runtime_dir: str
+
+
+def _versions(model_dir: Path) -> list[str]:
+    return sorted((p.name for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=int)
+
+
+def config_json(message: Any) -> dict[str, Any]:
+    """The config as Triton hands it to initialize(): every field, proto names, int64 as numbers."""
+    from google.protobuf import json_format
+
+    try:
+        data = json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+    except TypeError:  # protobuf < 5 names the option differently
+        data = json_format.MessageToDict(
+            message, preserving_proto_field_name=True, including_default_value_fields=True
+        )
+    return _numbers(data)
+
+
+def _numbers(value: Any) -> Any:
+    # protobuf's JSON writes int64 as strings; Triton's config JSON has numbers ("dims": [-1]).
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
+        return int(value)
+    return value
+
+
+def _env_python(env: Path) -> str | None:
+    if env.is_dir():
+        for lib in sorted((env / "lib").glob("libpython*.so*")):
+            version = lib.name[len("libpython") :].split(".so")[0].rstrip("m")
+            if version[:1].isdigit():
+                return version
+        return None
+    return backend_dirs.archive_python(env)
+
+
+def deployment(model_dir: Path, python: str | None = None, backends: Path | None = None) -> Deployment:
+    """Read the model as Triton would: latest version, its file, its env, the stub's Python."""
+    info = modelrepo.read_config(model_dir)
+    model_dir = info.path.parent
+    versions = _versions(model_dir)
+    if not versions:
+        raise RunnerError(
+            f"{model_dir} has no version directory (1/, 2/, ...)", hint="put model.py into <model>/1/"
+        )
+    version = versions[-1]
+    model_path = model_dir / version / (info.default_model_filename or "model.py")
+    if not model_path.is_file():
+        raise RunnerError(f"{model_path} does not exist", hint="the model's code must be at that path")
+    backend = info.backend or backend_dirs.STOCK
+    backend_dir = backends / backend if backends else None
+    runtime_dir = "DEFAULT"
+    if backend_dir is not None and backend != backend_dirs.STOCK and (backend_dir / "model.py").is_file():
+        runtime_dir = str(backend_dir)
+
+    env_path = None
+    value = info.parameters.get(modelrepo.EXECUTION_ENV_PATH)
+    if value:
+        env_path = modelrepo.validate_env_path(model_dir, value)
+    elif backend_dir is not None and (backend_dir / backend_dirs.DEFAULT_ENV).is_file():
+        env_path = backend_dir / backend_dirs.DEFAULT_ENV
+
+    found: list[tuple[str, str]] = []
+    for stub in (model_dir / cache.STUB_NAME, backend_dir / cache.STUB_NAME if backend_dir else None):
+        if stub is not None and stub.is_file():
+            minor = backend_dirs.stub_python(stub)
+            if minor:
+                found.append((minor, f"the stub {stub}"))
+                break
+    if python:
+        wanted = pythons.resolve(python).minor
+        if found and found[0][0] != wanted:
+            raise RunnerError(
+                f"--python {python} is Python {wanted}, but the deployment runs Python {found[0][0]} "
+                f"({found[0][1]})",
+                hint=f"drop --python, or pass --python {found[0][0]}",
+            )
+        found.insert(0, (wanted, f"--python {python}"))
+    if not found and env_path is not None:
+        minor = _env_python(env_path)
+        if minor:
+            found.append((minor, f"the env {env_path}"))
+    if not found:
+        raise RunnerError(
+            f"which Python runs {model_dir.name}? No stub in the model directory, no env with a libpython",
+            hint="pass --python 3.X",
+        )
+    return Deployment(
+        model_dir=model_dir,
+        name=info.name or model_dir.name,
+        version=version,
+        model_path=model_path,
+        config=config_json(info.message),
+        python=found[0][0],
+        python_source=found[0][1],
+        env_path=env_path,
+        runtime_dir=runtime_dir,
+    )
+
+
+def _shm_settings(backend_config: dict[str, str]) -> tuple[str, int, int]:
+    """The python backend's own keys and rules (TRITON_FACTS §1)."""
+    prefix = backend_config.get("shm-region-prefix-name", DEFAULT_SHM_PREFIX)
+    try:
+        default = int(backend_config.get("shm-default-byte-size", MIN_SHM_SIZE))
+        growth = int(backend_config.get("shm-growth-byte-size", MIN_SHM_SIZE))
+    except ValueError as exc:
+        raise RunnerError(f"backend config: {exc}", hint="sizes are byte counts, e.g. 1048576") from exc
+    if default < MIN_SHM_SIZE:
+        raise RunnerError(
+            f"shm-default-byte-size {default} is below the minimum {MIN_SHM_SIZE}",
+            hint="use at least 1048576",
+        )
+    if growth <= 0:
+        raise RunnerError(f"shm-growth-byte-size {growth} must be positive", hint="e.g. 1048576")
+    if not prefix or "/" in prefix:
+        raise RunnerError(f"shm-region-prefix-name {prefix!r} is not usable", hint="a plain name, no '/'")
+    return prefix, default, growth
+
+
+@dataclass
+class Timings:
+    load_s: float = 0.0
+    requests: list[float] = field(default_factory=list)
+
+
+class Model:
+    """One loaded model: one stub process (one instance), ready for infer()."""
+
+    def __init__(
+        self,
+        model_dir: Path | str,
+        *,
+        python: str | None = None,
+        triton: str = "24.10",
+        backends: Path | str | None = None,
+        backend_config: dict[str, str] | None = None,
+        startup_timeout: float = 30.0,
+        execute_timeout: float | None = None,
+    ) -> None:
+        started = time.monotonic()
+        self.release = releases.get(triton)
+        self.deployment = deployment(Path(model_dir), python, Path(backends) if backends else None)
+        self.execute_timeout = execute_timeout
+        self.logs: list[dict[str, str]] = []
+        self.timings = Timings()
+        prefix, default, growth = _shm_settings(backend_config or {})
+        interp = pythons.resolve(self.deployment.python, require_buildable=True)
+        stub = harness_build.build_harness(interp).stub
+        self._envs = EnvironmentManager()
+        self._stub: stub_mod.StubProcess | None = None
+        try:
+            env_dir = self._envs.resolve(self.deployment.env_path) if self.deployment.env_path else None
+            base_env = dict(os.environ)
+            if env_dir is None:
+                # No env: stand in for a server whose first python3 is this interpreter.
+                assert interp.libpython
+                base_env["PATH"] = os.pathsep.join(
+                    p for p in (os.path.dirname(interp.executable), base_env.get("PATH", "")) if p
+                )
+                base_env["LD_LIBRARY_PATH"] = os.pathsep.join(
+                    p for p in (os.path.dirname(interp.libpython), base_env.get("LD_LIBRARY_PATH", "")) if p
+                )
+            instance = f"{self.deployment.name}_0_0"
+            spec = stub_mod.LaunchSpec(
+                stub=stub,
+                model_path=self.deployment.model_path,
+                python_lib=RUNTIME_DIR,
+                instance=instance,
+                runtime_dir=self.deployment.runtime_dir,
+                env_dir=env_dir,
+                launcher=self.release.launcher,
+                base_env=base_env,
+                shm_prefix=prefix,
+                default_size=default,
+                growth=growth,
+            )
+            self._stub = stub_mod.StubProcess(spec, startup_timeout)
+            self.info = self._stub.info
+            args = {
+                "model_config": json.dumps(self.deployment.config),
+                "model_instance_kind": "CPU",
+                "model_instance_name": instance,
+                "model_instance_device_id": "0",
+                "model_repository": str(self.deployment.model_dir),
+                "model_version": self.deployment.version,
+                "model_name": self.deployment.name,
+            }
+            self._check(self._stub.request({"op": "initialize", "args": args}, timeout=startup_timeout))
+        except BaseException:
+            self.close()
+            raise
+        self.timings.load_s = time.monotonic() - started
+
+    @property
+    def pid(self) -> int | None:
+        return self._stub.pid if self._stub else None
+
+    def _check(self, reply: dict[str, Any]) -> dict[str, Any]:
+        self.logs.extend(reply.get("logs", []))
+        if not reply.get("ok"):
+            error = reply.get("error", {})
+            raise stub_mod.ModelError(
+                f"{self.deployment.name}: {error.get('type', 'Error')}: {error.get('message', '')}",
+                hint="the model's own error; its traceback is below",
+                details=error.get("traceback", ""),
+                error_type=error.get("type", ""),
+            )
+        return reply
+
+    def _request_message(
+        self, inputs: dict[str, np.ndarray], outputs: list[str] | None
+    ) -> tuple[dict[str, Any], list[np.ndarray]]:
+        arrays, specs = [], []
+        for name, value in inputs.items():
+            array = np.ascontiguousarray(value)
+            if array.dtype not in NUMPY_TO_TRITON:
+                raise RunnerError(
+                    f"input {name}: dtype {array.dtype} is not a Triton tensor type this runner supports",
+                    hint="numeric types and bool (BYTES tensors come later)",
+                )
+            arrays.append(array)
+            specs.append(
+                {
+                    "name": name,
+                    "datatype": NUMPY_TO_TRITON[array.dtype],
+                    "shape": list(array.shape),
+                    "nbytes": int(array.nbytes),
+                }
+            )
+        return {"inputs": specs, "requested_output_names": list(outputs or [])}, arrays
+
+    def infer_many(
+        self, batch: list[dict[str, np.ndarray]], outputs: list[str] | None = None
+    ) -> list[dict[str, np.ndarray]]:
+        """Several requests in one execute() call, as Triton hands a batch of requests to the model."""
+        if self._stub is None:
+            raise RunnerError("the model is closed", hint="load it again")
+        requests, arrays = [], []
+        offset = 0
+        for inputs in batch:
+            message, request_arrays = self._request_message(inputs, outputs)
+            for spec, array in zip(message["inputs"], request_arrays):
+                spec["index"] = offset
+                offset += 1
+                arrays.append(array)
+            requests.append(message)
+        _place(requests, arrays)
+        t0 = time.monotonic()
+        reply = self._check(
+            self._stub.request({"op": "execute", "requests": requests}, arrays, timeout=self.execute_timeout)
+        )
+        self.timings.requests.append(time.monotonic() - t0)
+        results = []
+        for response in reply["responses"]:
+            if response.get("error"):
+                raise stub_mod.ModelError(
+                    f"{self.deployment.name}: the response carries an error: {response['error']}",
+                    hint="the model returned InferenceResponse(error=...)",
+                )
+            results.append(
+                {
+                    o["name"]: self._stub.region.read_array(
+                        o["offset"], TRITON_TO_NUMPY[o["datatype"]], o["shape"]
+                    )
+                    for o in response["outputs"]
+                }
+            )
+        return results
+
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        return self.infer_many([inputs], outputs)[0]
+
+    def close(self) -> None:
+        if self._stub is not None:
+            stub, self._stub = self._stub, None
+            stub.close()
+        self._envs.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _place(requests: list[dict[str, Any]], arrays: list[np.ndarray]) -> None:
+    """Offsets exactly as StubProcess.request lays the arrays out (in order, each aligned)."""
+    from stubforge.ipc import layout
+
+    at = layout.CONTROL_SIZE
+    offsets = []
+    for array in arrays:
+        at = layout.align(at)
+        offsets.append(at)
+        at += array.nbytes
+    for request in requests:
+        for spec in request["inputs"]:
+            spec["offset"] = offsets[spec.pop("index")]
+
+
+def load(model_dir: Path | str, **options: Any) -> Model:
+    return Model(model_dir, **options)

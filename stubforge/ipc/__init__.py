@@ -1,0 +1,1 @@
+"""The parent side of stubforge's shared-memory IPC with its harness stub."""

@@ -1,0 +1,112 @@
+"""One shared-memory region and its two semaphores, created by the parent for one stub (TRITON_FACTS §6).
+
+The names follow Triton's (`<shm-region-prefix-name><uuid4>`); they are unlinked as soon as the stub has
+opened them, so nothing is left in /dev/shm whatever happens to either process afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mmap
+import os
+from typing import Any
+
+import numpy as np
+import posix_ipc
+
+from stubforge.ipc import layout
+
+
+class Region:
+    def __init__(self, name: str, default_size: int, growth: int) -> None:
+        self.name = name
+        self.growth = growth
+        self._old_maps: list[mmap.mmap] = []
+        p2s, s2p = layout.semaphore_names(name)
+        self._shm = posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, size=default_size)
+        try:
+            self.to_stub = posix_ipc.Semaphore("/" + p2s, posix_ipc.O_CREX, initial_value=0)
+            self.to_parent = posix_ipc.Semaphore("/" + s2p, posix_ipc.O_CREX, initial_value=0)
+        except BaseException:
+            self.unlink()
+            raise
+        self.map = mmap.mmap(self._shm.fd, default_size)
+        self.map[: len(layout.MAGIC)] = layout.MAGIC
+        self._set(layout.OFF_SIZE, default_size)
+        self.linked = True
+
+    @property
+    def size(self) -> int:
+        return len(self.map)
+
+    def _get(self, offset: int) -> int:
+        return layout.U64.unpack_from(self.map, offset)[0]
+
+    def _set(self, offset: int, value: int) -> None:
+        layout.U64.pack_into(self.map, offset, value)
+
+    def heartbeat(self) -> int:
+        return self._get(layout.OFF_HEARTBEAT)
+
+    def refresh(self) -> None:
+        """Map the whole region again when the stub grew it."""
+        size = os.fstat(self._shm.fd).st_size
+        if size > len(self.map):
+            self._old_maps.append(self.map)
+            self.map = mmap.mmap(self._shm.fd, size)
+
+    def ensure(self, needed: int) -> None:
+        self.refresh()
+        new_size = layout.grown_size(len(self.map), needed, self.growth)
+        if new_size > len(self.map):
+            os.ftruncate(self._shm.fd, new_size)
+            self.refresh()
+            self._set(layout.OFF_SIZE, new_size)
+
+    def write_array(self, offset: int, array: np.ndarray) -> None:
+        if array.nbytes:
+            target = np.frombuffer(self.map, dtype=array.dtype, count=array.size, offset=offset)
+            target[...] = array.reshape(-1)
+
+    def read_array(self, offset: int, datatype: Any, shape: list[int]) -> np.ndarray:
+        count = int(np.prod(shape)) if shape else 1
+        if count == 0:
+            return np.empty(shape, dtype=datatype)
+        return np.frombuffer(self.map, dtype=datatype, count=count, offset=offset).reshape(shape).copy()
+
+    def write_message(self, header: dict[str, Any], at: int) -> int:
+        """Write a JSON header at `at` (aligned); returns the first free byte after it."""
+        data = json.dumps(header).encode()
+        at = layout.align(at)
+        self.ensure(at + len(data))
+        self.map[at : at + len(data)] = data
+        self._set(layout.OFF_MSG_OFFSET, at)
+        self._set(layout.OFF_MSG_LENGTH, len(data))
+        return at + len(data)
+
+    def read_message(self) -> dict[str, Any]:
+        self.refresh()
+        offset, length = self._get(layout.OFF_MSG_OFFSET), self._get(layout.OFF_MSG_LENGTH)
+        return json.loads(bytes(self.map[offset : offset + length]))
+
+    def unlink(self) -> None:
+        """Remove the names; the objects live on while mapped or open."""
+        for name, kind in (
+            ("/" + self.name, posix_ipc.unlink_shared_memory),
+            *(("/" + n, posix_ipc.unlink_semaphore) for n in layout.semaphore_names(self.name)),
+        ):
+            with contextlib.suppress(posix_ipc.ExistentialError):
+                kind(name)
+        self.linked = False
+
+    def close(self) -> None:
+        self.unlink()
+        for old in [*self._old_maps, self.map]:
+            with contextlib.suppress(BufferError, ValueError):
+                old.close()
+        with contextlib.suppress(OSError):
+            self._shm.close_fd()
+        for sem in (self.to_stub, self.to_parent):
+            with contextlib.suppress(posix_ipc.ExistentialError):
+                sem.close()

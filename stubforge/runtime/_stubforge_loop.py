@@ -1,0 +1,200 @@
+# The message loop of stubforge's harness stub. It runs inside the model's env, on any Python from 3.6, with
+# only the standard library, numpy and the built-in module _sfipc (stub_src/sfstub.c): no f-string tricks,
+# no dataclasses, no `from __future__ import annotations`.
+#
+# Layout facts repeat stubforge/ipc/layout.py (the test test_ipc_layout checks they agree).
+import importlib
+import importlib.util
+import json
+import os
+import struct
+import sys
+import traceback
+
+import _sfipc
+
+MAGIC = b"SFSTUB01"
+OFF_SIZE = 8
+OFF_MSG_OFFSET = 24
+OFF_MSG_LENGTH = 32
+ALIGN = 64
+U64 = struct.Struct("<Q")
+
+
+def _align(value):
+    return (value + ALIGN - 1) // ALIGN * ALIGN
+
+
+class Channel:
+    """The stub's view of the region: read the parent's message, write tensors and the answer."""
+
+    def __init__(self, control, growth):
+        self.control = control
+        self.growth = growth
+        self.region = _sfipc.region()
+
+    def _u64(self, offset):
+        return U64.unpack_from(self.region, self.control + offset)[0]
+
+    def _set_u64(self, offset, value):
+        U64.pack_into(self.region, self.control + offset, value)
+
+    def refresh(self):
+        if self._u64(OFF_SIZE) > len(self.region):
+            self.region = _sfipc.region()
+
+    def ensure(self, needed):
+        size = len(self.region)
+        if needed > size:
+            missing = needed - size
+            self.region = _sfipc.grow(size + self.growth * (missing // self.growth + 1))
+
+    def read(self):
+        self.refresh()
+        offset, length = self._u64(OFF_MSG_OFFSET), self._u64(OFF_MSG_LENGTH)
+        return json.loads(bytes(self.region[offset : offset + length]).decode("utf-8"))
+
+    def write(self, header, at):
+        data = json.dumps(header).encode("utf-8")
+        at = _align(at)
+        self.ensure(at + len(data))
+        self.region[at : at + len(data)] = data
+        self._set_u64(OFF_MSG_OFFSET, at)
+        self._set_u64(OFF_MSG_LENGTH, len(data))
+        _sfipc.post()
+
+
+def _error(exc):
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+class Stub:
+    def __init__(self, argv):
+        (
+            self.model_path,
+            self.region_name,
+            _default,
+            growth,
+            _parent,
+            self.python_lib,
+            control,
+            self.instance,
+            self.runtime_dir,
+        ) = argv[1:10]
+        self.channel = Channel(int(control), int(growth))
+        self.model = None
+        self.pb_utils = None
+
+    def _import_model(self):
+        # Triton's stub appends <model_dir>/<version>, <model_dir> and the python-lib dir (TRITON_FACTS §1).
+        version_dir = os.path.dirname(self.model_path)
+        model_dir = os.path.dirname(version_dir)
+        for path in (version_dir, model_dir):
+            sys.path.append(path)
+        if self.python_lib in sys.path:
+            sys.path.remove(self.python_lib)
+        sys.path.append(self.python_lib)
+        import triton_python_backend_utils as pb_utils
+
+        self.pb_utils = pb_utils
+        if self.runtime_dir != "DEFAULT":
+            path = os.path.join(self.runtime_dir, "model.py")
+            spec = importlib.util.spec_from_file_location("model", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            stem = os.path.splitext(os.path.basename(self.model_path))[0]
+            module = importlib.import_module(os.path.basename(version_dir) + "." + stem)
+        if not hasattr(module, "TritonPythonModel"):
+            raise AttributeError(f"{self.model_path} defines no class TritonPythonModel")
+        return module.TritonPythonModel()
+
+    def initialize(self, message):
+        self.model = self._import_model()
+        if hasattr(self.model, "initialize"):
+            self.model.initialize(message["args"])
+        return {}
+
+    def execute(self, message):
+        pb = self.pb_utils
+        region = self.channel.region
+        requests = [pb._request_from_message(r, region) for r in message["requests"]]
+        responses = self.model.execute(requests)
+        if responses is None or len(responses) != len(requests):
+            raise pb.TritonModelException(
+                "execute() must return one InferenceResponse per request: got {} for {} requests".format(
+                    "None" if responses is None else len(responses), len(requests)
+                )
+            )
+        at = message["free_offset"]
+        answers = []
+        for response in responses:
+            outputs = []
+            for tensor in response.output_tensors():
+                array = tensor._contiguous()
+                at = _align(at)
+                self.channel.ensure(at + array.nbytes)
+                if array.nbytes:
+                    pb._write_array(self.channel.region, at, array)
+                outputs.append(
+                    {
+                        "name": tensor.name(),
+                        "datatype": pb._triton_dtype(array.dtype),
+                        "shape": list(array.shape),
+                        "offset": at,
+                        "nbytes": int(array.nbytes),
+                    }
+                )
+                at += array.nbytes
+            error = response.error()
+            answers.append({"outputs": outputs, "error": None if error is None else error.message()})
+        return {"responses": answers, "free_offset": at}
+
+    def finalize(self, message):
+        if self.model is not None and hasattr(self.model, "finalize"):
+            self.model.finalize()
+        return {}
+
+    def run(self):
+        import numpy
+
+        info = {
+            "op": "ready",
+            "pid": os.getpid(),
+            "python": ".".join(str(p) for p in sys.version_info[:3]),
+            "executable": sys.executable,
+            "prefix": sys.prefix,
+            "numpy": numpy.__version__,
+        }
+        self.channel.write(info, 4096)
+        while True:
+            if not _sfipc.wait(1.0):
+                continue
+            message = self.channel.read()
+            op = message.get("op")
+            at = message.get("free_offset", 4096)
+            try:
+                if op not in ("initialize", "execute", "finalize"):
+                    raise ValueError(f"unknown message {op!r}")
+                body = getattr(self, op)(message)
+                reply = {"ok": True}
+                reply.update(body)
+                at = body.get("free_offset", at)
+            except Exception as exc:  # the model's own error, reported to the caller with its traceback
+                reply = {"ok": False, "error": _error(exc)}
+            reply["logs"] = self.pb_utils._drain_logs() if self.pb_utils else []
+            self.channel.write(reply, at)
+            if op == "finalize":
+                return 0
+
+
+def main(argv):
+    try:
+        return Stub(argv).run()
+    except Exception:
+        traceback.print_exc()
+        return 1

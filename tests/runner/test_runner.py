@@ -1,0 +1,306 @@
+"""stubforge run / stubforge.harness: a model.py in its env, in our stub, over real shared memory."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from stubforge import harness
+from stubforge.launcher.stub import ModelError, StubError
+from tests.runner.conftest import PREFIX, write_model
+
+pytestmark = pytest.mark.slow
+CONFIG = {"shm-region-prefix-name": PREFIX}
+
+
+def quiet_kill(pid: int | None, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid or 0, sig)
+
+
+def leftovers() -> list[str]:
+    names = sorted(p.name for p in Path("/dev/shm").iterdir() if PREFIX in p.name)
+    stubs = [
+        c.pid for c in psutil.Process().children(recursive=True) if c.name().startswith("triton_python_b")
+    ]
+    return names + [f"pid {p}" for p in stubs]
+
+
+@pytest.mark.parametrize("minor", ["3.8", "3.10"])
+def test_add_sub_in_its_env_with_triton_args(
+    minor: str, envs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = write_model(tmp_path, "add_sub", env=envs[minor])
+    (model_dir / "1" / "helper_v.py").write_text("X = 1\n")
+    monkeypatch.setenv("SF_ARGS_FILE", str(tmp_path / "args.json"))
+    a = np.array([1.5, 2.0, -3.0, 4.25], dtype=np.float32)
+    b = np.array([10.0, 20.0, 30.0, 0.5], dtype=np.float32)
+    with harness.load(model_dir, backend_config=CONFIG) as model:
+        assert model.info["python"].startswith(minor + ".") and model.info["numpy"].startswith("1.")
+        assert model.info["prefix"] == str(envs[minor])  # the env's python3 decided the prefix
+        out = model.infer({"INPUT0": a, "INPUT1": b})
+        assert np.array_equal(out["OUTPUT0"], a + b) and np.array_equal(out["OUTPUT1"], a - b)
+        assert out["OUTPUT0"].dtype == np.float32
+        assert any(r["message"] == "initialized add_sub_0_0" for r in model.logs)
+    seen = json.loads((tmp_path / "args.json").read_text())
+    args = seen["args"]
+    assert args["model_name"] == "add_sub" and args["model_version"] == "1"
+    assert args["model_instance_name"] == "add_sub_0_0" and args["model_instance_kind"] == "CPU"
+    assert args["model_repository"] == str(model_dir)
+    config = json.loads(args["model_config"])
+    assert config["input"][0]["dims"] == [-1] and config["input"][0]["data_type"] == "TYPE_FP32"
+    assert config["max_batch_size"] == 0  # defaults are present, as in Triton's JSON
+    # Triton's order: <model>/<version>, <model>, then the python-lib dir, all appended.
+    tail = seen["sys_path"][-3:]
+    assert tail[:2] == [str(model_dir / "1"), str(model_dir)] and tail[2].endswith("runtime")
+    assert leftovers() == []
+
+
+@pytest.mark.parametrize("launcher", ["24.10", "25.09"])
+def test_both_activation_modes(launcher: str, envs: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = write_model(tmp_path / "with space", "add_sub", env=envs["3.10"])  # quoted, never split
+    with harness.load(model_dir, triton=launcher, backend_config=CONFIG) as model:
+        assert model.info["executable"] == str(envs["3.10"] / "bin" / "python3")
+        out = model.infer({"INPUT0": np.ones(3, np.float32), "INPUT1": np.ones(3, np.float32)})
+        assert out["OUTPUT0"].tolist() == [2.0, 2.0, 2.0]
+
+
+DTYPES = [
+    np.bool_,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.float16,
+    np.float32,
+    np.float64,
+]
+ECHO = """
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for request in requests:
+            tensors = [pb_utils.Tensor("OUT_" + t.name(), t.as_numpy()) for t in request.inputs()]
+            out.append(pb_utils.InferenceResponse(tensors))
+        return out
+"""
+
+
+def test_every_numeric_dtype_and_bool_round_trips(envs: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = write_model(tmp_path, "echo", env=envs["3.8"], source=ECHO)
+    rng = np.random.default_rng(7)
+    inputs = {}
+    for dtype in DTYPES:
+        if dtype is np.bool_:
+            inputs["bool"] = rng.integers(0, 2, (2, 3)).astype(np.bool_)
+        else:
+            info = np.finfo(dtype) if np.issubdtype(dtype, np.floating) else np.iinfo(dtype)
+            edge = np.array([info.min, info.max, 0], dtype=dtype)
+            inputs[np.dtype(dtype).name] = np.concatenate([edge, rng.integers(0, 100, 5).astype(dtype)])
+    inputs["empty"] = np.zeros((0, 4), np.float32)
+    with harness.load(model_dir, backend_config=CONFIG) as model:
+        out = model.infer(inputs)
+    for name, array in inputs.items():
+        got = out["OUT_" + name]
+        assert got.dtype == array.dtype and got.shape == array.shape and np.array_equal(got, array), name
+
+
+def test_large_tensors_grow_the_region(envs: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = write_model(tmp_path, "echo", env=envs["3.10"], source=ECHO)
+    big = np.arange(3 * (1 << 20), dtype=np.float32)  # 12 MB in, 12 MB out: far past the 1 MiB default
+    with harness.load(model_dir, backend_config=dict(CONFIG, **{"shm-growth-byte-size": "1048576"})) as model:
+        out = model.infer({"x": big})
+        assert np.array_equal(out["OUT_x"], big)
+        region_size = model._stub.region.size
+        assert region_size >= 2 * big.nbytes and (region_size - (1 << 20)) % (1 << 20) == 0
+        assert np.array_equal(model.infer({"x": big[:10]})["OUT_x"], big[:10])
+
+
+def test_model_errors_carry_the_python_traceback(envs: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = write_model(
+        tmp_path, "bad_init", env=envs["3.8"], initialize="raise ValueError('no weights')"
+    )
+    with pytest.raises(ModelError) as info:
+        harness.load(model_dir, backend_config=CONFIG)
+    assert "ValueError: no weights" in info.value.message
+    assert "model.py" in info.value.details and "raise ValueError('no weights')" in info.value.details
+    assert leftovers() == []
+
+    model_dir = write_model(tmp_path, "bad_exec", env=envs["3.8"], execute="raise KeyError('INPUT9')")
+    with harness.load(model_dir, backend_config=CONFIG) as model:
+        ones = {"INPUT0": np.ones(2, np.float32), "INPUT1": np.ones(2, np.float32)}
+        with pytest.raises(ModelError, match="KeyError") as info:
+            model.infer(ones)
+        assert "in execute" in info.value.details
+        with pytest.raises(
+            ModelError
+        ):  # the stub lives on, as in Triton: the next request gets the same error
+            model.infer(ones)
+    assert leftovers() == []
+
+
+def test_stub_killed_mid_request(envs: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = write_model(tmp_path, "slow", env=envs["3.10"], execute="time.sleep(60)")
+    model = harness.load(model_dir, backend_config=CONFIG, execute_timeout=120)
+    pid = model.pid
+    assert pid is not None
+    threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
+    ones = {"INPUT0": np.ones(2, np.float32), "INPUT1": np.ones(2, np.float32)}
+    with pytest.raises(StubError, match="signal SIGKILL while answering execute"):
+        model.infer(ones)
+    with pytest.raises(StubError, match=r"not running \(signal SIGKILL\)"):
+        model.infer(ones)
+    model.close()
+    model.close()  # twice is fine
+    assert leftovers() == []
+
+
+def test_execute_timeout_kills_and_cleans(envs: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = write_model(tmp_path, "hangs", env=envs["3.8"], execute="time.sleep(3600)")
+    with harness.load(model_dir, backend_config=CONFIG, execute_timeout=1.0) as model:
+        with pytest.raises(StubError, match="did not finish answering execute within 1 s; it was killed"):
+            model.infer({"INPUT0": np.ones(1, np.float32), "INPUT1": np.ones(1, np.float32)})
+        assert not psutil.pid_exists(model.pid or 0) or psutil.Process(model.pid).status() == "zombie"
+    assert leftovers() == []
+
+
+def test_frozen_stub_is_not_healthy(envs: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = write_model(tmp_path, "frozen", env=envs["3.8"], execute="time.sleep(30)")
+    with harness.load(model_dir, backend_config=CONFIG, execute_timeout=120) as model:
+        threading.Timer(0.3, os.kill, (model.pid, signal.SIGSTOP)).start()
+        with pytest.raises(StubError, match="is not healthy: no heartbeat"):
+            model.infer({"INPUT0": np.ones(1, np.float32), "INPUT1": np.ones(1, np.float32)})
+    assert leftovers() == []
+
+
+PARENT = """
+import sys, time
+from stubforge import harness
+model = harness.load(sys.argv[1], backend_config={"shm-region-prefix-name": sys.argv[2]})
+print(model.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_stub_exits_when_the_parent_is_killed(envs: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = write_model(tmp_path, "orphan", env=envs["3.8"])
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(model_dir), PREFIX],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
+    try:
+        assert parent.stdout is not None
+        stub_pid = int(parent.stdout.readline())
+        stub = psutil.Process(stub_pid)
+        parent.kill()
+        parent.wait(timeout=30)
+        stub.wait(timeout=10)  # psutil.TimeoutExpired here would mean an orphan
+    finally:
+        parent.kill()
+    assert leftovers() == []
+
+
+def test_stubs_that_cannot_start(
+    envs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An env of another Python than the deployment's stub: libpython3.8 is nowhere on its library path.
+    model_dir = write_model(tmp_path, "wrong_env", env=envs["3.10"])
+    with pytest.raises(StubError, match="ended with exit status 127 while starting") as info:
+        harness.load(model_dir, python="3.8", backend_config=CONFIG)
+    assert "libpython3.8.so.1.0" in info.value.details and "libpython" in info.value.hint
+    # libpython3.8 reachable (LD_LIBRARY_PATH), but the env's python3 is 3.10: Python 3.8 finds no lib/python3.8
+    # there and falls back to its compiled-in prefix, which has no numpy (TRITON_FACTS §2: "No module named").
+    from tests.conftest import interpreter
+
+    py38 = interpreter("3.8")
+    assert py38.libpython
+    monkeypatch.setenv("LD_LIBRARY_PATH", os.path.dirname(py38.libpython))
+    with pytest.raises(StubError, match="while starting") as info:
+        harness.load(model_dir, python="3.8", backend_config=CONFIG, triton="25.09")
+    assert "No module named" in info.value.details and "numpy" in info.value.hint
+    assert leftovers() == []
+
+
+CHAOS = """
+import os, signal, time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        if os.environ.get("SF_FAULT") == "init":
+            raise RuntimeError("init fault")
+
+    def execute(self, requests):
+        fault = os.environ.get("SF_FAULT")
+        if fault == "raise":
+            raise RuntimeError("execute fault")
+        if fault == "hang":
+            time.sleep(3600)
+        if fault == "exit":
+            os._exit(3)
+        if fault == "segv":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", r.inputs()[0].as_numpy() * 2)]) for r in requests]
+"""
+FAULTS = ["none", "init", "raise", "hang", "exit", "segv", "sigkill", "sigterm", "sigstop", "close_early"]
+
+
+def test_random_faults_leave_nothing_behind(
+    envs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 loads with a random fault each: no /dev/shm entry, no semaphore, no process may remain."""
+    import random
+
+    model_dir = write_model(tmp_path, "chaos", env=envs["3.8"], source=CHAOS)
+    rng = random.Random(20261122)
+    outcomes: dict[str, int] = {}
+    for _ in range(200):
+        fault = rng.choice(FAULTS)
+        monkeypatch.setenv("SF_FAULT", fault)
+        x = np.arange(rng.randint(1, 300_000), dtype=np.float32)
+        try:
+            model = harness.load(model_dir, backend_config=CONFIG, execute_timeout=0.5, startup_timeout=20)
+        except ModelError:
+            outcomes["init-error"] = outcomes.get("init-error", 0) + 1
+            assert fault == "init"
+            continue
+        try:
+            if fault in ("sigkill", "sigterm", "sigstop"):
+                signal_number = getattr(signal, fault.upper())
+                threading.Timer(rng.uniform(0, 0.05), quiet_kill, (model.pid, signal_number)).start()
+                time.sleep(0.06)
+            if fault != "close_early":
+                try:
+                    out = model.infer({"x": x})
+                    assert np.array_equal(out["OUT"], x * 2)
+                    outcomes["ok"] = outcomes.get("ok", 0) + 1
+                except (ModelError, StubError) as exc:
+                    outcomes[type(exc).__name__] = outcomes.get(type(exc).__name__, 0) + 1
+        finally:
+            model.close()
+    assert leftovers() == []
+    sems = [p.name for p in Path("/dev/shm").iterdir() if p.name.startswith("sem.") and PREFIX in p.name]
+    assert sems == []
+    assert (
+        outcomes.get("ok", 0) > 0 and outcomes.get("StubError", 0) > 0 and outcomes.get("ModelError", 0) > 0
+    )
