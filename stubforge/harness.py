@@ -23,8 +23,8 @@ from stubforge import backends as backend_dirs
 from stubforge import cache, modelrepo, pythons, releases
 from stubforge.build import harness as harness_build
 from stubforge.errors import StubforgeError
+from stubforge.launcher import envmanager
 from stubforge.launcher import stub as stub_mod
-from stubforge.launcher.envmanager import EnvironmentManager
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 NUMPY_TO_TRITON = {
@@ -218,10 +218,11 @@ class Model:
         prefix, default, growth = _shm_settings(backend_config or {})
         interp = pythons.resolve(self.deployment.python, require_buildable=True)
         stub = harness_build.build_harness(interp).stub
-        self._envs = EnvironmentManager()
         self._stub: stub_mod.StubProcess | None = None
         try:
-            env_dir = self._envs.resolve(self.deployment.env_path) if self.deployment.env_path else None
+            env_dir = (
+                envmanager.shared().resolve(self.deployment.env_path) if self.deployment.env_path else None
+            )
             base_env = dict(os.environ)
             if env_dir is None:
                 # No env: stand in for a server whose first python3 is this interpreter.
@@ -346,7 +347,6 @@ class Model:
         if self._stub is not None:
             stub, self._stub = self._stub, None
             stub.close()
-        self._envs.close()
 
     def __enter__(self) -> Model:
         return self

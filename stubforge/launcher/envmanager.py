@@ -6,6 +6,7 @@ destination, and device files.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tarfile
@@ -118,3 +119,16 @@ class EnvironmentManager:
             shutil.rmtree(self._base, ignore_errors=True)
             self._base = None
             self._extracted.clear()
+
+
+_shared: EnvironmentManager | None = None
+
+
+def shared() -> EnvironmentManager:
+    """One manager per process, like Triton's per backend: an archive is extracted once for every model that
+    names it, and the extractions go when the process exits."""
+    global _shared
+    if _shared is None:
+        _shared = EnvironmentManager()
+        atexit.register(_shared.close)
+    return _shared

@@ -109,13 +109,15 @@ def deployment(world: World) -> dict[str, Path]:
     return {"backends": backends, "repo": repo, "broken": broken}
 
 
-def _leftovers(before_envs: set[str]) -> tuple[list[str], list[str], list[int]]:
+def _leftovers(before_envs: set[str], root: Path) -> tuple[list[str], list[str], list[int]]:
+    """What a run left: its /dev/shm regions, new /tmp/python_env_* dirs, servers or stubs of this test tree."""
     shm = sorted(p.name for p in server_mod.SHM_DIR.iterdir() if p.name.startswith("stubforge_"))
     envs = sorted(set(map(str, Path("/tmp").glob("python_env_*"))) - before_envs)
     procs = []
-    for proc in psutil.process_iter(["name", "exe"]):
+    for proc in psutil.process_iter(["name", "cmdline"]):
         name = proc.info.get("name") or ""
-        if name.startswith(("tritonserver", "triton_python_b")):
+        mine = str(root) in " ".join(proc.info.get("cmdline") or [])
+        if mine and name.startswith(("tritonserver", "triton_python_b")):
             procs.append(proc.pid)
     return shm, envs, procs
 
@@ -174,7 +176,7 @@ def test_verify_four_deployments_in_one_server(world: World, deployment: dict[st
     assert "/tmp/python_env_" in models["m38_backend"]["libpython"]
     assert models["m310_dir_env"]["libpython"].startswith(str(deployment["repo"] / "m310_dir_env" / "env"))
     assert models["stock"]["libpython"].startswith(world.python38_libdir)
-    assert _leftovers(before) == ([], [], [])
+    assert _leftovers(before, world.root) == ([], [], [])
 
 
 def test_every_model_answers_through_tritonclient(world: World, deployment: dict[str, Path]) -> None:
@@ -210,7 +212,7 @@ def test_every_model_answers_through_tritonclient(world: World, deployment: dict
     assert results["m38_backend"]["runtime"].startswith("3.8 numpy 1.")
     assert results["m310_dir_env"]["runtime"].startswith("3.10 numpy 1.")
     assert results["stock"]["runtime"].startswith("3.8 numpy 1.")
-    assert _leftovers(before) == ([], [], [])
+    assert _leftovers(before, world.root) == ([], [], [])
 
 
 def test_failures_are_reported_and_nothing_hangs_or_leaks(world: World, deployment: dict[str, Path]) -> None:
@@ -241,4 +243,4 @@ def test_failures_are_reported_and_nothing_hangs_or_leaks(world: World, deployme
     assert "numpy<2" in numpy2["hint"]
     # fine, no_libpython (hang: killed), numpy2, wrong_python (hang): two server starts.
     assert report["server_starts"] == 2
-    assert _leftovers(before) == ([], [], [])
+    assert _leftovers(before, world.root) == ([], [], [])

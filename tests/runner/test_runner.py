@@ -304,3 +304,38 @@ def test_random_faults_leave_nothing_behind(
     assert (
         outcomes.get("ok", 0) > 0 and outcomes.get("StubError", 0) > 0 and outcomes.get("ModelError", 0) > 0
     )
+
+
+LIFECYCLE = """
+import os
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.marker = os.path.join(args["model_repository"], "finalized")
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            a = r.inputs()[0].as_numpy()
+            # 1 when the model got a view of the shared region (no copy), 0 when it got its own array.
+            view = np.array([0 if a.flags.owndata else 1], dtype=np.int32)
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("VIEW", view)]))
+        return out
+
+    def finalize(self):
+        with open(self.marker, "w") as fh:
+            fh.write("bye")
+"""
+
+
+def test_inputs_are_shared_not_copied_and_finalize_runs(envs: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = write_model(tmp_path, "life", env=envs["3.10"], source=LIFECYCLE)
+    with harness.load(model_dir, backend_config=CONFIG) as model:
+        assert model.infer({"x": np.ones(1000, np.float32)})["VIEW"].tolist() == [1]
+        batch = model.infer_many([{"x": np.ones(3, np.float32)}, {"x": np.zeros(5, np.float32)}])
+        assert [b["VIEW"].tolist() for b in batch] == [[1], [1]]
+        assert not (model_dir / "finalized").exists()
+    assert (model_dir / "finalized").read_text() == "bye"
+    assert leftovers() == []
