@@ -7,7 +7,7 @@ opened them, so nothing is left in /dev/shm whatever happens to either process a
 from __future__ import annotations
 
 import contextlib
-import json
+import marshal
 import mmap
 import os
 from typing import Any
@@ -16,6 +16,7 @@ import numpy as np
 import posix_ipc
 
 from stubforge.ipc import layout
+from stubforge.ipc.pool import OutputPool
 
 
 class Region:
@@ -35,6 +36,7 @@ class Region:
         self.map[: len(layout.MAGIC)] = layout.MAGIC
         self._set(layout.OFF_SIZE, default_size)
         self.linked = True
+        self.pool = OutputPool()
 
     @property
     def size(self) -> int:
@@ -50,19 +52,21 @@ class Region:
         return self._get(layout.OFF_HEARTBEAT)
 
     def refresh(self) -> None:
-        """Map the whole region again when the stub grew it."""
-        size = os.fstat(self._shm.fd).st_size
-        if size > len(self.map):
+        """Map the whole region again when the stub grew it (it records the new size in the control block)."""
+        if self._get(layout.OFF_SIZE) > len(self.map):
+            size = os.fstat(self._shm.fd).st_size
             self._old_maps.append(self.map)
             self.map = mmap.mmap(self._shm.fd, size)
 
     def ensure(self, needed: int) -> None:
+        if needed <= len(self.map):
+            return
         self.refresh()
         new_size = layout.grown_size(len(self.map), needed, self.growth)
         if new_size > len(self.map):
             os.ftruncate(self._shm.fd, new_size)
-            self.refresh()
             self._set(layout.OFF_SIZE, new_size)
+            self.refresh()
 
     def write_array(self, offset: int, array: np.ndarray) -> None:
         if array.nbytes:
@@ -70,14 +74,19 @@ class Region:
             target[...] = array.reshape(-1)
 
     def read_array(self, offset: int, datatype: Any, shape: list[int]) -> np.ndarray:
-        count = int(np.prod(shape)) if shape else 1
+        count = 1
+        for dim in shape:  # not np.prod: its call overhead dominates small requests
+            count *= dim
         if count == 0:
             return np.empty(shape, dtype=datatype)
-        return np.frombuffer(self.map, dtype=datatype, count=count, offset=offset).reshape(shape).copy()
+        source = np.frombuffer(self.map, dtype=datatype, count=count, offset=offset).reshape(shape)
+        target = self.pool.array(source.nbytes, datatype, shape)
+        np.copyto(target, source)
+        return target
 
     def write_message(self, header: dict[str, Any], at: int) -> int:
-        """Write a JSON header at `at` (aligned); returns the first free byte after it."""
-        data = json.dumps(header).encode()
+        """Write a header at `at` (aligned); returns the first free byte after it."""
+        data = marshal.dumps(header, layout.MARSHAL_VERSION)
         at = layout.align(at)
         self.ensure(at + len(data))
         self.map[at : at + len(data)] = data
@@ -88,7 +97,7 @@ class Region:
     def read_message(self) -> dict[str, Any]:
         self.refresh()
         offset, length = self._get(layout.OFF_MSG_OFFSET), self._get(layout.OFF_MSG_LENGTH)
-        return json.loads(bytes(self.map[offset : offset + length]))
+        return marshal.loads(self.map[offset : offset + length])
 
     def unlink(self) -> None:
         """Remove the names; the objects live on while mapped or open."""

@@ -9,7 +9,6 @@ and an optional execute timeout.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import signal
@@ -203,9 +202,8 @@ class StubProcess:
         self.region.ensure(at)
         for offset, array in specs:
             self.region.write_array(offset, array)
-        # The stub writes its answer past the message; 64 bytes cover the free_offset field itself.
-        free = layout.align(layout.align(at) + len(json.dumps(header)) + 64)
-        self.region.write_message(dict(header, free_offset=free), at)
+        # The stub writes its answer past the end of this message.
+        self.region.write_message(header, at)
         self.region.to_stub.release()
         return self._wait(timeout, f"answering {header.get('op')}")
 

@@ -5,7 +5,7 @@
 # Layout facts repeat stubforge/ipc/layout.py (the test test_ipc_layout checks they agree).
 import importlib
 import importlib.util
-import json
+import marshal
 import os
 import struct
 import sys
@@ -18,6 +18,7 @@ OFF_SIZE = 8
 OFF_MSG_OFFSET = 24
 OFF_MSG_LENGTH = 32
 ALIGN = 64
+MARSHAL_VERSION = 2
 U64 = struct.Struct("<Q")
 
 
@@ -50,12 +51,13 @@ class Channel:
             self.region = _sfipc.grow(size + self.growth * (missing // self.growth + 1))
 
     def read(self):
+        """The parent's message, and the first byte after it (where the answer may go)."""
         self.refresh()
         offset, length = self._u64(OFF_MSG_OFFSET), self._u64(OFF_MSG_LENGTH)
-        return json.loads(bytes(self.region[offset : offset + length]).decode("utf-8"))
+        return marshal.loads(self.region[offset : offset + length]), offset + length
 
     def write(self, header, at):
-        data = json.dumps(header).encode("utf-8")
+        data = marshal.dumps(header, MARSHAL_VERSION)
         at = _align(at)
         self.ensure(at + len(data))
         self.region[at : at + len(data)] = data
@@ -113,13 +115,13 @@ class Stub:
             raise AttributeError(f"{self.model_path} defines no class TritonPythonModel")
         return module.TritonPythonModel()
 
-    def initialize(self, message):
+    def initialize(self, message, at):
         self.model = self._import_model()
         if hasattr(self.model, "initialize"):
             self.model.initialize(message["args"])
         return {}
 
-    def execute(self, message):
+    def execute(self, message, at):
         pb = self.pb_utils
         region = self.channel.region
         requests = [pb._request_from_message(r, region) for r in message["requests"]]
@@ -130,7 +132,6 @@ class Stub:
                     "None" if responses is None else len(responses), len(requests)
                 )
             )
-        at = message["free_offset"]
         answers = []
         for response in responses:
             outputs = []
@@ -154,7 +155,7 @@ class Stub:
             answers.append({"outputs": outputs, "error": None if error is None else error.message()})
         return {"responses": answers, "free_offset": at}
 
-    def finalize(self, message):
+    def finalize(self, message, at):
         if self.model is not None and hasattr(self.model, "finalize"):
             self.model.finalize()
         return {}
@@ -174,13 +175,12 @@ class Stub:
         while True:
             if not _sfipc.wait(1.0):
                 continue
-            message = self.channel.read()
+            message, at = self.channel.read()
             op = message.get("op")
-            at = message.get("free_offset", 4096)
             try:
                 if op not in ("initialize", "execute", "finalize"):
                     raise ValueError(f"unknown message {op!r}")
-                body = getattr(self, op)(message)
+                body = getattr(self, op)(message, at)
                 reply = {"ok": True}
                 reply.update(body)
                 at = body.get("free_offset", at)

@@ -45,6 +45,7 @@ def test_stub_runtime_agrees() -> None:
     assert constants["OFF_MSG_OFFSET"] == layout.OFF_MSG_OFFSET
     assert constants["OFF_MSG_LENGTH"] == layout.OFF_MSG_LENGTH
     assert constants["ALIGN"] == layout.ALIGN
+    assert constants["MARSHAL_VERSION"] == layout.MARSHAL_VERSION
 
 
 def test_growth_follows_triton() -> None:

@@ -1,0 +1,216 @@
+"""stubforge run's round trips against the physical floor measured in the same run, and against real Triton.
+
+Floors: a raw two-process ping-pong over two POSIX semaphores (Python on both sides, posix_ipc), and one
+memcpy of the payload (numpy copyto). The runner: harness.load() of an identity model in a Python 3.10
+directory env, then infer() of 4 floats and of 64 MB in / 64 MB out. With --pytriton-site (a site-packages
+holding nvidia-pytriton 0.7.0), the same model in the real tritonserver over gRPC, and its load time.
+
+    python benchmarks/runner_vs_floor.py [--pytriton-site DIR] [--rounds 2000]
+
+Prints times and ratios measured in this one run; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import posix_ipc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stubforge import harness  # noqa: E402
+from stubforge.envs import packenv  # noqa: E402
+
+IDENTITY = textwrap.dedent(
+    """
+    import triton_python_backend_utils as pb_utils
+
+    class TritonPythonModel:
+        def execute(self, requests):
+            return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", r.inputs()[0].as_numpy())])
+                    for r in requests]
+    """
+)
+CONFIG = """name: "identity"
+backend: "python"
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ -1 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ -1 ] } ]
+instance_group [ { kind: KIND_CPU count: 1 } ]
+"""
+PONG = """
+import sys, posix_ipc
+a, b, n = posix_ipc.Semaphore(sys.argv[1]), posix_ipc.Semaphore(sys.argv[2]), int(sys.argv[3])
+for _ in range(n):
+    a.acquire(); b.release()
+"""
+
+
+def ping_pong(rounds: int) -> float:
+    tag = f"/sfbench_{os.getpid()}"
+    ping = posix_ipc.Semaphore(tag + "_a", posix_ipc.O_CREX)
+    pong = posix_ipc.Semaphore(tag + "_b", posix_ipc.O_CREX)
+    try:
+        child = subprocess.Popen([sys.executable, "-c", PONG, tag + "_a", tag + "_b", str(rounds + 100)])
+        for _ in range(100):  # warm-up
+            ping.release()
+            pong.acquire()
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            ping.release()
+            pong.acquire()
+        elapsed = (time.perf_counter() - t0) / rounds
+        child.wait(timeout=30)
+        return elapsed
+    finally:
+        for sem in (ping, pong):
+            sem.unlink()
+            sem.close()
+
+
+def memcpy(nbytes: int) -> float:
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def model_repo(root: Path, env: Path) -> Path:
+    model = root / "identity"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(IDENTITY)
+    (model / "config.pbtxt").write_text(
+        CONFIG + f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{env}" }} }}\n'
+    )
+    return model
+
+
+def median_time(fn, rounds: int) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def real_triton(site: Path, repo: Path, small: np.ndarray, big: np.ndarray) -> dict[str, float]:
+    import tritonclient.grpc as grpcclient
+
+    from stubforge.verify import server as server_mod
+
+    install = server_mod.from_binary(site / "pytriton" / "tritonserver" / "bin" / "tritonserver")
+    backends = Path(tempfile.mkdtemp(prefix="sfbench-backends-"))
+    import shutil
+
+    shutil.copytree(install.backends, backends, dirs_exist_ok=True)
+    stub = site / "pytriton" / "tritonserver" / "python_backend_stubs" / "3.10" / "triton_python_backend_stub"
+    shutil.copy2(stub, backends / "python" / "triton_python_backend_stub")
+    (repo / "identity" / "triton_python_backend_stub").write_bytes(stub.read_bytes())
+    os.chmod(repo / "identity" / "triton_python_backend_stub", 0o755)
+    env = dict(os.environ, LD_LIBRARY_PATH=str(site / "nvidia_pytriton.libs"))
+    server = server_mod.RunningServer(install, repo, backends, repo / "server.log", env, ["python"])
+    try:
+        server.wait_live(60)
+        opts = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+        client = grpcclient.InferenceServerClient(server.grpc_url, channel_args=opts)
+        t0 = time.perf_counter()
+        client.load_model("identity")
+        load = time.perf_counter() - t0
+
+        def call(array: np.ndarray) -> None:
+            tensor = grpcclient.InferInput("IN", list(array.shape), "FP32")
+            tensor.set_data_from_numpy(array)
+            client.infer("identity", [tensor]).as_numpy("OUT")
+
+        for _ in range(50):
+            call(small)
+        return {
+            "load": load,
+            "small": median_time(lambda: call(small), 500),
+            "big": median_time(lambda: call(big), 5),
+        }
+    finally:
+        server.stop()
+        server.cleanup()
+        shutil.rmtree(backends, ignore_errors=True)
+        (repo / "identity" / "triton_python_backend_stub").unlink(missing_ok=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pytriton-site", type=Path, help="site-packages holding nvidia-pytriton 0.7.0")
+    parser.add_argument("--rounds", type=int, default=2000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="sfbench-run-"))
+    os.environ.setdefault("STUBFORGE_CACHE", str(work / "cache"))
+    env = work / "env310"
+    print("packing a Python 3.10 directory env ...", flush=True)
+    packenv.pack_env(packenv.PackOptions(python="3.10", directory=env, prune=True))
+    repo = work / "repo"
+    model_repo(repo, env)
+    small = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    big = np.arange(16 << 20, dtype=np.float32)  # 64 MB
+
+    floor_copy = memcpy(big.nbytes)
+    # Wake-up latency depends on where the two processes run (same core: a context switch; two cores: an idle
+    # CPU waking up), and it dominates small round trips: measure floor and runner under the same placement.
+    everywhere = os.sched_getaffinity(0)
+    results = {}
+    for placement, cpus in (("one core", {min(everywhere)}), ("free", everywhere)):
+        os.sched_setaffinity(0, cpus)  # inherited by the ping-pong child and by the stub
+        floor_rt = ping_pong(args.rounds)
+        t0 = time.perf_counter()
+        model = harness.load(repo / "identity")
+        load = time.perf_counter() - t0
+        try:
+            for _ in range(100):
+                model.infer({"IN": small})
+            small_rt = median_time(lambda: model.infer({"IN": small}), args.rounds)  # noqa: B023
+            assert np.array_equal(model.infer({"IN": big})["OUT"], big)
+            big_rt = median_time(lambda: model.infer({"IN": big}), 7)  # noqa: B023
+        finally:
+            model.close()
+        results[placement] = (small_rt, big_rt, load)
+        print(f"[{placement}] floor: semaphore ping-pong round trip {floor_rt * 1e6:8.1f} us")
+        print(
+            f"[{placement}] runner: small round trip (4 x FP32)  {small_rt * 1e6:8.1f} us"
+            f"  = {small_rt / floor_rt:5.2f}x the floor"
+        )
+        print(
+            f"[{placement}] runner: 64 MB in + 64 MB out         {big_rt * 1e3:8.2f} ms"
+            f"  = {big_rt / floor_copy:5.2f}x one memcpy ({floor_copy * 1e3:.2f} ms)"
+        )
+        print(f"[{placement}] runner: load to ready                {load:8.2f} s")
+    os.sched_setaffinity(0, everywhere)
+    small_rt, big_rt, load = results["free"]
+    if args.pytriton_site:
+        real = real_triton(args.pytriton_site, repo, small, big)
+        print(
+            f"tritonserver gRPC: small round trip  {real['small'] * 1e6:8.1f} us"
+            f"  runner/triton {small_rt / real['small']:.2f}"
+        )
+        print(
+            f"tritonserver gRPC: 64 MB in + out    {real['big'] * 1e3:8.2f} ms"
+            f"  runner/triton {big_rt / real['big']:.2f}"
+        )
+        print(
+            f"tritonserver: load_model of it       {real['load']:8.2f} s  runner/triton {load / real['load']:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
