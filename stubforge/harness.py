@@ -25,6 +25,7 @@ from stubforge.build import harness as harness_build
 from stubforge.errors import StubforgeError
 from stubforge.launcher import envmanager
 from stubforge.launcher import stub as stub_mod
+from stubforge.runtime import triton_python_backend_utils as wire
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 NUMPY_TO_TRITON = {
@@ -285,21 +286,15 @@ class Model:
     ) -> tuple[dict[str, Any], list[np.ndarray]]:
         arrays, specs = [], []
         for name, value in inputs.items():
-            array = np.ascontiguousarray(value)
-            if array.dtype not in NUMPY_TO_TRITON:
+            array = np.asarray(value)
+            if array.dtype not in NUMPY_TO_TRITON and not wire._is_bytes(array):
                 raise RunnerError(
-                    f"input {name}: dtype {array.dtype} is not a Triton tensor type this runner supports",
-                    hint="numeric types and bool (BYTES tensors come later)",
+                    f"input {name}: dtype {array.dtype} is not a Triton tensor type",
+                    hint="numeric types, bool, and bytes/str (object, S or U arrays) for BYTES",
                 )
-            arrays.append(array)
-            specs.append(
-                {
-                    "name": name,
-                    "datatype": NUMPY_TO_TRITON[array.dtype],
-                    "shape": list(array.shape),
-                    "nbytes": int(array.nbytes),
-                }
-            )
+            datatype, shape, payload = wire._wire(array)
+            arrays.append(payload)
+            specs.append({"name": name, "datatype": datatype, "shape": shape, "nbytes": int(payload.nbytes)})
         return {"inputs": specs, "requested_output_names": list(outputs or [])}, arrays
 
     def infer_many(
@@ -330,15 +325,16 @@ class Model:
                     f"{self.deployment.name}: the response carries an error: {response['error']}",
                     hint="the model returned InferenceResponse(error=...)",
                 )
-            results.append(
-                {
-                    o["name"]: self._stub.region.read_array(
-                        o["offset"], TRITON_TO_NUMPY[o["datatype"]], o["shape"]
-                    )
-                    for o in response["outputs"]
-                }
-            )
+            results.append({o["name"]: self._read_output(o) for o in response["outputs"]})
         return results
+
+    def _read_output(self, spec: dict[str, Any]) -> np.ndarray:
+        assert self._stub is not None
+        region = self._stub.region
+        if spec["datatype"] == "BYTES":
+            raw = bytes(region.map[spec["offset"] : spec["offset"] + spec["nbytes"]])
+            return wire.deserialize_bytes_tensor(raw).reshape(spec["shape"])
+        return region.read_array(spec["offset"], TRITON_TO_NUMPY[spec["datatype"]], spec["shape"])
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         return self.infer_many([inputs], outputs)[0]

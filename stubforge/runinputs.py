@@ -25,6 +25,7 @@ CONFIG_DTYPES = {
     "TYPE_FP16": np.float16,
     "TYPE_FP32": np.float32,
     "TYPE_FP64": np.float64,
+    "TYPE_STRING": np.object_,  # BYTES: JSON strings, or a .npy of S/U strings
 }
 
 
@@ -70,6 +71,8 @@ def _load(name: str, value: str, dtype: np.dtype) -> np.ndarray:
             raise InputError(
                 f"--input {name}: cannot read {path}: {exc}", hint="pass a .npy file (numpy.save)"
             ) from exc
+        if dtype == np.object_ and array.dtype.kind in "SU":
+            return array.astype(np.object_)
         if array.dtype != dtype:
             raise InputError(
                 f"--input {name}: {path} holds {array.dtype}, the model's config says {dtype}",

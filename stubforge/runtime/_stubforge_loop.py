@@ -136,21 +136,21 @@ class Stub:
         for response in responses:
             outputs = []
             for tensor in response.output_tensors():
-                array = tensor._contiguous()
+                datatype, shape, payload = tensor._wire()
                 at = _align(at)
-                self.channel.ensure(at + array.nbytes)
-                if array.nbytes:
-                    pb._write_array(self.channel.region, at, array)
+                self.channel.ensure(at + payload.nbytes)
+                if payload.nbytes:
+                    pb._write_array(self.channel.region, at, payload)
                 outputs.append(
                     {
                         "name": tensor.name(),
-                        "datatype": pb._triton_dtype(array.dtype),
-                        "shape": list(array.shape),
+                        "datatype": datatype,
+                        "shape": shape,
                         "offset": at,
-                        "nbytes": int(array.nbytes),
+                        "nbytes": int(payload.nbytes),
                     }
                 )
-                at += array.nbytes
+                at += payload.nbytes
             error = response.error()
             answers.append({"outputs": outputs, "error": None if error is None else error.message()})
         return {"responses": answers, "free_offset": at}

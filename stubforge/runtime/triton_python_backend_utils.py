@@ -1,7 +1,11 @@
 # stubforge's triton_python_backend_utils for the harness stub: the names and behaviour a model.py uses from
 # Triton's module of the same name, written from its documented API (no upstream code). Runs on Python 3.6+.
 
+import struct
+
 import numpy as np
+
+_LENGTH = struct.Struct("<I")
 
 TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
 TRITONSERVER_REQUEST_FLAG_SEQUENCE_START = 1
@@ -31,6 +35,69 @@ def triton_string_to_numpy(triton_type_string):
     if name == "STRING":
         name = "BYTES"
     return _TRITON_TO_NUMPY.get(name)
+
+
+def _is_bytes(array):
+    return array.dtype == np.object_ or array.dtype.type in (np.bytes_, np.str_)
+
+
+def serialize_byte_tensor(input_tensor):
+    """Triton's BYTES encoding: each element as a 4-byte little-endian length and its bytes, in C order.
+    Returns a 1-element object array holding the encoded bytes (an empty array for an empty tensor)."""
+    if input_tensor.size == 0:
+        return np.empty([0], dtype=np.object_)
+    if not _is_bytes(input_tensor):
+        raise TritonModelException(f"cannot serialize a tensor of dtype {input_tensor.dtype} as BYTES")
+    parts = []
+    for item in input_tensor.reshape(-1, order="C"):
+        if isinstance(item, np.ndarray):
+            item = item.item()
+        if isinstance(item, str):
+            item = item.encode("utf-8")
+        elif not isinstance(item, bytes):
+            item = str(item).encode("utf-8")
+        parts.append(_LENGTH.pack(len(item)))
+        parts.append(item)
+    flat = np.empty([1], dtype=np.object_)
+    flat[0] = b"".join(parts)
+    return flat
+
+
+def deserialize_bytes_tensor(encoded_tensor):
+    """The inverse of serialize_byte_tensor: a flat object array of bytes."""
+    buffer = bytes(encoded_tensor)
+    items = []
+    offset = 0
+    while offset < len(buffer):
+        (length,) = _LENGTH.unpack_from(buffer, offset)
+        offset += 4
+        items.append(buffer[offset : offset + length])
+        offset += length
+    array = np.empty([len(items)], dtype=np.object_)
+    array[:] = items
+    return array
+
+
+def _wire(array):
+    if _is_bytes(array):
+        encoded = serialize_byte_tensor(array)
+        payload = np.frombuffer(encoded[0] if encoded.size else b"", dtype=np.uint8)
+        return "BYTES", list(array.shape), payload
+    array = np.ascontiguousarray(array)
+    return _triton_dtype(array.dtype), list(array.shape), array
+
+
+def _from_wire(datatype, shape, raw):
+    """An array from its region bytes: numeric types as a view (no copy), BYTES decoded."""
+    if datatype == "BYTES":
+        return deserialize_bytes_tensor(raw).reshape(shape)
+    dtype = np.dtype(_TRITON_TO_NUMPY[datatype])
+    count = 1
+    for dim in shape:  # not np.prod: its overhead dominates small requests
+        count *= dim
+    if count == 0:
+        return np.empty(shape, dtype=dtype)
+    return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
 
 
 def _triton_dtype(dtype):
@@ -89,12 +156,9 @@ class Tensor:
     def triton_dtype(self):
         return _triton_dtype(self._array.dtype)
 
-    def _contiguous(self):
-        if self._array.dtype == np.object_:
-            raise TritonModelException(
-                f"Tensor {self._name}: BYTES tensors are not supported by this stubforge runner yet"
-            )
-        return np.ascontiguousarray(self._array)
+    def _wire(self):
+        """(Triton datatype, shape, flat payload to copy into the region)."""
+        return _wire(self._array)
 
 
 class InferenceRequest:
@@ -217,17 +281,9 @@ def _drain_logs():
 def _request_from_message(message, region):
     inputs = []
     for spec in message["inputs"]:
-        dtype = np.dtype(_TRITON_TO_NUMPY[spec["datatype"]])
-        shape = tuple(spec["shape"])
-        if spec["nbytes"]:
-            count = 1
-            for dim in shape:  # not np.prod: its overhead dominates small requests
-                count *= dim
-            # A view of the shared region: the parent wrote the bytes once, the model reads them in place.
-            array = np.frombuffer(region, dtype=dtype, count=count, offset=spec["offset"]).reshape(shape)
-        else:
-            array = np.empty(shape, dtype=dtype)
-        inputs.append(Tensor(spec["name"], array))
+        raw = region[spec["offset"] : spec["offset"] + spec["nbytes"]]
+        # Numeric inputs are views of the shared region: the parent wrote the bytes once, the model reads them.
+        inputs.append(Tensor(spec["name"], _from_wire(spec["datatype"], spec["shape"], raw)))
     return InferenceRequest(
         inputs,
         message.get("requested_output_names", []),

@@ -339,3 +339,28 @@ def test_inputs_are_shared_not_copied_and_finalize_runs(envs: dict[str, Path], t
         assert not (model_dir / "finalized").exists()
     assert (model_dir / "finalized").read_text() == "bye"
     assert leftovers() == []
+
+
+def test_bytes_tensors_use_tritons_encoding_both_ways(envs: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = write_model(tmp_path, "echo", env=envs["3.8"], source=ECHO)
+    words = np.array([[b"triton", b""], ["caf\u00e9".encode(), b"\x00\xff binary"]], dtype=np.object_)
+    with harness.load(model_dir, backend_config=CONFIG) as model:
+        out = model.infer({"words": words, "text": np.array(["a", "bc"]), "n": np.arange(3, dtype=np.int32)})
+    assert out["OUT_words"].dtype == np.object_ and out["OUT_words"].shape == (2, 2)
+    assert out["OUT_words"].tolist() == words.tolist()
+    assert out["OUT_text"].tolist() == [
+        b"a",
+        b"bc",
+    ]  # str goes in as UTF-8 and comes back as bytes, as in Triton
+    assert out["OUT_n"].tolist() == [0, 1, 2]
+
+
+def test_byte_tensor_codec_matches_tritonclient() -> None:
+    from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
+
+    from stubforge.runtime import triton_python_backend_utils as ours
+
+    data = np.array([b"x", b"", "\u00e9".encode(), b"long" * 100], dtype=np.object_).reshape(2, 2)
+    assert ours.serialize_byte_tensor(data)[0] == serialize_byte_tensor(data).item()
+    encoded = serialize_byte_tensor(data).item()
+    assert ours.deserialize_bytes_tensor(encoded).tolist() == deserialize_bytes_tensor(encoded).tolist()
