@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from stubforge import backends as backend_dirs
-from stubforge import cache, modelrepo, pythons, releases
+from stubforge import cache, modelrepo, pythons, releases, validate
 from stubforge.build import harness as harness_build
 from stubforge.errors import StubforgeError
 from stubforge.launcher import envmanager
@@ -157,12 +157,14 @@ def deployment(model_dir: Path, python: str | None = None, backends: Path | None
             f"which Python runs {model_dir.name}? No stub in the model directory, no env with a libpython",
             hint="pass --python 3.X",
         )
+    config = config_json(info.message)
+    config["name"] = config.get("name") or model_dir.name
     return Deployment(
         model_dir=model_dir,
         name=info.name or model_dir.name,
         version=version,
         model_path=model_path,
-        config=config_json(info.message),
+        config=config,
         python=found[0][0],
         python_source=found[0][1],
         env_path=env_path,
@@ -284,7 +286,7 @@ class Model:
     def _request_message(
         self, inputs: dict[str, np.ndarray], outputs: list[str] | None
     ) -> tuple[dict[str, Any], list[np.ndarray]]:
-        arrays, specs = [], []
+        arrays, specs, wires = [], [], {}
         for name, value in inputs.items():
             array = np.asarray(value)
             if array.dtype not in NUMPY_TO_TRITON and not wire._is_bytes(array):
@@ -293,8 +295,13 @@ class Model:
                     hint="numeric types, bool, and bytes/str (object, S or U arrays) for BYTES",
                 )
             datatype, shape, payload = wire._wire(array)
+            wires[name] = (datatype, shape)
             arrays.append(payload)
             specs.append({"name": name, "datatype": datatype, "shape": shape, "nbytes": int(payload.nbytes)})
+        # Triton's checks and wording; a reshape in the config changes the shape the model sees.
+        reached = validate.check(self.deployment.config, wires)
+        for spec in specs:
+            spec["shape"] = reached[spec["name"]]
         return {"inputs": specs, "requested_output_names": list(outputs or [])}, arrays
 
     def infer_many(

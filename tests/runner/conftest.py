@@ -82,7 +82,10 @@ def write_model(
     execute: str = "pass",
     source: str | None = None,
     dtype: str = "TYPE_FP32",
+    inputs: list[tuple[str, str, str]] | None = None,
 ) -> Path:
+    """inputs: (name, TYPE_X, dims) to declare other inputs than INPUT0/INPUT1 (outputs are then left out:
+    the python backend does not check outputs against the config)."""
     model = repo / name
     (model / "1").mkdir(parents=True)
     code = source or ADD_SUB.replace("BEHAVIOUR", initialize).replace("EXECUTE", execute)
@@ -91,5 +94,10 @@ def write_model(
     if env is not None:
         # A host path (allowed by Triton; shared by many test models instead of a 100 MB copy each).
         extra = f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{env}" }} }}\n'
-    (model / "config.pbtxt").write_text(CONFIG.format(name=name, dtype=dtype, extra=extra))
+    if inputs is not None:
+        declared = ", ".join(f'{{ name: "{n}" data_type: {t} dims: {d} }}' for n, t, d in inputs)
+        text = f'name: "{name}"\nbackend: "python"\ninput [ {declared} ]\n{extra}'
+    else:
+        text = CONFIG.format(name=name, dtype=dtype, extra=extra)
+    (model / "config.pbtxt").write_text(text)
     return model

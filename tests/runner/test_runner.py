@@ -18,6 +18,7 @@ import pytest
 
 from stubforge import harness
 from stubforge.launcher.stub import ModelError, StubError
+from stubforge.validate import InferenceError
 from tests.runner.conftest import PREFIX, write_model
 
 pytestmark = pytest.mark.slow
@@ -103,8 +104,26 @@ class TritonPythonModel:
 """
 
 
+TYPE_NAMES = {
+    "bool": "TYPE_BOOL",
+    "uint8": "TYPE_UINT8",
+    "uint16": "TYPE_UINT16",
+    "uint32": "TYPE_UINT32",
+    "uint64": "TYPE_UINT64",
+    "int8": "TYPE_INT8",
+    "int16": "TYPE_INT16",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "float16": "TYPE_FP16",
+    "float32": "TYPE_FP32",
+    "float64": "TYPE_FP64",
+}
+
+
 def test_every_numeric_dtype_and_bool_round_trips(envs: dict[str, Path], tmp_path: Path) -> None:
-    model_dir = write_model(tmp_path, "echo", env=envs["3.8"], source=ECHO)
+    declared = [(n, t, "[ -1 ]") for n, t in TYPE_NAMES.items() if n != "bool"]
+    declared += [("bool", "TYPE_BOOL", "[ -1, -1 ]"), ("empty", "TYPE_FP32", "[ -1, 4 ]")]
+    model_dir = write_model(tmp_path, "echo", env=envs["3.8"], source=ECHO, inputs=declared)
     rng = np.random.default_rng(7)
     inputs = {}
     for dtype in DTYPES:
@@ -123,7 +142,9 @@ def test_every_numeric_dtype_and_bool_round_trips(envs: dict[str, Path], tmp_pat
 
 
 def test_large_tensors_grow_the_region(envs: dict[str, Path], tmp_path: Path) -> None:
-    model_dir = write_model(tmp_path, "echo", env=envs["3.10"], source=ECHO)
+    model_dir = write_model(
+        tmp_path, "echo", env=envs["3.10"], source=ECHO, inputs=[("x", "TYPE_FP32", "[ -1 ]")]
+    )
     big = np.arange(3 * (1 << 20), dtype=np.float32)  # 12 MB in, 12 MB out: far past the 1 MiB default
     with harness.load(model_dir, backend_config=dict(CONFIG, **{"shm-growth-byte-size": "1048576"})) as model:
         out = model.infer({"x": big})
@@ -271,7 +292,9 @@ def test_random_faults_leave_nothing_behind(
     """200 loads with a random fault each: no /dev/shm entry, no semaphore, no process may remain."""
     import random
 
-    model_dir = write_model(tmp_path, "chaos", env=envs["3.8"], source=CHAOS)
+    model_dir = write_model(
+        tmp_path, "chaos", env=envs["3.8"], source=CHAOS, inputs=[("x", "TYPE_FP32", "[ -1 ]")]
+    )
     rng = random.Random(20261122)
     outcomes: dict[str, int] = {}
     for _ in range(200):
@@ -331,7 +354,9 @@ class TritonPythonModel:
 
 
 def test_inputs_are_shared_not_copied_and_finalize_runs(envs: dict[str, Path], tmp_path: Path) -> None:
-    model_dir = write_model(tmp_path, "life", env=envs["3.10"], source=LIFECYCLE)
+    model_dir = write_model(
+        tmp_path, "life", env=envs["3.10"], source=LIFECYCLE, inputs=[("x", "TYPE_FP32", "[ -1 ]")]
+    )
     with harness.load(model_dir, backend_config=CONFIG) as model:
         assert model.infer({"x": np.ones(1000, np.float32)})["VIEW"].tolist() == [1]
         batch = model.infer_many([{"x": np.ones(3, np.float32)}, {"x": np.zeros(5, np.float32)}])
@@ -342,10 +367,23 @@ def test_inputs_are_shared_not_copied_and_finalize_runs(envs: dict[str, Path], t
 
 
 def test_bytes_tensors_use_tritons_encoding_both_ways(envs: dict[str, Path], tmp_path: Path) -> None:
-    model_dir = write_model(tmp_path, "echo", env=envs["3.8"], source=ECHO)
+    declared = [
+        ("words", "TYPE_STRING", "[ 2, 2 ]"),
+        ("text", "TYPE_STRING", "[ -1 ]"),
+        ("n", "TYPE_INT32", "[ 3 ]"),
+    ]
+    model_dir = write_model(tmp_path, "echo", env=envs["3.8"], source=ECHO, inputs=declared)
     words = np.array([[b"triton", b""], ["caf\u00e9".encode(), b"\x00\xff binary"]], dtype=np.object_)
     with harness.load(model_dir, backend_config=CONFIG) as model:
         out = model.infer({"words": words, "text": np.array(["a", "bc"]), "n": np.arange(3, dtype=np.int32)})
+        with pytest.raises(
+            InferenceError, match="inference input 'n' data-type is 'INT64', but model 'echo' expects"
+        ):
+            model.infer({"words": words, "text": np.array(["a"]), "n": np.arange(3)})
+        with pytest.raises(
+            InferenceError, match=r"unexpected shape for input 'words' for model 'echo'\. Expected \[2,2\]"
+        ):
+            model.infer({"words": words[:1], "text": np.array(["a"]), "n": np.arange(3, dtype=np.int32)})
     assert out["OUT_words"].dtype == np.object_ and out["OUT_words"].shape == (2, 2)
     assert out["OUT_words"].tolist() == words.tolist()
     assert out["OUT_text"].tolist() == [

@@ -1,0 +1,112 @@
+"""Check a request against the model config before it reaches the model, with Triton's words
+(core/src/infer_request.cc, r24.10): a request the runner accepts is one tritonserver accepts, and vice versa.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from stubforge.errors import StubforgeError
+
+
+class InferenceError(StubforgeError):
+    """The request does not fit the model's config (Triton answers these with INVALID_ARG)."""
+
+
+def _dims(values: Any) -> str:
+    return "[" + ",".join(str(int(v)) for v in values) + "]"
+
+
+def _protocol(config_type: str) -> str:
+    name = config_type[5:] if config_type.startswith("TYPE_") else config_type
+    return "BYTES" if name == "STRING" else name
+
+
+def check(
+    config: dict[str, Any], inputs: dict[str, tuple[str, list[int]]], request_id: str = ""
+) -> dict[str, list[int]]:
+    """inputs: name -> (Triton datatype, shape). Returns the shape each input reaches the model with (reshape)."""
+    prefix = f"[request id: {request_id or '<id_unknown>'}] "
+    model = config.get("name", "")
+    specs = {spec["name"]: spec for spec in config.get("input", [])}
+    for name in inputs:
+        if name not in specs:
+            raise InferenceError(
+                f"{prefix}unexpected inference input '{name}' for model '{model}'",
+                hint="the model's inputs: " + ", ".join(specs),
+            )
+    required = [n for n, s in specs.items() if not s.get("optional")]
+    missing = [n for n in required if n not in inputs]
+    if missing:
+        got = "[" + ",".join(f"'{n}'" for n in inputs) + "]"
+        wanted = "[" + ",".join(f"'{n}'" for n in missing) + "]"
+        if len(required) == len(specs):
+            count = f"expected {len(specs)} inputs but got {len(inputs)} inputs"
+        else:
+            count = f"expected number of inputs between {len(required)} and {len(specs)} but got {len(inputs)} inputs"
+        raise InferenceError(
+            f"{prefix}{count} for model '{model}'. Got input(s) {got}, but missing required input(s) {wanted}. "
+            "Please provide all required input(s).",
+            hint="pass every required input",
+        )
+    max_batch = int(config.get("max_batch_size", 0) or 0)
+    batch = 0
+    if max_batch > 0:
+        for name, (_, shape) in inputs.items():
+            if not shape:
+                raise InferenceError(
+                    f"{prefix}input '{name}' has no shape but model requires batch dimension for '{model}'",
+                    hint="prepend a batch dimension",
+                )
+            if batch == 0:
+                batch = shape[0]
+            elif shape[0] != batch:
+                raise InferenceError(
+                    f"{prefix}input '{name}' batch size does not match other inputs for '{model}'",
+                    hint="every input needs the same first (batch) dimension",
+                )
+        if batch > max_batch:
+            raise InferenceError(
+                f"{prefix}inference request batch-size must be <= {max_batch} for '{model}'",
+                hint="send smaller batches",
+            )
+    reached = {}
+    for name, (datatype, shape) in inputs.items():
+        spec = specs[name]
+        expected = _protocol(spec.get("data_type", "TYPE_FP32"))
+        if datatype != expected:
+            raise InferenceError(
+                f"{prefix}inference input '{name}' data-type is '{datatype}', but model '{model}' expects "
+                f"'{expected}'",
+                hint=f"send {expected}",
+            )
+        dims = [int(d) for d in spec.get("dims", [])]
+        body = shape[1:] if max_batch > 0 else shape
+        if len(dims) != len(body) or any(d != -1 and d != s for d, s in zip(dims, body)):
+            full = ([-1] if max_batch > 0 else []) + dims
+            note = (
+                "NOTE: Setting a non-zero max_batch_size in the model config requires a batch dimension to be "
+                "prepended to each input shape. If you want to specify the full shape including the batch dim in "
+                "your input dims config, try setting max_batch_size to zero. See the model configuration docs for "
+                "more info on max_batch_size."
+                if max_batch > 0
+                else ""
+            )
+            raise InferenceError(
+                f"{prefix}unexpected shape for input '{name}' for model '{model}'. Expected {_dims(full)}, got "
+                f"{_dims(shape)}. {note}".rstrip(),
+                hint="match the config's dims (-1 is any size)",
+            )
+        reshape = (spec.get("reshape") or {}).get("shape")
+        if reshape is not None:
+            target = [int(d) for d in reshape]
+            if -1 in target:
+                known = int(np.prod([d for d in target if d != -1])) or 1
+                total = int(np.prod(body)) if body else 1
+                target = [total // known if d == -1 else d for d in target]
+            reached[name] = ([batch] if max_batch > 0 else []) + target
+        else:
+            reached[name] = list(shape)
+    return reached
