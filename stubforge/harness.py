@@ -25,7 +25,7 @@ from stubforge.build import harness as harness_build
 from stubforge.errors import StubforgeError
 from stubforge.launcher import envmanager
 from stubforge.launcher import stub as stub_mod
-from stubforge.runtime import triton_python_backend_utils as wire
+from stubforge.runtime import _stubforge_wire as wire
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 NUMPY_TO_TRITON = {
@@ -211,7 +211,9 @@ class Model:
         backend_config: dict[str, str] | None = None,
         startup_timeout: float = 30.0,
         execute_timeout: float | None = None,
+        auto_complete: bool = True,
     ) -> None:
+        """auto_complete=False is tritonserver's --disable-auto-complete-config."""
         started = time.monotonic()
         self.release = releases.get(triton)
         self.deployment = deployment(Path(model_dir), python, Path(backends) if backends else None)
@@ -261,7 +263,16 @@ class Model:
                 "model_version": self.deployment.version,
                 "model_name": self.deployment.name,
             }
-            self._check(self._stub.request({"op": "initialize", "args": args}, timeout=startup_timeout))
+            reply = self._check(
+                self._stub.request(
+                    {"op": "initialize", "args": args, "auto_complete": auto_complete},
+                    timeout=startup_timeout,
+                )
+            )
+            if (
+                "model_config" in reply
+            ):  # auto_complete_config() completed it: requests are checked against that
+                self.deployment.config = json.loads(reply["model_config"])
         except BaseException:
             self.close()
             raise

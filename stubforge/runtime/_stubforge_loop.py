@@ -5,6 +5,7 @@
 # Layout facts repeat stubforge/ipc/layout.py (the test test_ipc_layout checks they agree).
 import importlib
 import importlib.util
+import json
 import marshal
 import os
 import struct
@@ -113,13 +114,22 @@ class Stub:
             module = importlib.import_module(os.path.basename(version_dir) + "." + stem)
         if not hasattr(module, "TritonPythonModel"):
             raise AttributeError(f"{self.model_path} defines no class TritonPythonModel")
-        return module.TritonPythonModel()
+        return module.TritonPythonModel
 
     def initialize(self, message, at):
-        self.model = self._import_model()
+        model_class = self._import_model()
+        args = message["args"]
+        body = {}
+        if message.get("auto_complete", True) and hasattr(model_class, "auto_complete_config"):
+            # What Triton's auto-complete stub does before any instance starts: the model completes its config.
+            config = self.pb_utils.ModelConfig(json.loads(args["model_config"]))
+            completed = model_class.auto_complete_config(config)
+            args = dict(args, model_config=json.dumps((completed or config).as_dict()))
+            body["model_config"] = args["model_config"]
+        self.model = model_class()
         if hasattr(self.model, "initialize"):
-            self.model.initialize(message["args"])
-        return {}
+            self.model.initialize(args)
+        return body
 
     def execute(self, message, at):
         pb = self.pb_utils

@@ -1,110 +1,32 @@
 # stubforge's triton_python_backend_utils for the harness stub: the names and behaviour a model.py uses from
 # Triton's module of the same name, written from its documented API (no upstream code). Runs on Python 3.6+.
 
-import struct
-
 import numpy as np
-
-_LENGTH = struct.Struct("<I")
+from _stubforge_config import (  # noqa: F401 - re-exported: pb_utils.<name> is the public API
+    TRITON_STRING_TO_NUMPY,
+    ModelConfig,
+    get_input_config_by_name,
+    get_output_config_by_name,
+    numpy_to_triton_type,
+    triton_string_to_numpy,
+    triton_to_numpy_type,
+    using_decoupled_model_transaction_policy,
+)
+from _stubforge_wire import (  # noqa: F401 - re-exported: pb_utils.<name> is the public API
+    WireError,
+    _from_wire,
+    _triton_dtype,
+    _wire,
+    _write_array,
+    deserialize_bytes_tensor,
+    serialize_byte_tensor,
+)
 
 TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
 TRITONSERVER_REQUEST_FLAG_SEQUENCE_START = 1
 TRITONSERVER_REQUEST_FLAG_SEQUENCE_END = 2
-
-_TRITON_TO_NUMPY = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "BYTES": np.object_,
-}
-_NUMPY_TO_TRITON = {np.dtype(v).str: k for k, v in _TRITON_TO_NUMPY.items() if k != "BYTES"}
-
-
-def triton_string_to_numpy(triton_type_string):
-    """'TYPE_FP32' (config) or 'FP32' (wire) → numpy type."""
-    name = triton_type_string[5:] if triton_type_string.startswith("TYPE_") else triton_type_string
-    if name == "STRING":
-        name = "BYTES"
-    return _TRITON_TO_NUMPY.get(name)
-
-
-def _is_bytes(array):
-    return array.dtype == np.object_ or array.dtype.type in (np.bytes_, np.str_)
-
-
-def serialize_byte_tensor(input_tensor):
-    """Triton's BYTES encoding: each element as a 4-byte little-endian length and its bytes, in C order.
-    Returns a 1-element object array holding the encoded bytes (an empty array for an empty tensor)."""
-    if input_tensor.size == 0:
-        return np.empty([0], dtype=np.object_)
-    if not _is_bytes(input_tensor):
-        raise TritonModelException(f"cannot serialize a tensor of dtype {input_tensor.dtype} as BYTES")
-    parts = []
-    for item in input_tensor.reshape(-1, order="C"):
-        if isinstance(item, np.ndarray):
-            item = item.item()
-        if isinstance(item, str):
-            item = item.encode("utf-8")
-        elif not isinstance(item, bytes):
-            item = str(item).encode("utf-8")
-        parts.append(_LENGTH.pack(len(item)))
-        parts.append(item)
-    flat = np.empty([1], dtype=np.object_)
-    flat[0] = b"".join(parts)
-    return flat
-
-
-def deserialize_bytes_tensor(encoded_tensor):
-    """The inverse of serialize_byte_tensor: a flat object array of bytes."""
-    buffer = bytes(encoded_tensor)
-    items = []
-    offset = 0
-    while offset < len(buffer):
-        (length,) = _LENGTH.unpack_from(buffer, offset)
-        offset += 4
-        items.append(buffer[offset : offset + length])
-        offset += length
-    array = np.empty([len(items)], dtype=np.object_)
-    array[:] = items
-    return array
-
-
-def _wire(array):
-    if _is_bytes(array):
-        encoded = serialize_byte_tensor(array)
-        payload = np.frombuffer(encoded[0] if encoded.size else b"", dtype=np.uint8)
-        return "BYTES", list(array.shape), payload
-    array = np.ascontiguousarray(array)
-    return _triton_dtype(array.dtype), list(array.shape), array
-
-
-def _from_wire(datatype, shape, raw):
-    """An array from its region bytes: numeric types as a view (no copy), BYTES decoded."""
-    if datatype == "BYTES":
-        return deserialize_bytes_tensor(raw).reshape(shape)
-    dtype = np.dtype(_TRITON_TO_NUMPY[datatype])
-    count = 1
-    for dim in shape:  # not np.prod: its overhead dominates small requests
-        count *= dim
-    if count == 0:
-        return np.empty(shape, dtype=dtype)
-    return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
-
-
-def _triton_dtype(dtype):
-    name = _NUMPY_TO_TRITON.get(np.dtype(dtype).str)
-    if name is None:
-        raise TritonModelException(f"output dtype {dtype} is not a Triton tensor type")
-    return name
+TRITONSERVER_REQUEST_RELEASE_ALL = 1
+TRITONSERVER_REQUEST_RELEASE_RESCHEDULE = 2
 
 
 class TritonError(Exception):
@@ -224,20 +146,6 @@ def get_output_tensor_by_name(response, name):
     return None
 
 
-def get_input_config_by_name(model_config, name):
-    for spec in model_config.get("input", []):
-        if spec.get("name") == name:
-            return spec
-    return None
-
-
-def get_output_config_by_name(model_config, name):
-    for spec in model_config.get("output", []):
-        if spec.get("name") == name:
-            return spec
-    return None
-
-
 _records = []
 
 
@@ -292,8 +200,3 @@ def _request_from_message(message, region):
         message.get("flags", 0),
         message.get("parameters", "{}"),
     )
-
-
-def _write_array(region, offset, array):
-    target = np.frombuffer(region, dtype=array.dtype, count=array.size, offset=offset)
-    target[...] = array.reshape(-1)

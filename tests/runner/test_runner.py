@@ -396,7 +396,7 @@ def test_bytes_tensors_use_tritons_encoding_both_ways(envs: dict[str, Path], tmp
 def test_byte_tensor_codec_matches_tritonclient() -> None:
     from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
-    from stubforge.runtime import triton_python_backend_utils as ours
+    from stubforge.runtime import _stubforge_wire as ours
 
     data = np.array([b"x", b"", "\u00e9".encode(), b"long" * 100], dtype=np.object_).reshape(2, 2)
     assert ours.serialize_byte_tensor(data)[0] == serialize_byte_tensor(data).item()
