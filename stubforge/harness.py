@@ -13,6 +13,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,15 @@ class Model:
     ) -> None:
         """auto_complete=False is tritonserver's --disable-auto-complete-config."""
         started = time.monotonic()
+        self._peers: dict[str, Model] = {}
+        self._options: dict[str, Any] = {
+            "triton": triton,
+            "backends": backends,
+            "backend_config": backend_config,
+            "startup_timeout": startup_timeout,
+            "execute_timeout": execute_timeout,
+            "auto_complete": auto_complete,
+        }
         self.release = releases.get(triton)
         self.deployment = deployment(Path(model_dir), python, Path(backends) if backends else None)
         self.execute_timeout = execute_timeout
@@ -315,27 +325,84 @@ class Model:
             spec["shape"] = reached[spec["name"]]
         return {"inputs": specs, "requested_output_names": list(outputs or [])}, arrays
 
+    @property
+    def decoupled(self) -> bool:
+        return bool((self.deployment.config.get("model_transaction_policy") or {}).get("decoupled"))
+
+    def _execute(
+        self, batch: list[dict[str, np.ndarray]], outputs: list[str] | None
+    ) -> Iterator[tuple[Any, ...]]:
+        """The events of one execute(): ("response", index, tensors, flags, error) for each response a decoupled
+        model sends, BLS calls answered on the way, then ("done", reply)."""
+        if self._stub is None:
+            raise RunnerError("the model is closed", hint="load it again")
+        requests, arrays = [], []
+        for inputs in batch:
+            message, request_arrays = self._request_message(inputs, outputs)
+            requests.append(message)
+            arrays.extend(request_arrays)
+        offsets = iter(stub_mod.place([a.nbytes for a in arrays]))
+        for message in requests:
+            for spec in message["inputs"]:
+                spec["offset"] = next(offsets)
+        t0 = time.monotonic()
+        stub = self._stub
+        reply = stub.request({"op": "execute", "requests": requests}, arrays, timeout=self.execute_timeout)
+        while reply.get("op") in ("response", "bls"):
+            if reply["op"] == "response":
+                tensors = {t["name"]: self._read_output(t) for t in reply["tensors"]}
+                yield ("response", reply["request"], tensors, reply["flags"], reply.get("error"))
+                reply = stub.request({"op": "ack"}, start=stub.message_end(), timeout=self.execute_timeout)
+            else:
+                reply = self._answer_bls(reply)
+        self.timings.requests.append(time.monotonic() - t0)
+        yield ("done", self._check(reply))
+
+    def _peer(self, name: str) -> Model:
+        """Another model of the same repository for BLS, loaded on first use in its own stub."""
+        if name not in self._peers:
+            model_dir = self.deployment.model_dir.parent / name
+            if not (model_dir / "config.pbtxt").is_file():
+                raise RunnerError(f"Request for unknown model: '{name}' is not found", hint="")
+            self._peers[name] = Model(model_dir, **self._options)
+        return self._peers[name]
+
+    def _answer_bls(self, message: dict[str, Any]) -> dict[str, Any]:
+        assert self._stub is not None
+        inputs = {t["name"]: self._read_output(t) for t in message["tensors"]}
+        error, payloads, specs = None, [], []
+        try:
+            peer = self._peer(message["model"])
+            if peer.decoupled:
+                raise RunnerError(
+                    f"model '{message['model']}' is decoupled: use exec(decoupled=True)", hint=""
+                )
+            result = peer.infer(inputs, message.get("requested_output_names") or None)
+            for name, array in result.items():
+                datatype, shape, payload = wire._wire(array)
+                payloads.append(payload)
+                specs.append(
+                    {"name": name, "datatype": datatype, "shape": shape, "nbytes": int(payload.nbytes)}
+                )
+        except StubforgeError as exc:
+            error = exc.message
+        start = self._stub.message_end()
+        for spec, offset in zip(specs, stub_mod.place([p.nbytes for p in payloads], start)):
+            spec["offset"] = offset
+        header = {"op": "bls_reply", "error": error, "tensors": specs}
+        return self._stub.request(header, payloads, start=start, timeout=self.execute_timeout)
+
     def infer_many(
         self, batch: list[dict[str, np.ndarray]], outputs: list[str] | None = None
     ) -> list[dict[str, np.ndarray]]:
         """Several requests in one execute() call, as Triton hands a batch of requests to the model."""
-        if self._stub is None:
-            raise RunnerError("the model is closed", hint="load it again")
-        requests, arrays = [], []
-        offset = 0
-        for inputs in batch:
-            message, request_arrays = self._request_message(inputs, outputs)
-            for spec, array in zip(message["inputs"], request_arrays):
-                spec["index"] = offset
-                offset += 1
-                arrays.append(array)
-            requests.append(message)
-        _place(requests, arrays)
-        t0 = time.monotonic()
-        reply = self._check(
-            self._stub.request({"op": "execute", "requests": requests}, arrays, timeout=self.execute_timeout)
-        )
-        self.timings.requests.append(time.monotonic() - t0)
+        if self.decoupled:
+            raise RunnerError(
+                f"{self.deployment.name} is decoupled: its responses come as a stream",
+                hint="use infer_stream(inputs), or infer(inputs) for the list of responses",
+            )
+        events = list(self._execute(batch, outputs))
+        reply = events[-1][1]
         results = []
         for response in reply["responses"]:
             if response.get("error"):
@@ -343,8 +410,27 @@ class Model:
                     f"{self.deployment.name}: the response carries an error: {response['error']}",
                     hint="the model returned InferenceResponse(error=...)",
                 )
-            results.append({o["name"]: self._read_output(o) for o in response["outputs"]})
+            tensors = {o["name"]: self._read_output(o) for o in response["outputs"]}
+            if outputs:  # the server drops what was not requested
+                tensors = {k: v for k, v in tensors.items() if k in outputs}
+            results.append(tensors)
         return results
+
+    def infer_stream(
+        self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """A decoupled model's responses to one request, as they are sent (the final-flag-only send ends it)."""
+        for event in self._execute([inputs], outputs):
+            if event[0] != "response":
+                continue
+            _, _, tensors, _flags, error = event
+            if error:
+                raise stub_mod.ModelError(
+                    f"{self.deployment.name}: a response carries an error: {error}",
+                    hint="the model sent InferenceResponse(error=...)",
+                )
+            if tensors:
+                yield tensors
 
     def _read_output(self, spec: dict[str, Any]) -> np.ndarray:
         assert self._stub is not None
@@ -354,10 +440,16 @@ class Model:
             return wire.deserialize_bytes_tensor(raw).reshape(spec["shape"])
         return region.read_array(spec["offset"], TRITON_TO_NUMPY[spec["datatype"]], spec["shape"])
 
-    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> Any:
+        """The outputs of one request; for a decoupled model, the list of all its responses' outputs."""
+        if self.decoupled:
+            return list(self.infer_stream(inputs, outputs))
         return self.infer_many([inputs], outputs)[0]
 
     def close(self) -> None:
+        for peer in self._peers.values():
+            peer.close()
+        self._peers.clear()
         if self._stub is not None:
             stub, self._stub = self._stub, None
             stub.close()
@@ -367,21 +459,6 @@ class Model:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _place(requests: list[dict[str, Any]], arrays: list[np.ndarray]) -> None:
-    """Offsets exactly as StubProcess.request lays the arrays out (in order, each aligned)."""
-    from stubforge.ipc import layout
-
-    at = layout.CONTROL_SIZE
-    offsets = []
-    for array in arrays:
-        at = layout.align(at)
-        offsets.append(at)
-        at += array.nbytes
-    for request in requests:
-        for spec in request["inputs"]:
-            spec["offset"] = offsets[spec.pop("index")]
 
 
 def load(model_dir: Path | str, **options: Any) -> Model:

@@ -94,6 +94,9 @@ class Region:
         self._set(layout.OFF_MSG_LENGTH, len(data))
         return at + len(data)
 
+    def message_end(self) -> int:
+        return self._get(layout.OFF_MSG_OFFSET) + self._get(layout.OFF_MSG_LENGTH)
+
     def read_message(self) -> dict[str, Any]:
         self.refresh()
         offset, length = self._get(layout.OFF_MSG_OFFSET), self._get(layout.OFF_MSG_LENGTH)

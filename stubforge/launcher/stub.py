@@ -86,6 +86,17 @@ def command_for(spec: LaunchSpec, argv: list[str]) -> tuple[list[str], dict[str,
     return argv, env
 
 
+def place(sizes: list[int], start: int = layout.CONTROL_SIZE) -> list[int]:
+    """The offsets request() writes tensors of these sizes at."""
+    offsets = []
+    at = start
+    for size in sizes:
+        at = layout.align(at)
+        offsets.append(at)
+        at += size
+    return offsets
+
+
 class StubProcess:
     def __init__(self, spec: LaunchSpec, startup_timeout: float = 30.0) -> None:
         self.spec = spec
@@ -184,16 +195,25 @@ class StubProcess:
                     details=self.output().strip(),
                 )
 
+    def message_end(self) -> int:
+        """The first byte after the stub's last message: where an answer to it may be written."""
+        return self.region.message_end()
+
     def request(
-        self, header: dict[str, Any], arrays: list[np.ndarray] | None = None, timeout: float | None = None
+        self,
+        header: dict[str, Any],
+        arrays: list[np.ndarray] | None = None,
+        timeout: float | None = None,
+        start: int = layout.CONTROL_SIZE,
     ) -> dict[str, Any]:
-        """Send one message with its tensors; return the stub's answer. Tensors are written once each."""
+        """Send one message with its tensors (laid out from `start`, each aligned, in order; see place());
+        return the stub's answer. Tensors are written once each."""
         if not self.alive() or self.exit_reason:
             raise StubError(
                 f"the stub for {self.spec.instance} is not running ({self.exit_reason or 'exited'})",
                 hint="load the model again",
             )
-        at = layout.CONTROL_SIZE
+        at = start
         specs = []
         for array in arrays or []:
             at = layout.align(at)

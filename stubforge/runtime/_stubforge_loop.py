@@ -3,13 +3,17 @@
 # no dataclasses, no `from __future__ import annotations`.
 #
 # Layout facts repeat stubforge/ipc/layout.py (the test test_ipc_layout checks they agree).
+import asyncio
 import importlib
 import importlib.util
+import inspect
 import json
 import marshal
 import os
+import queue
 import struct
 import sys
+import threading
 import traceback
 
 import _sfipc
@@ -91,6 +95,15 @@ class Stub:
         self.channel = Channel(int(control), int(growth))
         self.model = None
         self.pb_utils = None
+        self.config = {}
+        self.decoupled = False
+        self._main = threading.get_ident()
+        self._ipc = threading.Lock()  # one exchange with the parent at a time
+        self._executing = False  # the parent listens for responses and BLS calls only during execute
+        self._free = 4096  # first free byte after the current execute message
+        self._pending = queue.Queue()  # decoupled responses sent from other threads
+        self._loop = None
+        self._finals = 0  # final flags forwarded during the current execute
 
     def _import_model(self):
         # Triton's stub appends <model_dir>/<version>, <model_dir> and the python-lib dir (TRITON_FACTS §1).
@@ -126,16 +139,133 @@ class Stub:
             completed = model_class.auto_complete_config(config)
             args = dict(args, model_config=json.dumps((completed or config).as_dict()))
             body["model_config"] = args["model_config"]
+        self.config = json.loads(args["model_config"])
+        self.decoupled = self.pb_utils.using_decoupled_model_transaction_policy(self.config)
+        self.pb_utils._hooks = self
         self.model = model_class()
         if hasattr(self.model, "initialize"):
             self.model.initialize(args)
         return body
 
+    def _write_tensors(self, tensors, at):
+        """Tensors into the region from `at`; their specs, and the first free byte after them."""
+        specs = []
+        for tensor in tensors:
+            datatype, shape, payload = tensor._wire()
+            at = _align(at)
+            self.channel.ensure(at + payload.nbytes)
+            if payload.nbytes:
+                self.pb_utils._write_array(self.channel.region, at, payload)
+            specs.append(
+                {
+                    "name": tensor.name(),
+                    "datatype": datatype,
+                    "shape": shape,
+                    "offset": at,
+                    "nbytes": int(payload.nbytes),
+                }
+            )
+            at += payload.nbytes
+        return specs, at
+
+    def call_parent(self, header, tensors):
+        """One exchange during execute: a decoupled response or a BLS request; returns the parent's answer."""
+        if not self._executing:
+            raise self.pb_utils.TritonModelException(
+                "the stubforge runner serves responses and BLS requests only while execute() is running"
+            )
+        with self._ipc:
+            specs, end = self._write_tensors(tensors, self._free)
+            header = dict(header, tensors=specs)
+            self.channel.write(header, end)
+            while not _sfipc.wait(1.0):
+                pass
+            answer, _ = self.channel.read()
+            if answer.get("tensors"):
+                region = self.channel.region
+                answer["arrays"] = [
+                    (
+                        t["name"],
+                        self.pb_utils._from_wire(
+                            t["datatype"], t["shape"], region[t["offset"] : t["offset"] + t["nbytes"]]
+                        ).copy(),
+                    )
+                    for t in answer["tensors"]
+                ]
+            return answer
+
+    # Called by triton_python_backend_utils (pb_utils._hooks).
+    def send_response(self, index, response, flags):
+        if threading.get_ident() == self._main:
+            self._forward(index, response, flags)
+        else:
+            self._pending.put((index, response, flags))
+
+    def _forward(self, index, response, flags):
+        if flags & self.pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL:
+            self._finals += 1
+        error = response.error() if response is not None else None
+        tensors = response.output_tensors() if response is not None else []
+        header = {
+            "op": "response",
+            "request": index,
+            "flags": flags,
+            "error": None if error is None else error.message(),
+        }
+        self.call_parent(header, tensors)
+
+    def bls(self, request):
+        header = {
+            "op": "bls",
+            "model": request.model_name(),
+            "version": request._model_version,
+            "requested_output_names": request.requested_output_names(),
+            "request_id": request.request_id(),
+            "correlation_id": request.correlation_id(),
+        }
+        answer = self.call_parent(header, request.inputs())
+        pb = self.pb_utils
+        outputs = [pb.Tensor(name, array) for name, array in answer.get("arrays", [])]
+        error = pb.TritonError(answer["error"]) if answer.get("error") else None
+        return pb.InferenceResponse(outputs, error=error)
+
+    def _run_execute(self, requests):
+        result = self.model.execute(requests)
+        if inspect.isawaitable(result):  # `async def execute`, as Triton allows
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            result = self._loop.run_until_complete(result)
+        return result
+
     def execute(self, message, at):
         pb = self.pb_utils
         region = self.channel.region
-        requests = [pb._request_from_message(r, region) for r in message["requests"]]
-        responses = self.model.execute(requests)
+        self._free = at
+        self._finals = 0
+        senders = (
+            [pb.InferenceResponseSender(i) for i in range(len(message["requests"]))]
+            if self.decoupled
+            else None
+        )
+        requests = [
+            pb._request_from_message(r, region, senders[i] if senders else None)
+            for i, r in enumerate(message["requests"])
+        ]
+        self._executing = True
+        try:
+            responses = self._run_execute(requests)
+            if self.decoupled:
+                if responses is not None:
+                    raise pb.TritonModelException("execute() of a decoupled model must return None")
+                # Responses sent from other threads arrive here until every request's final flag went out.
+                while self._finals < len(senders):
+                    try:
+                        self._forward(*self._pending.get(timeout=0.05))
+                    except queue.Empty:
+                        continue
+                return {"responses": [], "free_offset": at}
+        finally:
+            self._executing = False
         if responses is None or len(responses) != len(requests):
             raise pb.TritonModelException(
                 "execute() must return one InferenceResponse per request: got {} for {} requests".format(
@@ -144,23 +274,7 @@ class Stub:
             )
         answers = []
         for response in responses:
-            outputs = []
-            for tensor in response.output_tensors():
-                datatype, shape, payload = tensor._wire()
-                at = _align(at)
-                self.channel.ensure(at + payload.nbytes)
-                if payload.nbytes:
-                    pb._write_array(self.channel.region, at, payload)
-                outputs.append(
-                    {
-                        "name": tensor.name(),
-                        "datatype": datatype,
-                        "shape": shape,
-                        "offset": at,
-                        "nbytes": int(payload.nbytes),
-                    }
-                )
-                at += payload.nbytes
+            outputs, at = self._write_tensors(response.output_tensors(), at)
             error = response.error()
             answers.append({"outputs": outputs, "error": None if error is None else error.message()})
         return {"responses": answers, "free_offset": at}

@@ -1,6 +1,8 @@
 # stubforge's triton_python_backend_utils for the harness stub: the names and behaviour a model.py uses from
 # Triton's module of the same name, written from its documented API (no upstream code). Runs on Python 3.6+.
 
+import json
+
 import numpy as np
 from _stubforge_config import (  # noqa: F401 - re-exported: pb_utils.<name> is the public API
     TRITON_STRING_TO_NUMPY,
@@ -27,6 +29,8 @@ TRITONSERVER_REQUEST_FLAG_SEQUENCE_START = 1
 TRITONSERVER_REQUEST_FLAG_SEQUENCE_END = 2
 TRITONSERVER_REQUEST_RELEASE_ALL = 1
 TRITONSERVER_REQUEST_RELEASE_RESCHEDULE = 2
+
+_hooks = None  # the stub loop: sends decoupled responses and BLS requests to the parent
 
 
 class TritonError(Exception):
@@ -84,15 +88,34 @@ class Tensor:
 
 
 class InferenceRequest:
+    """A request the model received, or one it builds for BLS:
+    InferenceRequest(model_name=..., inputs=[Tensor...], requested_output_names=[...]).exec()."""
+
     def __init__(
-        self, inputs, requested_output_names, request_id="", correlation_id=0, flags=0, parameters="{}"
+        self,
+        model_name="",
+        inputs=None,
+        requested_output_names=None,
+        request_id="",
+        correlation_id=0,
+        flags=0,
+        timeout=0,
+        model_version=-1,
+        parameters="{}",
+        **_ignored,
     ):
-        self._inputs = inputs
-        self._requested = list(requested_output_names)
+        self._model_name = model_name
+        self._inputs = list(inputs or [])
+        self._requested = list(requested_output_names or [])
         self._request_id = request_id
         self._correlation_id = correlation_id
         self._flags = flags
-        self._parameters = parameters
+        self._model_version = model_version
+        self._parameters = parameters if isinstance(parameters, str) else json.dumps(parameters)
+        self._sender = None
+
+    def model_name(self):
+        return self._model_name
 
     def inputs(self):
         return list(self._inputs)
@@ -111,6 +134,44 @@ class InferenceRequest:
 
     def parameters(self):
         return self._parameters
+
+    def is_cancelled(self):
+        return False
+
+    def get_response_sender(self):
+        if self._sender is None:
+            raise TritonModelException(
+                "get_response_sender() needs a decoupled model (model_transaction_policy { decoupled: true })"
+            )
+        return self._sender
+
+    def exec(self, decoupled=False):
+        """Run another model of the repository (BLS); returns its InferenceResponse."""
+        if decoupled:
+            raise TritonModelException("the stubforge runner does not run decoupled BLS requests yet")
+        if _hooks is None:
+            raise TritonModelException("BLS requests can only be sent from a running model")
+        return _hooks.bls(self)
+
+    async def async_exec(self, decoupled=False):
+        return self.exec(decoupled)
+
+
+class InferenceResponseSender:
+    """request.get_response_sender() of a decoupled model: any number of responses, then the final flag."""
+
+    def __init__(self, index):
+        self._index = index
+        self._closed = False
+
+    def send(self, response=None, flags=0):
+        if self._closed:
+            raise TritonModelException("Unable to send response. Response sender has been closed.")
+        if flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL:
+            self._closed = True
+        elif response is None:
+            raise TritonModelException("Inference Response object is empty.")
+        _hooks.send_response(self._index, response, flags)
 
     def is_cancelled(self):
         return False
@@ -186,17 +247,19 @@ def _drain_logs():
     return drained
 
 
-def _request_from_message(message, region):
+def _request_from_message(message, region, sender=None):
     inputs = []
     for spec in message["inputs"]:
         raw = region[spec["offset"] : spec["offset"] + spec["nbytes"]]
         # Numeric inputs are views of the shared region: the parent wrote the bytes once, the model reads them.
         inputs.append(Tensor(spec["name"], _from_wire(spec["datatype"], spec["shape"], raw)))
-    return InferenceRequest(
-        inputs,
-        message.get("requested_output_names", []),
-        message.get("request_id", ""),
-        message.get("correlation_id", 0),
-        message.get("flags", 0),
-        message.get("parameters", "{}"),
+    request = InferenceRequest(
+        inputs=inputs,
+        requested_output_names=message.get("requested_output_names", []),
+        request_id=message.get("request_id", ""),
+        correlation_id=message.get("correlation_id", 0),
+        flags=message.get("flags", 0),
+        parameters=message.get("parameters", "{}"),
     )
+    request._sender = sender
+    return request
