@@ -461,5 +461,42 @@ class Model:
         self.close()
 
 
+class Repository:
+    """A model repository: each model is loaded in its own stub on first use, all closed together."""
+
+    def __init__(self, root: Path | str, **options: Any) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise RunnerError(
+                f"{self.root}: no such model repository", hint="pass the directory holding models"
+            )
+        self.options = options
+        self._models: dict[str, Model] = {}
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if (p / "config.pbtxt").is_file())
+
+    def model(self, name: str) -> Model:
+        if name not in self._models:
+            if not (self.root / name / "config.pbtxt").is_file():
+                raise RunnerError(
+                    f"{name}: not a model of {self.root}",
+                    hint="models there: " + (", ".join(self.names()) or "none"),
+                )
+            self._models[name] = Model(self.root / name, **self.options)
+        return self._models[name]
+
+    def close(self) -> None:
+        for model in self._models.values():
+            model.close()
+        self._models.clear()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def load(model_dir: Path | str, **options: Any) -> Model:
     return Model(model_dir, **options)
