@@ -97,6 +97,7 @@ class Stub:
         self.pb_utils = None
         self.config = {}
         self.decoupled = False
+        self.model_dir = None
         self._main = threading.get_ident()
         self._ipc = threading.Lock()  # one exchange with the parent at a time
         self._executing = False  # the parent listens for responses and BLS calls only during execute
@@ -109,6 +110,7 @@ class Stub:
         # Triton's stub appends <model_dir>/<version>, <model_dir> and the python-lib dir (TRITON_FACTS §1).
         version_dir = os.path.dirname(self.model_path)
         model_dir = os.path.dirname(version_dir)
+        self.model_dir = model_dir
         for path in (version_dir, model_dir):
             sys.path.append(path)
         if self.python_lib in sys.path:
@@ -117,6 +119,7 @@ class Stub:
         import triton_python_backend_utils as pb_utils
 
         self.pb_utils = pb_utils
+        pb_utils._hooks = self
         if self.runtime_dir != "DEFAULT":
             path = os.path.join(self.runtime_dir, "model.py")
             spec = importlib.util.spec_from_file_location("model", path)

@@ -80,11 +80,44 @@ class Tensor:
         return list(self._array.shape)
 
     def triton_dtype(self):
-        return _triton_dtype(self._array.dtype)
+        """The TRITONSERVER_DataType number (FP32 is 11, BYTES 13)."""
+        return numpy_to_triton_type(self._array.dtype.type)
+
+    def to_dlpack(self):
+        """A DLPack capsule sharing this tensor's memory (CPU)."""
+        if not hasattr(self._array, "__dlpack__"):
+            raise TritonModelException("to_dlpack() needs numpy >= 1.22 in the model's env")
+        return self._array.__dlpack__()
+
+    @staticmethod
+    def from_dlpack(name, dlpack_tensor):
+        """A Tensor sharing the memory of a DLPack capsule or of an object with __dlpack__ (CPU only)."""
+        if not hasattr(np, "from_dlpack"):
+            raise TritonModelException("from_dlpack() needs numpy >= 1.22 in the model's env")
+        source = dlpack_tensor if hasattr(dlpack_tensor, "__dlpack__") else _Capsule(dlpack_tensor)
+        return Tensor(name, np.from_dlpack(source))
 
     def _wire(self):
         """(Triton datatype, shape, flat payload to copy into the region)."""
         return _wire(self._array)
+
+
+class _Capsule:
+    """A bare DLPack capsule, presented the way numpy.from_dlpack wants it."""
+
+    def __init__(self, capsule):
+        self._capsule = capsule
+
+    def __dlpack__(self, *args, **kwargs):
+        return self._capsule
+
+    def __dlpack_device__(self):
+        return (1, 0)  # kDLCPU, device 0
+
+
+def get_model_dir():
+    """The model's directory (the one holding config.pbtxt)."""
+    return _hooks.model_dir if _hooks is not None else None
 
 
 class InferenceRequest:

@@ -88,3 +88,51 @@ def test_auto_complete_conflicts_fail_the_load(envs: dict[str, Path], tmp_path: 
         ModelError, match="ValueError: unable to load model 'auto', configuration expects datatype"
     ):
         harness.load(model_dir, backend_config=CONFIG)
+
+
+TOOLS = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        pb_utils.Logger.log_warn("warned")
+        pb_utils.Logger.log_error("failed once")
+        pb_utils.Logger.log("info by default")
+
+    def execute(self, requests):
+        out = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "X")
+            shared = pb_utils.Tensor.from_dlpack("VIA_DLPACK", x.to_dlpack())
+            model_dir = np.array([pb_utils.get_model_dir().encode()], dtype=np.object_)
+            types = np.array([x.triton_dtype(), pb_utils.numpy_to_triton_type(np.object_)], dtype=np.int32)
+            if float(x.as_numpy().sum()) < 0:
+                out.append(pb_utils.InferenceResponse(error=pb_utils.TritonError("negative input")))
+                continue
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("VIA_DLPACK", shared.as_numpy() * 2),
+                pb_utils.Tensor("MODEL_DIR", model_dir),
+                pb_utils.Tensor("TYPES", types),
+            ]))
+        return out
+"""
+
+
+def test_dlpack_model_dir_logger_levels_and_error_responses(envs: dict[str, Path], tmp_path: Path) -> None:
+    model = tmp_path / "tools"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(textwrap.dedent(TOOLS))
+    (model / "config.pbtxt").write_text(
+        'backend: "python"\ninput [ { name: "X" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
+        f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{envs["3.10"]}" }} }}\n'
+    )
+    with harness.load(model, backend_config=CONFIG) as loaded:
+        levels = [(r["level"], r["message"]) for r in loaded.logs]
+        assert levels == [("WARNING", "warned"), ("ERROR", "failed once"), ("INFO", "info by default")]
+        out = loaded.infer({"X": np.array([1.0, 2.5], np.float32)})
+        assert out["VIA_DLPACK"].tolist() == [2.0, 5.0]
+        assert out["MODEL_DIR"].tolist() == [str(model).encode()]
+        assert out["TYPES"].tolist() == [11, 13]  # TRITONSERVER_TYPE_FP32, TRITONSERVER_TYPE_BYTES
+        with pytest.raises(ModelError, match="the response carries an error: negative input"):
+            loaded.infer({"X": np.array([-1.0], np.float32)})
