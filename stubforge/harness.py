@@ -9,9 +9,13 @@ the chosen Triton release does, tensors over shared memory, Triton's initialize 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
+import queue
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from stubforge import backends as backend_dirs
-from stubforge import cache, modelrepo, pythons, releases, validate
+from stubforge import batching, cache, modelrepo, pythons, releases, validate
 from stubforge.build import harness as harness_build
 from stubforge.errors import StubforgeError
 from stubforge.launcher import envmanager
@@ -217,6 +221,7 @@ class Model:
         """auto_complete=False is tritonserver's --disable-auto-complete-config."""
         started = time.monotonic()
         self._peers: dict[str, Model] = {}
+        self._peer_lock = threading.Lock()
         self._options: dict[str, Any] = {
             "triton": triton,
             "backends": backends,
@@ -233,7 +238,9 @@ class Model:
         prefix, default, growth = _shm_settings(backend_config or {})
         interp = pythons.resolve(self.deployment.python, require_buildable=True)
         stub = harness_build.build_harness(interp).stub
-        self._stub: stub_mod.StubProcess | None = None
+        self._stubs: list[stub_mod.StubProcess] = []
+        self._free: queue.Queue[stub_mod.StubProcess] = queue.Queue()
+        self._batcher: batching.Batcher | None = None
         try:
             env_dir = (
                 envmanager.shared().resolve(self.deployment.env_path) if self.deployment.env_path else None
@@ -248,12 +255,11 @@ class Model:
                 base_env["LD_LIBRARY_PATH"] = os.pathsep.join(
                     p for p in (os.path.dirname(interp.libpython), base_env.get("LD_LIBRARY_PATH", "")) if p
                 )
-            instance = f"{self.deployment.name}_0_0"
             spec = stub_mod.LaunchSpec(
                 stub=stub,
                 model_path=self.deployment.model_path,
                 python_lib=RUNTIME_DIR,
-                instance=instance,
+                instance="",
                 runtime_dir=self.deployment.runtime_dir,
                 env_dir=env_dir,
                 launcher=self.release.launcher,
@@ -262,35 +268,69 @@ class Model:
                 default_size=default,
                 growth=growth,
             )
-            self._stub = stub_mod.StubProcess(spec, startup_timeout)
-            self.info = self._stub.info
-            args = {
-                "model_config": json.dumps(self.deployment.config),
-                "model_instance_kind": "CPU",
-                "model_instance_name": instance,
-                "model_instance_device_id": "0",
-                "model_repository": str(self.deployment.model_dir),
-                "model_version": self.deployment.version,
-                "model_name": self.deployment.name,
-            }
-            reply = self._check(
-                self._stub.request(
-                    {"op": "initialize", "args": args, "auto_complete": auto_complete},
-                    timeout=startup_timeout,
-                )
+            # The first instance also runs auto_complete_config (Triton's auto-complete stub); the config it
+            # returns decides how many instances there are and whether requests are batched.
+            first = self._launch(
+                spec, instance_names(self.deployment.config)[0], startup_timeout, auto_complete
             )
-            if (
-                "model_config" in reply
-            ):  # auto_complete_config() completed it: requests are checked against that
-                self.deployment.config = json.loads(reply["model_config"])
+            self.info = first.info
+            for name in instance_names(self.deployment.config)[1:]:
+                self._launch(spec, name, startup_timeout, False)
+            policy = self.deployment.config.get("dynamic_batching")
+            if policy is not None and not self.decoupled:
+                self._batcher = batching.Batcher(
+                    self, policy, int(self.deployment.config.get("max_batch_size", 0))
+                )
         except BaseException:
             self.close()
             raise
         self.timings.load_s = time.monotonic() - started
 
+    def _launch(
+        self, spec: stub_mod.LaunchSpec, instance: str, startup_timeout: float, auto_complete: bool
+    ) -> stub_mod.StubProcess:
+        stub = stub_mod.StubProcess(dataclasses.replace(spec, instance=instance), startup_timeout)
+        self._stubs.append(stub)
+        args = {
+            "model_config": json.dumps(self.deployment.config),
+            "model_instance_kind": "CPU",
+            "model_instance_name": instance,
+            "model_instance_device_id": "0",
+            "model_repository": str(self.deployment.model_dir),
+            "model_version": self.deployment.version,
+            "model_name": self.deployment.name,
+        }
+        header = {"op": "initialize", "args": args, "auto_complete": auto_complete}
+        reply = self._check(stub.request(header, timeout=startup_timeout))
+        if "model_config" in reply:  # auto_complete_config() completed it: requests are checked against that
+            self.deployment.config = json.loads(reply["model_config"])
+            self.deployment.config["name"] = self.deployment.config.get("name") or self.deployment.name
+        self._free.put(stub)
+        return stub
+
+    @property
+    def _stub(self) -> stub_mod.StubProcess | None:
+        """The first instance (tests and single-instance callers)."""
+        return self._stubs[0] if self._stubs else None
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.pid for s in self._stubs]
+
     @property
     def pid(self) -> int | None:
-        return self._stub.pid if self._stub else None
+        return self._stubs[0].pid if self._stubs else None
+
+    @contextlib.contextmanager
+    def _instance(self) -> Iterator[stub_mod.StubProcess]:
+        """A free instance for one execute; concurrent callers run on different instances."""
+        if not self._stubs:
+            raise RunnerError("the model is closed", hint="load it again")
+        stub = self._free.get()
+        try:
+            yield stub
+        finally:
+            self._free.put(stub)
 
     def _check(self, reply: dict[str, Any]) -> dict[str, Any]:
         self.logs.extend(reply.get("logs", []))
@@ -330,12 +370,10 @@ class Model:
         return bool((self.deployment.config.get("model_transaction_policy") or {}).get("decoupled"))
 
     def _execute(
-        self, batch: list[dict[str, np.ndarray]], outputs: list[str] | None
+        self, stub: stub_mod.StubProcess, batch: list[dict[str, np.ndarray]], outputs: list[str] | None
     ) -> Iterator[tuple[Any, ...]]:
-        """The events of one execute(): ("response", index, tensors, flags, error) for each response a decoupled
-        model sends, BLS calls answered on the way, then ("done", reply)."""
-        if self._stub is None:
-            raise RunnerError("the model is closed", hint="load it again")
+        """The events of one execute() on one instance: ("response", index, tensors, flags, error) for each
+        response a decoupled model sends, BLS calls answered on the way, then ("done", reply)."""
         requests, arrays = [], []
         for inputs in batch:
             message, request_arrays = self._request_message(inputs, outputs)
@@ -346,30 +384,29 @@ class Model:
             for spec in message["inputs"]:
                 spec["offset"] = next(offsets)
         t0 = time.monotonic()
-        stub = self._stub
         reply = stub.request({"op": "execute", "requests": requests}, arrays, timeout=self.execute_timeout)
         while reply.get("op") in ("response", "bls"):
             if reply["op"] == "response":
-                tensors = {t["name"]: self._read_output(t) for t in reply["tensors"]}
+                tensors = {t["name"]: _read(stub, t) for t in reply["tensors"]}
                 yield ("response", reply["request"], tensors, reply["flags"], reply.get("error"))
                 reply = stub.request({"op": "ack"}, start=stub.message_end(), timeout=self.execute_timeout)
             else:
-                reply = self._answer_bls(reply)
+                reply = self._answer_bls(stub, reply)
         self.timings.requests.append(time.monotonic() - t0)
         yield ("done", self._check(reply))
 
     def _peer(self, name: str) -> Model:
         """Another model of the same repository for BLS, loaded on first use in its own stub."""
-        if name not in self._peers:
-            model_dir = self.deployment.model_dir.parent / name
-            if not (model_dir / "config.pbtxt").is_file():
-                raise RunnerError(f"Request for unknown model: '{name}' is not found", hint="")
-            self._peers[name] = Model(model_dir, **self._options)
-        return self._peers[name]
+        with self._peer_lock:
+            if name not in self._peers:
+                model_dir = self.deployment.model_dir.parent / name
+                if not (model_dir / "config.pbtxt").is_file():
+                    raise RunnerError(f"Request for unknown model: '{name}' is not found", hint="")
+                self._peers[name] = Model(model_dir, **self._options)
+            return self._peers[name]
 
-    def _answer_bls(self, message: dict[str, Any]) -> dict[str, Any]:
-        assert self._stub is not None
-        inputs = {t["name"]: self._read_output(t) for t in message["tensors"]}
+    def _answer_bls(self, stub: stub_mod.StubProcess, message: dict[str, Any]) -> dict[str, Any]:
+        inputs = {t["name"]: _read(stub, t) for t in message["tensors"]}
         error, payloads, specs = None, [], []
         try:
             peer = self._peer(message["model"])
@@ -386,11 +423,42 @@ class Model:
                 )
         except StubforgeError as exc:
             error = exc.message
-        start = self._stub.message_end()
+        start = stub.message_end()
         for spec, offset in zip(specs, stub_mod.place([p.nbytes for p in payloads], start)):
             spec["offset"] = offset
         header = {"op": "bls_reply", "error": error, "tensors": specs}
-        return self._stub.request(header, payloads, start=start, timeout=self.execute_timeout)
+        return stub.request(header, payloads, start=start, timeout=self.execute_timeout)
+
+    def _run_batch(
+        self, batch: list[dict[str, np.ndarray]], outputs: list[str] | None
+    ) -> list[dict[str, np.ndarray] | StubforgeError]:
+        """One execute() with these requests on a free instance: each request's outputs, or its error."""
+        with self._instance() as stub:
+            reply = list(self._execute(stub, batch, outputs))[-1][1]
+            results: list[dict[str, np.ndarray] | StubforgeError] = []
+            for response in reply["responses"]:
+                if response.get("error"):
+                    results.append(
+                        stub_mod.ModelError(
+                            f"{self.deployment.name}: the response carries an error: {response['error']}",
+                            hint="the model returned InferenceResponse(error=...)",
+                        )
+                    )
+                    continue
+                tensors = {o["name"]: _read(stub, o) for o in response["outputs"]}
+                if outputs:  # the server drops what was not requested
+                    tensors = {k: v for k, v in tensors.items() if k in outputs}
+                results.append(tensors)
+            return results
+
+    def check_request(self, inputs: dict[str, np.ndarray]) -> None:
+        """Triton's request checks (names, data types, shapes, batch size), without sending anything."""
+        wires = {}
+        for name, value in inputs.items():
+            array = np.asarray(value)
+            datatype = "BYTES" if wire._is_bytes(array) else NUMPY_TO_TRITON.get(array.dtype, str(array.dtype))
+            wires[name] = (datatype, list(array.shape))
+        validate.check(self.deployment.config, wires)
 
     def infer_many(
         self, batch: list[dict[str, np.ndarray]], outputs: list[str] | None = None
@@ -401,57 +469,49 @@ class Model:
                 f"{self.deployment.name} is decoupled: its responses come as a stream",
                 hint="use infer_stream(inputs), or infer(inputs) for the list of responses",
             )
-        events = list(self._execute(batch, outputs))
-        reply = events[-1][1]
-        results = []
-        for response in reply["responses"]:
-            if response.get("error"):
-                raise stub_mod.ModelError(
-                    f"{self.deployment.name}: the response carries an error: {response['error']}",
-                    hint="the model returned InferenceResponse(error=...)",
-                )
-            tensors = {o["name"]: self._read_output(o) for o in response["outputs"]}
-            if outputs:  # the server drops what was not requested
-                tensors = {k: v for k, v in tensors.items() if k in outputs}
-            results.append(tensors)
-        return results
+        results = self._run_batch(batch, outputs)
+        for result in results:
+            if isinstance(result, StubforgeError):
+                raise result
+        return results  # type: ignore[return-value]
 
     def infer_stream(
         self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
         """A decoupled model's responses to one request, as they are sent (the final-flag-only send ends it)."""
-        for event in self._execute([inputs], outputs):
-            if event[0] != "response":
-                continue
-            _, _, tensors, _flags, error = event
-            if error:
-                raise stub_mod.ModelError(
-                    f"{self.deployment.name}: a response carries an error: {error}",
-                    hint="the model sent InferenceResponse(error=...)",
-                )
-            if tensors:
-                yield tensors
-
-    def _read_output(self, spec: dict[str, Any]) -> np.ndarray:
-        assert self._stub is not None
-        region = self._stub.region
-        if spec["datatype"] == "BYTES":
-            raw = bytes(region.map[spec["offset"] : spec["offset"] + spec["nbytes"]])
-            return wire.deserialize_bytes_tensor(raw).reshape(spec["shape"])
-        return region.read_array(spec["offset"], TRITON_TO_NUMPY[spec["datatype"]], spec["shape"])
+        with self._instance() as stub:
+            for event in self._execute(stub, [inputs], outputs):
+                if event[0] != "response":
+                    continue
+                _, _, tensors, _flags, error = event
+                if error:
+                    raise stub_mod.ModelError(
+                        f"{self.deployment.name}: a response carries an error: {error}",
+                        hint="the model sent InferenceResponse(error=...)",
+                    )
+                if tensors:
+                    yield tensors
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> Any:
-        """The outputs of one request; for a decoupled model, the list of all its responses' outputs."""
+        """The outputs of one request; for a decoupled model, the list of all its responses' outputs.
+
+        Thread-safe: concurrent calls run on the model's instances side by side, and with dynamic_batching in
+        the config they are gathered into one execute() as tritonserver's scheduler does."""
         if self.decoupled:
             return list(self.infer_stream(inputs, outputs))
+        if self._batcher is not None:
+            return self._batcher.submit(inputs, outputs)
         return self.infer_many([inputs], outputs)[0]
 
     def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.stop()
+            self._batcher = None
         for peer in self._peers.values():
             peer.close()
         self._peers.clear()
-        if self._stub is not None:
-            stub, self._stub = self._stub, None
+        stubs, self._stubs = self._stubs, []
+        for stub in stubs:
             stub.close()
 
     def __enter__(self) -> Model:
@@ -459,6 +519,31 @@ class Model:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _read(stub: stub_mod.StubProcess, spec: dict[str, Any]) -> np.ndarray:
+    """One output (or BLS input) out of an instance's region."""
+    region = stub.region
+    if spec["datatype"] == "BYTES":
+        raw = bytes(region.map[spec["offset"] : spec["offset"] + spec["nbytes"]])
+        return wire.deserialize_bytes_tensor(raw).reshape(spec["shape"])
+    return region.read_array(spec["offset"], TRITON_TO_NUMPY[spec["datatype"]], spec["shape"])
+
+
+def instance_names(config: dict[str, Any]) -> list[str]:
+    """Triton's instance names, <model>_<group>_<n>, one per instance of every instance_group."""
+    name = config.get("name", "")
+    groups = config.get("instance_group") or [{"count": 1}]
+    names = []
+    for index, group in enumerate(groups):
+        if group.get("kind") == "KIND_GPU":
+            raise RunnerError(
+                f"{name}: instance_group {index} is KIND_GPU; the runner has CPU instances only",
+                hint="use KIND_CPU (or KIND_AUTO) for tests with the runner",
+            )
+        group_name = group.get("name") or f"{name}_{index}"
+        names += [f"{group_name}_{n}" for n in range(max(1, int(group.get("count", 1) or 1)))]
+    return names
 
 
 class Repository:

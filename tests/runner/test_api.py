@@ -136,3 +136,72 @@ def test_dlpack_model_dir_logger_levels_and_error_responses(envs: dict[str, Path
         assert out["TYPES"].tolist() == [11, 13]  # TRITONSERVER_TYPE_FP32, TRITONSERVER_TYPE_BYTES
         with pytest.raises(ModelError, match="the response carries an error: negative input"):
             loaded.infer({"X": np.array([-1.0], np.float32)})
+
+
+WHO = """
+import os, time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.instance = args["model_instance_name"]
+
+    def execute(self, requests):
+        time.sleep(SLEEP)
+        out = []
+        for r in requests:
+            x = r.inputs()[0].as_numpy()
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("Y", x * 2),
+                pb_utils.Tensor("PID", np.array([os.getpid()], dtype=np.int64)),
+                pb_utils.Tensor("REQUESTS", np.array([len(requests)], dtype=np.int32)),
+                pb_utils.Tensor("INSTANCE", np.array([self.instance.encode()], dtype=np.object_)),
+            ]))
+        return out
+"""
+
+
+def who_model(root: Path, env: Path, extra: str, sleep: float, max_batch: int = 0) -> Path:
+    model = root / "who"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(textwrap.dedent(WHO.replace("SLEEP", str(sleep))))
+    (model / "config.pbtxt").write_text(
+        f'name: "who"\nbackend: "python"\nmax_batch_size: {max_batch}\n'
+        'input [ { name: "X" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
+        + extra
+        + f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{env}" }} }}\n'
+    )
+    return model
+
+
+def _concurrently(model: harness.Model, payloads: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        return list(pool.map(lambda x: model.infer({"X": x}), payloads))
+
+
+def test_instance_group_count_runs_requests_side_by_side(envs: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = who_model(tmp_path, envs["3.10"], "instance_group [ { kind: KIND_CPU count: 2 } ]\n", 0.5)
+    with harness.load(model_dir, backend_config=CONFIG) as model:
+        assert len(model.pids) == 2
+        results = _concurrently(model, [np.full(3, i, np.float32) for i in range(4)])
+        assert [r["Y"].tolist() for r in results] == [[2.0 * i] * 3 for i in range(4)]
+        assert {int(r["PID"][0]) for r in results} == set(model.pids)
+        assert {r["INSTANCE"][0] for r in results} == {b"who_0_0", b"who_0_1"}
+        assert all(int(r["REQUESTS"][0]) == 1 for r in results)  # no batching configured
+
+
+def test_dynamic_batching_gathers_concurrent_requests(envs: dict[str, Path], tmp_path: Path) -> None:
+    extra = "dynamic_batching { max_queue_delay_microseconds: 300000 }\n"
+    model_dir = who_model(tmp_path, envs["3.8"], extra, 0.0, max_batch=4)
+    with harness.load(model_dir, backend_config=CONFIG) as model:
+        results = _concurrently(model, [np.full((1, 2), i, np.float32) for i in range(6)])
+        assert [r["Y"].tolist() for r in results] == [[[2.0 * i] * 2] for i in range(6)]
+        sizes = sorted(int(r["REQUESTS"][0]) for r in results)
+        assert max(sizes) > 1 and max(sizes) <= 4  # gathered, never past max_batch_size
+        with pytest.raises(
+            InferenceError, match="batch-size must be <= 4"
+        ):  # checked before it joins a batch
+            model.infer({"X": np.ones((5, 2), np.float32)})
