@@ -4,12 +4,12 @@ Covers the public API of triton_python_backend_utils.py and the names it re-expo
 _stubforge_config.py and _stubforge_wire.py.
 """
 
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-from typing_extensions import Buffer
+from typing_extensions import Buffer, CapsuleType
 
 # Response and request flags, with the values of Triton's TRITONSERVER_* enums.
 TRITONSERVER_RESPONSE_COMPLETE_FINAL: Final = 1
@@ -69,8 +69,15 @@ class Tensor:
     def shape(self) -> list[int]:
         """The tensor's shape as a list of dimensions."""
 
-    def triton_dtype(self) -> str:
-        """The tensor's Triton data type name ("FP32", "INT64", "BOOL", ...; raises WireError if none fits)."""
+    def triton_dtype(self) -> int | None:
+        """The tensor's TRITONSERVER_DataType number (FP32 is 11, BYTES 13), or None for a non-Triton dtype."""
+
+    def to_dlpack(self) -> CapsuleType:
+        """A DLPack capsule sharing the tensor's (CPU) memory, for torch.from_dlpack and the like."""
+
+    @staticmethod
+    def from_dlpack(name: str, dlpack_tensor: object) -> Tensor:
+        """A tensor `name` sharing the memory of a DLPack capsule or of an object with __dlpack__ (CPU only)."""
 
 class InferenceResponse:
     """The answer to one request: output tensors, or an error."""
@@ -152,7 +159,7 @@ class InferenceRequest:
     def exec(self, decoupled: bool = False) -> InferenceResponse:
         """Run the request on another model of the repository (BLS) and return its response."""
 
-    def async_exec(self, decoupled: bool = False) -> Awaitable[InferenceResponse]:
+    async def async_exec(self, decoupled: bool = False) -> InferenceResponse:
         """Run the request on another model (BLS) from an async execute(); await it for the response."""
 
 class ModelConfig:
@@ -215,6 +222,9 @@ def serialize_byte_tensor(input_tensor: npt.NDArray[Any]) -> npt.NDArray[np.obje
 
 def deserialize_bytes_tensor(encoded_tensor: Buffer | npt.NDArray[Any]) -> npt.NDArray[np.object_]:
     """Decode Triton's BYTES encoding into a flat object array of bytes."""
+
+def get_model_dir() -> str | None:
+    """The model's directory (the one holding config.pbtxt); None outside a running model."""
 
 def get_input_tensor_by_name(request: InferenceRequest, name: str) -> Tensor | None:
     """The request's input tensor called `name`, or None."""
