@@ -596,6 +596,50 @@ def list_cmd(backends: Path, as_json: bool) -> None:
             click.echo(f"    problem: {problem}")
 
 
+@cli.command("check")
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--triton", default="24.10", show_default=True, help="The release the repository will run on.")
+@click.option(
+    "--backends",
+    type=click.Path(path_type=Path),
+    help="Triton's backend directory (checks backend stubs and envs).",
+)
+@json_option
+@handle_errors
+def check_cmd(target: Path, triton: str, backends: Path | None, as_json: bool) -> None:
+    """Find the known pitfalls of a model repository (or one model) from its files, without a server."""
+    from stubforge import doctor
+
+    report = doctor.check(target, triton=triton, backends=backends)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        _print_check(report)
+    if report.errors:
+        sys.exit(1)
+
+
+def _print_check(report: Any) -> None:
+    width = max([len(m.name) for m in report.models] + [5])
+    for model in report.models:
+        facts = []
+        if model.stub_python:
+            facts.append(f"stub Python {model.stub_python}")
+        if model.env_python:
+            facts.append(f"env Python {model.env_python}")
+        click.echo(f"{model.status:<6} {model.name:<{width}}  {', '.join(facts)}".rstrip())
+        for finding in model.findings:
+            click.echo(f"  {finding.level} {finding.check}: {finding.message}")
+            click.echo(f"        fix: {finding.fix}")
+    for finding in report.repository:
+        click.echo(f"{finding.level:<6} (repository)  {finding.check}: {finding.message}")
+        click.echo(f"        fix: {finding.fix}")
+    click.echo(
+        f"{len(report.models)} model(s) checked for {report.triton}: {report.errors} error(s), "
+        f"{report.warnings} warning(s)"
+    )
+
+
 @cli.command("verify")
 @click.argument("repository", type=click.Path(path_type=Path))
 @click.option(
@@ -636,6 +680,12 @@ def verify_cmd(
             hint="e.g. --tritonserver /opt/tritonserver/bin/tritonserver",
         )
     install = server.from_binary(server_path) if server_path else server.find_pytriton()
+    from stubforge import doctor
+
+    # Static checks first: a known pitfall is named before the server is even started.
+    found = doctor.check(repository, backends=backends) if repository.is_dir() else None
+    if found is not None and (found.errors or found.warnings) and not as_json:
+        _print_check(found)
     report = run.verify(
         repository,
         install,
@@ -646,7 +696,9 @@ def verify_cmd(
         log_path=log_path,
     )
     if as_json:
-        _emit_json(report.to_dict())
+        data = report.to_dict()
+        data["check"] = found.to_dict() if found is not None else None
+        _emit_json(data)
     else:
         _print_verify(report)
     if not report.ok:
