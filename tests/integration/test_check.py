@@ -1,0 +1,309 @@
+"""stubforge check: one fixture per pitfall, each named with its message; a clean repository passes silently.
+
+Stubs are pyenv interpreter binaries: like a stub they link libpythonX.Y.so.1.0 (NEEDED), which is what check
+reads; their RUNPATH is rewritten to a dead path so libpython reachability depends on the env, as for Triton's.
+Envs are directory trees or archives with the members check looks at (bin/activate, lib/libpythonX.Y.so.1.0,
+numpy's package and dist-info).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from stubforge import cache, doctor, elf
+from tests.conftest import interpreter
+
+GOOD_CODE = (
+    "import numpy as np\nimport triton_python_backend_utils as pb_utils\n\n\nclass TritonPythonModel:\n"
+    "    def execute(self, requests):\n        return []\n"
+)
+
+
+def stub(dest: Path, minor: str = "3.8", mode: int = 0o755) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(os.path.realpath(interpreter(minor).executable), dest)
+    elf.shorten_runpath(dest, "/nonexistent")
+    os.chmod(dest, mode)
+    return dest
+
+
+def env_tree(root: Path, minor: str = "3.8", numpy: str | None = "1.24.4", activate: bool = True) -> Path:
+    (root / "bin").mkdir(parents=True)
+    (root / "lib").mkdir()
+    if activate:
+        (root / "bin" / "activate").write_text("# activate\n")
+    (root / "lib" / f"libpython{minor}.so.1.0").write_bytes(b"")
+    site = root / "lib" / f"python{minor}" / "site-packages"
+    site.mkdir(parents=True)
+    if numpy:
+        (site / "numpy").mkdir()
+        (site / "numpy" / "__init__.py").write_text("")
+        (site / f"numpy-{numpy}.dist-info").mkdir()
+        (site / f"numpy-{numpy}.dist-info" / "METADATA").write_text(f"Version: {numpy}\n")
+    return root
+
+
+def archive_of(tree: Path, target: Path, extra: dict[str, str] | None = None) -> Path:
+    with tarfile.open(target, "w:gz") as tar:
+        tar.add(tree, arcname=".")
+        for name, link in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = link
+            tar.addfile(info, io.BytesIO(b""))
+    return target
+
+
+def model(
+    repo: Path,
+    name: str = "m",
+    *,
+    code: str = GOOD_CODE,
+    env: str | None = "$$TRITON_MODEL_DIRECTORY/env",
+    backend: str = "python",
+    extra: str = "",
+    with_stub: bool = True,
+) -> Path:
+    model_dir = repo / name
+    (model_dir / "1").mkdir(parents=True)
+    (model_dir / "1" / "model.py").write_text(code)
+    param = f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{env}" }} }}\n' if env else ""
+    (model_dir / "config.pbtxt").write_text(
+        f'name: "{name}"\nbackend: "{backend}"\ninput [ {{ name: "X" data_type: TYPE_FP32 dims: [ -1 ] }} ]\n'
+        + extra
+        + param
+    )
+    if with_stub:
+        stub(model_dir / cache.STUB_NAME)
+    return model_dir
+
+
+def findings(target: Path, **options: object) -> dict[str, list[doctor.Finding]]:
+    report = doctor.check(target, **options)  # type: ignore[arg-type]
+    found = {m.name: m.findings for m in report.models}
+    found["(repository)"] = report.repository
+    return found
+
+
+def only(found: list[doctor.Finding], check: str) -> doctor.Finding:
+    match = [f for f in found if f.check == check]
+    assert len(match) == 1, found
+    return match[0]
+
+
+def test_a_clean_repository_has_no_finding(tmp_path: Path) -> None:
+    m = model(tmp_path / "repo")
+    env_tree(m / "env")
+    report = doctor.check(tmp_path / "repo")
+    assert report.errors == 0 and report.warnings == 0, report.to_dict()
+    assert report.models[0].stub_python == "3.8" and report.models[0].env_python == "3.8"
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("class Other:\n    pass\n", "defines no class TritonPythonModel"),
+        (
+            "class TritonPythonModel:\n    def initialize(self, args):\n        pass\n",
+            "has no execute method",
+        ),
+        ("class TritonPythonModel(:\n", "invalid syntax"),
+    ],
+)
+def test_model_code(tmp_path: Path, code: str, message: str) -> None:
+    m = model(tmp_path / "repo", code=code)
+    env_tree(m / "env")
+    finding = only(findings(tmp_path / "repo")["m"], "model-file")
+    assert finding.level == "ERROR" and message in finding.message
+
+
+def test_heavy_top_level_import_is_a_warning(tmp_path: Path) -> None:
+    m = model(tmp_path / "repo", code="import torch\n" + GOOD_CODE)
+    env_tree(m / "env")
+    finding = only(findings(tmp_path / "repo")["m"], "heavy-import")
+    assert finding.level == "WARN" and "torch" in finding.message and "initialize" in finding.fix
+
+
+def test_config_error_names_the_line(tmp_path: Path) -> None:
+    m = model(tmp_path / "repo")
+    (m / "config.pbtxt").write_text(
+        'name: "m"\nbackend: "python"\ninput [ { name: "X" data_type: TYPE_FP99 } ]\n'
+    )
+    finding = only(findings(tmp_path / "repo")["m"], "config")
+    assert finding.level == "ERROR" and "line 3" in finding.message
+
+
+def test_backend_resolution(tmp_path: Path) -> None:
+    backends = tmp_path / "backends"
+    stub(backends / "python" / cache.STUB_NAME)
+    (backends / "python_3_9").mkdir()
+    (backends / "python_3_9" / "libtriton_python.so").write_bytes(b"")
+    model(tmp_path / "repo", "missing", backend="python_3_7", env=None, with_stub=False)
+    model(tmp_path / "repo", "renamed", backend="python_3_9", env=None, with_stub=False)
+    found = findings(tmp_path / "repo", backends=backends)
+    assert (
+        "unable to find backend library for backend 'python_3_7'" in only(found["missing"], "backend").message
+    )
+    assert "No module named 'model'" in only(found["renamed"], "backend").message
+
+
+def test_stub_and_env_of_different_pythons(tmp_path: Path) -> None:
+    m = model(tmp_path / "repo")
+    env_tree(m / "env", minor="3.10")
+    finding = only(findings(tmp_path / "repo")["m"], "python-mismatch")
+    assert "embeds Python 3.8, the env carries Python 3.10" in finding.message and "--stub" in finding.fix
+
+
+def test_libpython_nowhere_means_the_r2410_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+    model(tmp_path / "repo", env=None)
+    finding = only(findings(tmp_path / "repo")["m"], "libpython")
+    assert finding.level == "ERROR" and "Triton r24.10 will hang at load" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("numpy", "check", "text"),
+    [(None, "numpy", "No module named 'numpy'"), ("2.0.2", "numpy2", "pybind11 2.10.0")],
+)
+def test_numpy(tmp_path: Path, numpy: str | None, check: str, text: str) -> None:
+    m = model(tmp_path / "repo")
+    env_tree(m / "env", numpy=numpy)
+    finding = only(findings(tmp_path / "repo")["m"], check)
+    assert finding.level == "ERROR" and text in finding.message
+
+
+def test_numpy2_is_fine_for_a_release_with_pybind11_212(tmp_path: Path) -> None:
+    m = model(tmp_path / "repo")
+    env_tree(m / "env", numpy="2.0.2")
+    assert not [f for f in findings(tmp_path / "repo", triton="24.11")["m"] if f.check == "numpy2"]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("$$TRITON_MODEL_DIRECTORY/../env", "climbs out of it"),
+        ("/opt/$$TRITON_MODEL_DIRECTORY/env", "only as a leading prefix"),
+        ("$$TRITON_MODEL_DIRECTORY/env.zip", "zip"),
+        ("$$TRITON_MODEL_DIRECTORY/nope.tar.gz", "does not exist"),
+    ],
+)
+def test_execution_env_path_rules(tmp_path: Path, value: str, text: str) -> None:
+    m = model(tmp_path / "repo", env=value)
+    env_tree(tmp_path / "repo" / "env")
+    (m / "env.zip").write_bytes(b"PK")
+    finding = only(findings(tmp_path / "repo")["m"], "env-path")
+    assert finding.level == "ERROR" and text in finding.message.lower() + finding.fix.lower(), finding
+
+
+def test_archive_without_activate_with_hooks_and_unsafe_links(tmp_path: Path) -> None:
+    tree = env_tree(tmp_path / "tree", activate=False)
+    (tree / "etc" / "conda" / "activate.d").mkdir(parents=True)
+    (tree / "etc" / "conda" / "activate.d" / "cuda.sh").write_text("export X=1\n")
+    m = model(tmp_path / "repo", env="$$TRITON_MODEL_DIRECTORY/env.tar.gz")
+    archive_of(tree, m / "env.tar.gz", {"lib/escape": "../../../../etc"})
+    found = findings(tmp_path / "repo")["m"]
+    assert "bin/activate does not exist" in only(found, "env-activate").message
+    assert only(found, "env-hooks").level == "WARN"
+    assert "points outside the env" in only(found, "env-archive").message
+
+
+def test_old_libstdcxx_in_the_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = model(tmp_path / "repo")
+    env = env_tree(m / "env")
+    system = Path("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")
+    shutil.copyfile(system.resolve(), env / "lib" / "libstdc++.so.6")
+    provided = elf.defined_versions(system, "GLIBCXX")
+    assert provided
+    # The stand-in stub needs no libstdc++; a stub built by a newer compiler needs a newer GLIBCXX than the
+    # env's copy: that requirement is the one value stubbed here.
+    real_read = elf.read
+
+    def newer_need(path: Path) -> elf.ElfInfo:
+        info = real_read(path)
+        return elf.ElfInfo(info.machine, info.needed, info.runpath, info.rpath, {"GLIBCXX": "GLIBCXX_3.4.99"})
+
+    monkeypatch.setattr(elf, "read", newer_need)
+    finding = only(findings(tmp_path / "repo")["m"], "glibcxx")
+    assert f"provides up to {provided}, the stub needs GLIBCXX_3.4.99" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("mode", "level", "text"), [(0o100, "WARN", "mode 0100"), (0o644, "ERROR", "not executable")]
+)
+def test_stub_mode(tmp_path: Path, mode: int, level: str, text: str) -> None:
+    m = model(tmp_path / "repo")
+    env_tree(m / "env")
+    os.chmod(m / cache.STUB_NAME, mode)
+    finding = only(findings(tmp_path / "repo")["m"], "stub-mode")
+    assert finding.level == level and text in finding.message
+
+
+def test_shell_characters_in_paths(tmp_path: Path) -> None:
+    m = model(tmp_path / "my repo")
+    env_tree(m / "env")
+    assert "' '" in only(findings(tmp_path / "my repo")["m"], "path-chars").message
+
+
+def test_repository_wide_parallel_tarballs_and_shm(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    for name, backend in (("a", "python"), ("b", "python_3_8")):
+        m = model(
+            repo,
+            name,
+            backend=backend,
+            env="$$TRITON_MODEL_DIRECTORY/env.tar.gz",
+            extra='output [ { name: "Y" data_type: TYPE_FP32 dims: [ 100000, 100000 ] } ]\n',
+        )
+        archive_of(env_tree(tmp_path / f"tree-{name}"), m / "env.tar.gz")
+    found = findings(repo)["(repository)"]
+    assert "--model-load-thread-count=1" in only(found, "parallel-envs").fix
+    assert "Unable to initialize shared memory key" in only(found, "shm").message
+
+
+def test_env_less_model_and_the_path_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = model(tmp_path / "repo", env=None)
+    py38 = interpreter("3.8")
+    assert py38.libpython
+    monkeypatch.setenv("LD_LIBRARY_PATH", os.path.dirname(py38.libpython))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3").symlink_to(py38.executable)  # pyenv's 3.8 has no numpy
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    home = tmp_path / "home"
+    (home / ".local" / "lib" / "python3.8" / "site-packages" / "leak").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("PYTHONNOUSERSITE", raising=False)
+    found = findings(m)["m"]
+    assert "which has none" in only(found, "path-python").message
+    assert "PYTHONNOUSERSITE=1" in only(found, "user-site").fix
+
+
+def test_cli_text_json_and_exit_status(tmp_path: Path) -> None:
+    good = model(tmp_path / "good")
+    env_tree(good / "env")
+    bad = model(tmp_path / "bad")
+    env_tree(bad / "env", minor="3.10")
+    run = [sys.executable, "-m", "stubforge", "check"]
+    ok = subprocess.run([*run, str(tmp_path / "good")], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "0 error(s), 0 warning(s)" in ok.stdout
+    failed = subprocess.run(
+        [*run, str(tmp_path / "bad"), "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert failed.returncode == 1
+    report = json.loads(failed.stdout)
+    assert report["errors"] == 1 and report["models"][0]["findings"][0]["check"] == "python-mismatch"
+    missing = subprocess.run([*run, str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
+    assert (
+        missing.returncode == 2
+        and "no such directory" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
