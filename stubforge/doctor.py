@@ -495,7 +495,7 @@ def check_model(model_dir: Path, release: releases.Release, backends: Path | Non
                 ERROR,
                 "libpython",
                 problem.replace("Triton r24.10 hangs on it", "Triton r24.10 will hang at load"),
-                "give the model an env of the stub's Python: stubforge pack-env --stub STUB --model MODEL_DIR",
+                f"give the model an env of the stub's Python: stubforge pack-env --stub {stub} --model {model_dir}",
             )
     elif backends is None:
         check.add(
