@@ -456,7 +456,9 @@ class Model:
         wires = {}
         for name, value in inputs.items():
             array = np.asarray(value)
-            datatype = "BYTES" if wire._is_bytes(array) else NUMPY_TO_TRITON.get(array.dtype, str(array.dtype))
+            datatype = (
+                "BYTES" if wire._is_bytes(array) else NUMPY_TO_TRITON.get(array.dtype, str(array.dtype))
+            )
             wires[name] = (datatype, list(array.shape))
         validate.check(self.deployment.config, wires)
 

@@ -12,8 +12,10 @@ class TritonPythonModel:
             b = pb_utils.get_input_tensor_by_name(request, "INPUT1").as_numpy()
             responses.append(
                 pb_utils.InferenceResponse(
-                    [pb_utils.Tensor("OUTPUT0", (a + b).astype(np.float32)),
-                     pb_utils.Tensor("OUTPUT1", (a - b).astype(np.float32))]
+                    [
+                        pb_utils.Tensor("OUTPUT0", (a + b).astype(np.float32)),
+                        pb_utils.Tensor("OUTPUT1", (a - b).astype(np.float32)),
+                    ]
                 )
             )
         return responses

@@ -26,8 +26,12 @@ class TritonPythonModel:
             text = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy()
             scale = pb_utils.get_input_tensor_by_name(request, "SCALE").as_numpy()
             upper = np.array([[t.upper() for t in row] for row in text], dtype=np.object_)
-            responses.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("UPPER", upper),
-                pb_utils.Tensor("SCALED", scale * self.config["max_batch_size"]),
-            ]))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    [
+                        pb_utils.Tensor("UPPER", upper),
+                        pb_utils.Tensor("SCALED", scale * self.config["max_batch_size"]),
+                    ]
+                )
+            )
         return responses

@@ -13,15 +13,27 @@ class TritonPythonModel:
             b = pb_utils.get_input_tensor_by_name(request, "INPUT1")
             swapped = [pb_utils.Tensor("INPUT0", b.as_numpy()), pb_utils.Tensor("INPUT1", a.as_numpy())]
             calls = [
-                pb_utils.InferenceRequest(model_name="add_sub", inputs=[a, b], requested_output_names=["OUTPUT1"]),
-                pb_utils.InferenceRequest(model_name="add_sub", inputs=swapped, requested_output_names=["OUTPUT1"]),
+                pb_utils.InferenceRequest(
+                    model_name="add_sub", inputs=[a, b], requested_output_names=["OUTPUT1"]
+                ),
+                pb_utils.InferenceRequest(
+                    model_name="add_sub", inputs=swapped, requested_output_names=["OUTPUT1"]
+                ),
             ]
             first, second = await asyncio.gather(*[call.async_exec() for call in calls])
             for answer in (first, second):
                 if answer.has_error():
                     raise pb_utils.TritonModelException(answer.error().message())
-            responses.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("DIFF", pb_utils.get_output_tensor_by_name(first, "OUTPUT1").as_numpy()),
-                pb_utils.Tensor("DIFF_SWAPPED", pb_utils.get_output_tensor_by_name(second, "OUTPUT1").as_numpy()),
-            ]))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    [
+                        pb_utils.Tensor(
+                            "DIFF", pb_utils.get_output_tensor_by_name(first, "OUTPUT1").as_numpy()
+                        ),
+                        pb_utils.Tensor(
+                            "DIFF_SWAPPED", pb_utils.get_output_tensor_by_name(second, "OUTPUT1").as_numpy()
+                        ),
+                    ]
+                )
+            )
         return responses

@@ -8,8 +8,10 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = []
         for request in requests:
-            inputs = [pb_utils.get_input_tensor_by_name(request, "INPUT0"),
-                      pb_utils.get_input_tensor_by_name(request, "INPUT1")]
+            inputs = [
+                pb_utils.get_input_tensor_by_name(request, "INPUT0"),
+                pb_utils.get_input_tensor_by_name(request, "INPUT1"),
+            ]
             answer = pb_utils.InferenceRequest(
                 model_name="add_sub", inputs=inputs, requested_output_names=["OUTPUT0"]
             ).exec()
@@ -20,6 +22,9 @@ class TritonPythonModel:
                 model_name="no_such_model", inputs=inputs, requested_output_names=["OUTPUT0"]
             ).exec()
             flag = np.array([1 if missing.has_error() else 0], dtype=np.int32)
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("SUM", total),
-                                                         pb_utils.Tensor("MISSING_IS_ERROR", flag)]))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    [pb_utils.Tensor("SUM", total), pb_utils.Tensor("MISSING_IS_ERROR", flag)]
+                )
+            )
         return responses

@@ -22,10 +22,14 @@ class TritonPythonModel:
 
     def stream(self, values, sender):
         for index, value in enumerate(values):
-            sender.send(pb_utils.InferenceResponse([
-                pb_utils.Tensor("OUT", np.array([value], dtype=np.int32)),
-                pb_utils.Tensor("IDX", np.array([index], dtype=np.uint32)),
-            ]))
+            sender.send(
+                pb_utils.InferenceResponse(
+                    [
+                        pb_utils.Tensor("OUT", np.array([value], dtype=np.int32)),
+                        pb_utils.Tensor("IDX", np.array([index], dtype=np.uint32)),
+                    ]
+                )
+            )
         sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
     def finalize(self):

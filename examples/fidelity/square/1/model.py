@@ -11,6 +11,8 @@ class TritonPythonModel:
             n = int(pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0])
             sender = request.get_response_sender()
             for _ in range(n):
-                sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([n], dtype=np.int32))]))
+                sender.send(
+                    pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([n], dtype=np.int32))])
+                )
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
