@@ -797,7 +797,17 @@ def run_cmd(
         tensors = runinputs.parse(inputs, model.deployment.config)
         outputs: dict[str, Any] = {}
         for _ in range(requests):
-            outputs = model.infer(tensors)
+            result = model.infer(tensors)
+            # A decoupled model answers with a stream: its responses' outputs are shown as NAME[i].
+            outputs = (
+                {
+                    f"{name}[{i}]": array
+                    for i, response in enumerate(result)
+                    for name, array in response.items()
+                }
+                if isinstance(result, list)
+                else result
+            )
         written = runinputs.save(outputs, output_dir) if output_dir else {}
         report = runinputs.report(model, outputs, written)
     if as_json:

@@ -113,3 +113,15 @@ def test_no_python_known(tmp_path: Path) -> None:
     bare = write_model(tmp_path, "bare")
     proc = run(str(bare), "--input", "INPUT0=[1]", "--input", "INPUT1=[1]")
     assert proc.returncode == 2 and "which Python runs bare?" in proc.stderr and "--python 3.X" in proc.stderr
+
+
+def test_decoupled_and_auto_completed_models(envs: dict[str, Path], tmp_path: Path) -> None:
+    from tests.runner.test_examples import copy_repository
+
+    repo = copy_repository(tmp_path / "repo", envs["3.10"])
+    stream = run(str(repo / "square"), "--input", "IN=[2]")
+    assert stream.returncode == 0, stream.stderr
+    assert "OUT[0] int32 [1]: [2]" in stream.stdout and "OUT[1] int32 [1]: [2]" in stream.stdout
+    completed = run(str(repo / "auto_complete"), "--input", 'TEXT=[["hi"]]', "--input", "SCALE=[[1, 2]]")
+    assert completed.returncode == 0, completed.stderr
+    assert "UPPER object [1, 1]: [[b'HI']]" in completed.stdout
