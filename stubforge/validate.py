@@ -24,13 +24,26 @@ def _protocol(config_type: str) -> str:
     return "BYTES" if name == "STRING" else name
 
 
+_SPECS_CACHE: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
+def _specs(config: dict[str, Any]) -> dict[str, Any]:
+    """The config's inputs by name, kept per config object (the same config checks every request)."""
+    cached = _SPECS_CACHE.get(id(config))
+    if cached is None or cached[0] is not config:
+        specs = {spec["name"]: spec for spec in config.get("input", [])}
+        cached = (config, specs)
+        _SPECS_CACHE[id(config)] = cached
+    return cached[1]
+
+
 def check(
     config: dict[str, Any], inputs: dict[str, tuple[str, list[int]]], request_id: str = ""
 ) -> dict[str, list[int]]:
     """inputs: name -> (Triton datatype, shape). Returns the shape each input reaches the model with (reshape)."""
-    prefix = f"[request id: {request_id or '<id_unknown>'}] "
+    prefix = "[request id: " + (request_id or "<id_unknown>") + "] "
     model = config.get("name", "")
-    specs = {spec["name"]: spec for spec in config.get("input", [])}
+    specs = _specs(config)
     for name in inputs:
         if name not in specs:
             raise InferenceError(
