@@ -813,6 +813,8 @@ def run_cmd(
     if as_json:
         _emit_json(report)
         return
+    for line in report["stub_output"].splitlines():
+        click.echo(f"[model output] {line}", err=True)
     for record in report["logs"]:
         click.echo(f"[model {record['level'].lower()}] {record['message']}", err=True)
     click.echo(

@@ -27,7 +27,7 @@ import numpy as np
 from stubforge import backends as backend_dirs
 from stubforge import batching, cache, modelrepo, pythons, releases, validate
 from stubforge.build import harness as harness_build
-from stubforge.errors import StubforgeError
+from stubforge.errors import PythonNotFound, StubforgeError
 from stubforge.launcher import envmanager
 from stubforge.launcher import stub as stub_mod
 from stubforge.runtime import _stubforge_wire as wire
@@ -177,6 +177,22 @@ def deployment(model_dir: Path, python: str | None = None, backends: Path | None
     )
 
 
+def _interpreter(spec: str | None, minor: str) -> pythons.Interpreter:
+    """The interpreter whose headers and libpython build the harness stub: --python exactly as given, else any
+    buildable one of the deployment's X.Y (two installs of one version build the same stub)."""
+    if spec:
+        return pythons.resolve(spec, require_buildable=True)
+    try:
+        return pythons.resolve(minor, require_buildable=True)
+    except PythonNotFound as exc:
+        candidates = [i for i in pythons.discover() if i.minor == minor and i.buildable]
+        if not candidates:
+            raise
+        del exc
+        pyenv = [i for i in candidates if "/.pyenv/" in i.executable]
+        return (pyenv or candidates)[0]
+
+
 def _shm_settings(backend_config: dict[str, str]) -> tuple[str, int, int]:
     """The python backend's own keys and rules (TRITON_FACTS §1)."""
     prefix = backend_config.get("shm-region-prefix-name", DEFAULT_SHM_PREFIX)
@@ -236,7 +252,7 @@ class Model:
         self.logs: list[dict[str, str]] = []
         self.timings = Timings()
         prefix, default, growth = _shm_settings(backend_config or {})
-        interp = pythons.resolve(self.deployment.python, require_buildable=True)
+        interp = _interpreter(python, self.deployment.python)
         stub = harness_build.build_harness(interp).stub
         self._stubs: list[stub_mod.StubProcess] = []
         self._free: queue.Queue[stub_mod.StubProcess] = queue.Queue()
@@ -248,6 +264,7 @@ class Model:
                 envmanager.shared().resolve(self.deployment.env_path) if self.deployment.env_path else None
             )
             base_env = dict(os.environ)
+            base_env.setdefault("PYTHONUNBUFFERED", "1")  # the model's print() reaches output() as it happens
             if env_dir is None:
                 # No env: stand in for a server whose first python3 is this interpreter.
                 assert interp.libpython
@@ -315,6 +332,10 @@ class Model:
         """The first instance (tests and single-instance callers)."""
         return self._stubs[0] if self._stubs else None
 
+    def output(self) -> str:
+        """What the model printed (stdout and stderr of every instance), as Triton would log it."""
+        return "".join(stub.output(limit=1 << 20) for stub in self._stubs)
+
     @property
     def pids(self) -> list[int]:
         return [s.pid for s in self._stubs]
@@ -344,7 +365,7 @@ class Model:
             error = reply.get("error", {})
             raise stub_mod.ModelError(
                 f"{self.deployment.name}: {error.get('type', 'Error')}: {error.get('message', '')}",
-                hint="the model's own error; its traceback is below",
+                hint="the model's own error; its Python traceback is shown above",
                 details=error.get("traceback", ""),
                 error_type=error.get("type", ""),
             )
@@ -423,7 +444,8 @@ class Model:
             peer = self._peer(message["model"])
             if peer.decoupled:
                 raise RunnerError(
-                    f"model '{message['model']}' is decoupled: use exec(decoupled=True)", hint=""
+                    f"model '{message['model']}' is decoupled: the runner does not run decoupled BLS requests yet",
+                    hint="",
                 )
             result = peer.infer(inputs, message.get("requested_output_names") or None)
             for name, array in result.items():

@@ -123,6 +123,7 @@ def report(model: Any, outputs: dict[str, np.ndarray], written: dict[str, str]) 
         "load_s": round(model.timings.load_s, 4),
         "request_s": [round(t, 6) for t in model.timings.requests],
         "logs": model.logs,
+        "stub_output": model.output(),
         "outputs": {
             name: {
                 "datatype": str(array.dtype),

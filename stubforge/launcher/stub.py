@@ -126,13 +126,15 @@ class StubProcess:
             self.log.close()
             raise StubError(f"cannot start {spec.stub}: {exc.strerror}", hint="is it executable?") from exc
         try:
-            self.info = self._wait(startup_timeout, "starting")
+            deadline = time.monotonic() + startup_timeout
+            self._wait_attached(deadline)
+            # Both sides have the objects open: the names are no longer needed, and nothing can leak from now on.
+            self.region.unlink()
+            self.info = self._wait(max(0.0, deadline - time.monotonic()), "starting")
         except BaseException:
             self.kill()
             self.region.close()
             raise
-        # Both sides have the objects open: the names are no longer needed, and nothing can leak from now on.
-        self.region.unlink()
 
     @property
     def pid(self) -> int:
@@ -161,6 +163,25 @@ class StubProcess:
             hint=_hint_for(self.output(), self.spec),
             details=self.output().strip(),
         )
+
+    def _wait_attached(self, deadline: float) -> None:
+        """The stub's bare post once it has opened the region and both semaphores."""
+        while True:
+            try:
+                self.region.to_parent.acquire(POLL_S)
+                return
+            except posix_ipc.BusyError:
+                pass
+            if not self.alive():
+                raise self._dead("starting")
+            if time.monotonic() > deadline:
+                self.kill()
+                self.exit_reason = "timeout"
+                raise StubError(
+                    f"the stub for {self.spec.instance} did not open its shared memory in time; it was killed",
+                    hint="raise --startup-timeout if the machine is very slow",
+                    details=self.output().strip(),
+                )
 
     def _wait(self, timeout: float | None, doing: str) -> dict[str, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -248,7 +269,12 @@ def _hint_for(output: str, spec: LaunchSpec) -> str:
             "or run with --python X.Y"
         )
     if "No module named 'numpy'" in output:
-        return "the stub's Python has no numpy: add numpy to the env (numpy<2 for r24.10)"
+        return (
+            "the stub's Python has no numpy: add numpy (numpy<2 for r24.10) to the model's env, or to the "
+            "interpreter when the model has no env"
+        )
     if "encodings" in output or "Fatal Python error" in output:
         return "the env's standard library is of another Python than the stub: pack the env for this Python"
-    return "the stub's own output is below"
+    if not output.strip():
+        return "the stub printed nothing before it ended; a crash in an extension module is the usual cause"
+    return "the stub's own output is shown above"

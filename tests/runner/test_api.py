@@ -96,6 +96,7 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     def initialize(self, args):
+        print("hello from initialize")
         pb_utils.Logger.log_warn("warned")
         pb_utils.Logger.log_error("failed once")
         pb_utils.Logger.log("info by default")
@@ -128,6 +129,7 @@ def test_dlpack_model_dir_logger_levels_and_error_responses(envs: dict[str, Path
         f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{envs["3.10"]}" }} }}\n'
     )
     with harness.load(model, backend_config=CONFIG) as loaded:
+        assert "hello from initialize" in loaded.output()  # print() reaches the caller, as it reaches Triton's log
         levels = [(r["level"], r["message"]) for r in loaded.logs]
         assert levels == [("WARNING", "warned"), ("ERROR", "failed once"), ("INFO", "info by default")]
         out = loaded.infer({"X": np.array([1.0, 2.5], np.float32)})

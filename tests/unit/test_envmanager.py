@@ -95,13 +95,19 @@ def test_not_a_tar_is_refused_with_tritons_words(tmp_path: Path) -> None:
     archive = tmp_path / "env.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("bin/activate", "")
-    with pytest.raises(EnvError, match=r"archive_read_open_filename\(\) failed"):
-        EnvironmentManager().resolve(archive)
+    manager = EnvironmentManager()
+    try:
+        with pytest.raises(EnvError, match=r"archive_read_open_filename\(\) failed"):
+            manager.resolve(archive)
+    finally:
+        manager.close()
 
 
 def test_archive_without_activate(tmp_path: Path) -> None:
     archive = make_archive(tmp_path / "env.tar.gz", {"lib/x": b""})
     manager = EnvironmentManager()
-    with pytest.raises(EnvError, match="bin/activate does not exist"):
-        manager.resolve(archive)
-    manager.close()
+    try:
+        with pytest.raises(EnvError, match="bin/activate does not exist"):
+            manager.resolve(archive)
+    finally:
+        manager.close()
