@@ -11,6 +11,9 @@
  * Python lock, and exits when the parent is gone. Everything else (the message loop, the model, the
  * triton_python_backend_utils API) is Python in PYTHON_LIB, driven through the built-in module `_sfipc`.
  *
+ * Start-up: one bare post on the stub->parent semaphore once the region and both semaphores are open (the
+ * parent then unlinks their names), then the Python loop's "ready" message.
+ *
  * Control block at CONTROL_OFFSET (little-endian, see stubforge/ipc/layout.py, the single source of truth):
  *   +0 magic "SFSTUB01"   +8 region size   +16 heartbeat   +24 message offset   +32 message length
  */
@@ -163,6 +166,10 @@ int main(int argc, char **argv) {
     snprintf(sem_name, sizeof sem_name, "%s_s2p", region_name);
     to_parent = sem_open(sem_name, 0);
     if (to_parent == SEM_FAILED) return fail("cannot open semaphore", sem_name);
+
+    /* Attached: the parent may now unlink every name, so nothing can be left in /dev/shm from here on,
+     * whatever happens to either process. The first message follows when the Python side is up. */
+    if (sem_post(to_parent) != 0) return fail("cannot post", sem_name);
 
     pthread_t beat;
     if (pthread_create(&beat, NULL, heartbeat, NULL) != 0) return fail("cannot start", "heartbeat");
