@@ -86,8 +86,16 @@ static PyObject *sfipc_grow(PyObject *self, PyObject *args) {
     (void)self;
     unsigned long long size;
     if (!PyArg_ParseTuple(args, "K", &size)) return NULL;
-    if (size > region_size) {
+    struct stat st;
+    if (fstat(region_fd, &st) != 0) return PyErr_SetFromErrno(PyExc_OSError);
+    if (size > (unsigned long long)st.st_size) {
         if (ftruncate(region_fd, (off_t)size) != 0) return PyErr_SetFromErrno(PyExc_OSError);
+        /* Allocate now: a sparse page tmpfs cannot supply would kill us with SIGBUS on first touch. */
+        int rc = posix_fallocate(region_fd, st.st_size, (off_t)size - st.st_size);
+        if (rc != 0) {
+            errno = rc;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
         if (map_region() != 0) return PyErr_SetFromErrno(PyExc_OSError);
         *control_u64(OFF_SIZE) = region_size;
     }

@@ -8,6 +8,7 @@ without its own stub uses the stock backend's.
 from __future__ import annotations
 
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def archive_python(archive: Path) -> str | None:
                     version = parts[1][len("libpython") :].split(".so")[0].rstrip("m")
                     if version[:1].isdigit():
                         return version
-    except (OSError, tarfile.TarError):
+    except (OSError, tarfile.TarError, EOFError, zlib.error):
         return None
     return None
 

@@ -65,8 +65,8 @@ class Batcher:
                     carried = nxt
                     break
                 extra = _batch_size(nxt[0], self.batched)
-                if size + extra > self.max_batch:
-                    carried = nxt  # starts the next batch
+                if size + extra > self.max_batch or nxt[1] != item[1]:
+                    carried = nxt  # starts the next batch (full, or asking for other outputs)
                     break
                 batch.append(nxt)
                 size += extra

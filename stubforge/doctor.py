@@ -11,6 +11,7 @@ import os
 import re
 import stat
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,9 +143,12 @@ class _Env:
         member = self.members.get(name)
         if member is None or not member.isfile():
             return None
-        with tarfile.open(self.path) as tar:
-            handle = tar.extractfile(member)
-            return handle.read() if handle else None
+        try:
+            with tarfile.open(self.path) as tar:
+                handle = tar.extractfile(member)
+                return handle.read() if handle else None
+        except (OSError, tarfile.TarError, EOFError, zlib.error):
+            return None
 
 
 def _older(version: str, than: str) -> bool:
@@ -257,11 +261,11 @@ def _env_checks(
     """(what the env offers, whether it is an archive)."""
     try:
         env = _Env(env_path)
-    except (OSError, tarfile.TarError) as exc:
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
         check.add(
             ERROR,
             "env",
-            f"{env_path}: archive_read_open_filename() failed. ({exc})",
+            f"{env_path}: archive_read_open_filename() failed. ({exc or 'a truncated archive'})",
             "Triton reads only tar and tar.gz: repack it (stubforge pack-env -o NAME.tar.gz)",
         )
         return None, False
@@ -585,6 +589,7 @@ def _repository_checks(models: list[ModelCheck]) -> list[Finding]:
 
 
 def _type_name(number: int) -> str:
-    from tritonclient.grpc import model_config_pb2
-
-    return str(model_config_pb2.DataType.Name(number))
+    """TYPE_FP32 from 11, with the same generated schema modelrepo loaded (no tritonclient[grpc] needed)."""
+    descriptor = modelrepo._proto().model_config.DESCRIPTOR
+    enum = descriptor.fields_by_name["input"].message_type.fields_by_name["data_type"].enum_type
+    return str(enum.values_by_number[number].name)

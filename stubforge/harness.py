@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -87,18 +86,36 @@ def config_json(message: Any) -> dict[str, Any]:
         data = json_format.MessageToDict(
             message, preserving_proto_field_name=True, including_default_value_fields=True
         )
-    return _numbers(data)
+    _int64_as_numbers(message.DESCRIPTOR, data)
+    return data
 
 
-def _numbers(value: Any) -> Any:
-    # protobuf's JSON writes int64 as strings; Triton's config JSON has numbers ("dims": [-1]).
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
-        return int(value)
-    return value
+_INT64 = {3, 4, 6, 16, 18}  # FieldDescriptor.TYPE_INT64, UINT64, FIXED64, SFIXED64, SINT64
+
+
+def _int64_as_numbers(descriptor: Any, data: dict[str, Any]) -> None:
+    # protobuf's JSON writes 64-bit integers as strings; Triton's config JSON has numbers ("dims": [-1]).
+    # Only those fields change: a parameter's string_value "42" stays a string.
+    for key, value in data.items():
+        field = descriptor.fields_by_name.get(key)
+        if field is None:
+            continue
+        if field.message_type is not None:
+            if field.message_type.GetOptions().map_entry:
+                value_field = field.message_type.fields_by_name["value"]
+                if value_field.message_type is not None:
+                    for item in value.values():
+                        _int64_as_numbers(value_field.message_type, item)
+                elif value_field.type in _INT64:
+                    for k in value:
+                        value[k] = int(value[k])
+            elif isinstance(value, list):
+                for item in value:
+                    _int64_as_numbers(field.message_type, item)
+            elif isinstance(value, dict):
+                _int64_as_numbers(field.message_type, value)
+        elif field.type in _INT64:
+            data[key] = [int(v) for v in value] if isinstance(value, list) else int(value)
 
 
 def _env_python(env: Path) -> str | None:
@@ -111,7 +128,12 @@ def _env_python(env: Path) -> str | None:
     return backend_dirs.archive_python(env)
 
 
-def deployment(model_dir: Path, python: str | None = None, backends: Path | None = None) -> Deployment:
+def deployment(
+    model_dir: Path,
+    python: str | None = None,
+    backends: Path | None = None,
+    fallback_python: str | None = None,
+) -> Deployment:
     """Read the model as Triton would: latest version, its file, its env, the stub's Python."""
     info = modelrepo.read_config(model_dir)
     model_dir = info.path.parent
@@ -157,6 +179,10 @@ def deployment(model_dir: Path, python: str | None = None, backends: Path | None
         minor = _env_python(env_path)
         if minor:
             found.append((minor, f"the env {env_path}"))
+    if not found and fallback_python:
+        found.append(
+            (pythons.resolve(fallback_python).minor, f"{fallback_python}, the calling model's Python")
+        )
     if not found:
         raise RunnerError(
             f"which Python runs {model_dir.name}? No stub in the model directory, no env with a libpython",
@@ -233,8 +259,10 @@ class Model:
         startup_timeout: float = 30.0,
         execute_timeout: float | None = None,
         auto_complete: bool = True,
+        fallback_python: str | None = None,
     ) -> None:
-        """auto_complete=False is tritonserver's --disable-auto-complete-config."""
+        """auto_complete=False is tritonserver's --disable-auto-complete-config. fallback_python: the Python for
+        a model whose deployment names none (BLS peers of a model run with --python)."""
         started = time.monotonic()
         self._peers: dict[str, Model] = {}
         self._peer_lock = threading.Lock()
@@ -245,14 +273,20 @@ class Model:
             "startup_timeout": startup_timeout,
             "execute_timeout": execute_timeout,
             "auto_complete": auto_complete,
+            "fallback_python": python or fallback_python,
         }
         self.release = releases.get(triton)
-        self.deployment = deployment(Path(model_dir), python, Path(backends) if backends else None)
+        self.deployment = deployment(
+            Path(model_dir), python, Path(backends) if backends else None, fallback_python=fallback_python
+        )
         self.execute_timeout = execute_timeout
         self.logs: list[dict[str, str]] = []
         self.timings = Timings()
         prefix, default, growth = _shm_settings(backend_config or {})
-        interp = _interpreter(python, self.deployment.python)
+        interp = _interpreter(
+            python or (fallback_python if "calling model" in self.deployment.python_source else None),
+            self.deployment.python,
+        )
         stub = harness_build.build_harness(interp).stub
         self._stubs: list[stub_mod.StubProcess] = []
         self._free: queue.Queue[stub_mod.StubProcess] = queue.Queue()
@@ -416,14 +450,27 @@ class Model:
             for spec in message["inputs"]:
                 spec["offset"] = next(offsets)
         t0 = time.monotonic()
-        reply = stub.request({"op": "execute", "requests": requests}, arrays, timeout=self.execute_timeout)
-        while reply.get("op") in ("response", "bls"):
-            if reply["op"] == "response":
-                tensors = {t["name"]: _read(stub, t) for t in reply["tensors"]}
-                yield ("response", reply["request"], tensors, reply["flags"], reply.get("error"))
-                reply = stub.request({"op": "ack"}, start=stub.message_end(), timeout=self.execute_timeout)
-            else:
-                reply = self._answer_bls(stub, reply)
+        finished = False
+        try:
+            reply = stub.request(
+                {"op": "execute", "requests": requests}, arrays, timeout=self.execute_timeout
+            )
+            while reply.get("op") in ("response", "bls"):
+                if reply["op"] == "response":
+                    tensors = {t["name"]: _read(stub, t) for t in reply["tensors"]}
+                    yield ("response", reply["request"], tensors, reply["flags"], reply.get("error"))
+                    reply = stub.request(
+                        {"op": "ack"}, start=stub.message_end(), timeout=self.execute_timeout
+                    )
+                else:
+                    reply = self._answer_bls(stub, reply)
+            finished = True
+        finally:
+            if not finished and stub.alive() and not stub.exit_reason:
+                # Left in the middle of an exchange (the caller stopped, an error, Ctrl-C): the stub waits for an
+                # answer that will not come, and the next request would be read as that answer. Stop it.
+                stub.kill()
+                stub.exit_reason = "interrupted in the middle of a request"
         self.timings.requests.append(time.monotonic() - t0)
         yield ("done", self._check(reply))
 
@@ -456,6 +503,9 @@ class Model:
                 )
         except StubforgeError as exc:
             error = exc.message
+        except Exception as exc:  # anything else still gets an answer: the stub waits for one
+            error = f"{type(exc).__name__}: {exc}"
+            payloads, specs = [], []
         start = stub.message_end()
         for spec, offset in zip(specs, stub_mod.place([p.nbytes for p in payloads], start)):
             spec["offset"] = offset
@@ -513,19 +563,29 @@ class Model:
     def infer_stream(
         self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
-        """A decoupled model's responses to one request, as they are sent (the final-flag-only send ends it)."""
+        """A decoupled model's responses to one request, as they are sent (the final-flag-only send ends it).
+
+        A response carrying an error is raised after the stream has ended; stopping early answers the rest."""
         with self._instance() as stub:
-            for event in self._execute(stub, [inputs], outputs):
-                if event[0] != "response":
-                    continue
-                _, _, tensors, _flags, error = event
-                if error:
-                    raise stub_mod.ModelError(
-                        f"{self.deployment.name}: a response carries an error: {error}",
-                        hint="the model sent InferenceResponse(error=...)",
-                    )
-                if tensors:
-                    yield tensors
+            events = self._execute(stub, [inputs], outputs)
+            failure: StubforgeError | None = None
+            try:
+                for event in events:
+                    if event[0] != "response":
+                        continue
+                    _, _, tensors, _flags, error = event
+                    if error and failure is None:
+                        failure = stub_mod.ModelError(
+                            f"{self.deployment.name}: a response carries an error: {error}",
+                            hint="the model sent InferenceResponse(error=...)",
+                        )
+                    if tensors and failure is None:
+                        yield tensors
+            finally:
+                for _ in events:  # let the stream end, so the stub is not left waiting for an answer
+                    pass
+            if failure is not None:
+                raise failure
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> Any:
         """The outputs of one request; for a decoupled model, the list of all its responses' outputs.

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -286,7 +287,7 @@ def _archive_has(archive: Path, member: str) -> bool:
             for name in tar.getnames():
                 if name.lstrip("./") == member:
                     return True
-    except (OSError, tarfile.TarError):
+    except (OSError, tarfile.TarError, EOFError, zlib.error):  # a truncated or damaged archive
         return False
     return False
 

@@ -15,8 +15,27 @@ from typing import Any
 import numpy as np
 import posix_ipc
 
+from stubforge.errors import StubforgeError
 from stubforge.ipc import layout
 from stubforge.ipc.pool import OutputPool
+
+
+class ShmFull(StubforgeError):
+    """/dev/shm cannot hold the region."""
+
+
+def _reserve(fd: int, offset: int, length: int) -> None:
+    """Allocate the pages now: a region that is only ftruncate'd is sparse, and touching a page tmpfs cannot
+    supply kills the process with SIGBUS instead of an error."""
+    try:
+        os.posix_fallocate(fd, offset, length)
+    except OSError as exc:
+        free = os.statvfs("/dev/shm")
+        raise ShmFull(
+            f"/dev/shm has no room for {length >> 20} MiB more of shared memory "
+            f"({(free.f_bavail * free.f_frsize) >> 20} MiB free)",
+            hint="give the container more (docker run --shm-size=1g), or send smaller tensors",
+        ) from exc
 
 
 class Region:
@@ -32,7 +51,13 @@ class Region:
         except BaseException:
             self.unlink()
             raise
-        self.map = mmap.mmap(self._shm.fd, default_size)
+        try:
+            _reserve(self._shm.fd, 0, default_size)
+            self.map = mmap.mmap(self._shm.fd, default_size)
+        except BaseException:
+            self.unlink()
+            self._shm.close_fd()
+            raise
         self.map[: len(layout.MAGIC)] = layout.MAGIC
         self._set(layout.OFF_SIZE, default_size)
         self.linked = True
@@ -65,6 +90,7 @@ class Region:
         new_size = layout.grown_size(len(self.map), needed, self.growth)
         if new_size > len(self.map):
             os.ftruncate(self._shm.fd, new_size)
+            _reserve(self._shm.fd, len(self.map), new_size - len(self.map))
             self._set(layout.OFF_SIZE, new_size)
             self.refresh()
 

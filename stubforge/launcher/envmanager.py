@@ -79,6 +79,7 @@ class EnvironmentManager:
         self._extracted: dict[str, tuple[float, Path]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._count = 0
 
     def _lock_for(self, key: str) -> threading.Lock:
         with self._guard:
@@ -100,9 +101,9 @@ class EnvironmentManager:
             if known and known[0] == mtime:
                 return known[1]
             assert self._base is not None
-            dest = known[1] if known else self._base / str(len(self._extracted))
-            if dest.exists():
-                shutil.rmtree(dest)
+            # Always a new directory: models already running from an older extraction keep their files.
+            self._count += 1
+            dest = self._base / str(self._count)
             safe_extract(real, dest)
             if not (dest / "bin" / "activate").is_file():
                 shutil.rmtree(dest, ignore_errors=True)

@@ -118,8 +118,14 @@ class StubProcess:
         ]
         command, env = command_for(spec, argv)
         try:
+            # Its own session: Ctrl-C in the terminal reaches the parent, which then finalizes the model cleanly.
             self.process = subprocess.Popen(
-                command, env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         except OSError as exc:
             self.region.close()
@@ -134,6 +140,7 @@ class StubProcess:
         except BaseException:
             self.kill()
             self.region.close()
+            self.log.close()
             raise
 
     @property
@@ -144,6 +151,8 @@ class StubProcess:
         return self.process.poll() is None
 
     def output(self, limit: int = 4000) -> str:
+        if self.log.closed:
+            return ""
         self.log.flush()
         self.log.seek(0)
         return self.log.read().decode("utf-8", "replace")[-limit:]

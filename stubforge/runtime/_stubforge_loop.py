@@ -269,6 +269,11 @@ class Stub:
                 return {"responses": [], "free_offset": at}
         finally:
             self._executing = False
+            while not self._pending.empty():  # sends left over from a failed execute belong to no request now
+                try:
+                    self._pending.get_nowait()
+                except queue.Empty:
+                    break
         if responses is None or len(responses) != len(requests):
             raise pb.TritonModelException(
                 "execute() must return one InferenceResponse per request: got {} for {} requests".format(

@@ -531,7 +531,9 @@ def _load(server: server_mod.RunningServer, name: str, timeout: float) -> tuple[
         if not server.alive():
             return f"tritonserver exited (code {server.process.returncode}) while loading {name}", False
         now = time.monotonic()
-        if server.dead_stubs():
+        if not server.dead_stubs():
+            dead_since = None
+        else:
             dead_since = dead_since or now
             if now - dead_since > DEAD_STUB_GRACE_S:
                 return (

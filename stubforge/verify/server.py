@@ -212,15 +212,22 @@ class RunningServer:
             args.append(f"--backend-config={name},shm-region-prefix-name={self.token}_{name}_")
         self.args = args
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=str(repository),
-            start_new_session=True,
-        )
+        try:
+            self.process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(repository),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._log.close()
+            raise ServerError(
+                f"{install.binary} cannot be started: {exc.strerror}",
+                hint="pass the tritonserver binary of this machine's architecture (--tritonserver PATH)",
+            ) from exc
 
     @property
     def grpc_url(self) -> str:

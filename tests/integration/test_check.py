@@ -307,3 +307,12 @@ def test_cli_text_json_and_exit_status(tmp_path: Path) -> None:
         and "no such directory" in missing.stderr
         and "Traceback" not in missing.stderr
     )
+
+
+def test_truncated_archive_is_named_not_aborted(tmp_path: Path) -> None:
+    tree = env_tree(tmp_path / "tree")
+    m = model(tmp_path / "repo", env="$$TRITON_MODEL_DIRECTORY/env.tar.gz")
+    data = archive_of(tree, tmp_path / "full.tar.gz").read_bytes()
+    (m / "env.tar.gz").write_bytes(data[: len(data) // 2])
+    finding = only(findings(tmp_path / "repo")["m"], "env")
+    assert finding.level == "ERROR" and "archive_read_open_filename() failed" in finding.message

@@ -129,7 +129,9 @@ def test_dlpack_model_dir_logger_levels_and_error_responses(envs: dict[str, Path
         f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{envs["3.10"]}" }} }}\n'
     )
     with harness.load(model, backend_config=CONFIG) as loaded:
-        assert "hello from initialize" in loaded.output()  # print() reaches the caller, as it reaches Triton's log
+        assert (
+            "hello from initialize" in loaded.output()
+        )  # print() reaches the caller, as it reaches Triton's log
         levels = [(r["level"], r["message"]) for r in loaded.logs]
         assert levels == [("WARNING", "warned"), ("ERROR", "failed once"), ("INFO", "info by default")]
         out = loaded.infer({"X": np.array([1.0, 2.5], np.float32)})
@@ -207,3 +209,59 @@ def test_dynamic_batching_gathers_concurrent_requests(envs: dict[str, Path], tmp
             InferenceError, match="batch-size must be <= 4"
         ):  # checked before it joins a batch
             model.infer({"X": np.ones((5, 2), np.float32)})
+
+
+FLAKY_STREAM = """
+import json
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.calls = 0
+        params = json.loads(args["model_config"])["parameters"]
+        self.label = params["label"]["string_value"]
+
+    def execute(self, requests):
+        for request in requests:
+            self.calls += 1
+            n = int(request.inputs()[0].as_numpy()[0])
+            sender = request.get_response_sender()
+            if n < 0:
+                sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError("negative")))
+            for i in range(max(n, 0)):
+                sender.send(pb_utils.InferenceResponse([
+                    pb_utils.Tensor("OUT", np.array([n, self.calls, i], dtype=np.int64)),
+                    pb_utils.Tensor("LABEL", np.array([type(self.label).__name__ + ":" + self.label], dtype=object)),
+                ]))
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+"""
+
+
+def test_stream_errors_and_early_stops_leave_the_instance_in_step(
+    envs: dict[str, Path], tmp_path: Path
+) -> None:
+    model = tmp_path / "flaky"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(textwrap.dedent(FLAKY_STREAM))
+    (model / "config.pbtxt").write_text(
+        'backend: "python"\nmodel_transaction_policy { decoupled: true }\n'
+        'input [ { name: "N" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        'parameters: { key: "label" value: { string_value: "42" } }\n'
+        f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{envs["3.8"]}" }} }}\n'
+    )
+    n = lambda v: {"N": np.array([v], dtype=np.int32)}  # noqa: E731
+    with harness.load(model, backend_config=CONFIG) as loaded:
+        with pytest.raises(ModelError, match="a response carries an error: negative"):
+            loaded.infer(n(-1))
+        first = loaded.infer(n(2))
+        assert [r["OUT"].tolist() for r in first] == [
+            [2, 2, 0],
+            [2, 2, 1],
+        ]  # the second call, answered in step
+        assert first[0]["LABEL"].tolist() == [b"str:42"]  # a string parameter stays a string, as in Triton
+        stream = loaded.infer_stream(n(3))
+        assert next(stream)["OUT"].tolist() == [3, 3, 0]
+        stream.close()  # stop listening early: the rest of the stream is still answered
+        assert [r["OUT"].tolist() for r in loaded.infer(n(1))] == [[1, 4, 0]]
