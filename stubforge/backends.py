@@ -71,6 +71,17 @@ def archive_python(archive: Path) -> str | None:
     return None
 
 
+def env_python(env: Path) -> str | None:
+    """The Python an env (directory or archive) carries, from its lib/libpythonX.Y.so.1.0."""
+    if env.is_dir():
+        for lib in sorted((env / "lib").glob("libpython*.so*")):
+            version = lib.name[len("libpython") :].split(".so")[0].rstrip("m")
+            if version[:1].isdigit():
+                return version
+        return None
+    return archive_python(env)
+
+
 def stub_manifest(stub: Path) -> dict[str, Any] | None:
     """The build/import manifest recorded when stubforge installed this stub, if it did."""
     for sidecar in (stub.parent / SIDECAR, stub.with_name(stub.name + ".stubforge.json")):

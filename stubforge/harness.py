@@ -118,16 +118,6 @@ def _int64_as_numbers(descriptor: Any, data: dict[str, Any]) -> None:
             data[key] = [int(v) for v in value] if isinstance(value, list) else int(value)
 
 
-def _env_python(env: Path) -> str | None:
-    if env.is_dir():
-        for lib in sorted((env / "lib").glob("libpython*.so*")):
-            version = lib.name[len("libpython") :].split(".so")[0].rstrip("m")
-            if version[:1].isdigit():
-                return version
-        return None
-    return backend_dirs.archive_python(env)
-
-
 def deployment(
     model_dir: Path,
     python: str | None = None,
@@ -176,7 +166,7 @@ def deployment(
             )
         found.insert(0, (wanted, f"--python {python}"))
     if not found and env_path is not None:
-        minor = _env_python(env_path)
+        minor = backend_dirs.env_python(env_path)
         if minor:
             found.append((minor, f"the env {env_path}"))
     if not found and fallback_python:

@@ -11,22 +11,10 @@ from typing import Any
 import numpy as np
 
 from stubforge.errors import StubforgeError
+from stubforge.runtime._stubforge_config import TRITON_STRING_TO_NUMPY
 
-CONFIG_DTYPES = {
-    "TYPE_BOOL": np.bool_,
-    "TYPE_UINT8": np.uint8,
-    "TYPE_UINT16": np.uint16,
-    "TYPE_UINT32": np.uint32,
-    "TYPE_UINT64": np.uint64,
-    "TYPE_INT8": np.int8,
-    "TYPE_INT16": np.int16,
-    "TYPE_INT32": np.int32,
-    "TYPE_INT64": np.int64,
-    "TYPE_FP16": np.float16,
-    "TYPE_FP32": np.float32,
-    "TYPE_FP64": np.float64,
-    "TYPE_STRING": np.object_,  # BYTES: JSON strings, or a .npy of S/U strings
-}
+# The runtime's own table (TYPE_STRING: BYTES as JSON strings, or a .npy of S/U strings).
+CONFIG_DTYPES = TRITON_STRING_TO_NUMPY
 
 
 class InputError(StubforgeError):

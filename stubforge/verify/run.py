@@ -190,16 +190,6 @@ def explain(
     return None
 
 
-def _env_python(env: Path) -> str | None:
-    if env.is_dir():
-        for lib in sorted((env / "lib").glob("libpython*.so*")):
-            version = lib.name[len("libpython") :].split(".so")[0].rstrip("m")
-            if version[:1].isdigit():
-                return version
-        return None
-    return backend_dirs.archive_python(env)
-
-
 def model_stub(model_dir: Path, backends: Path) -> Path | None:
     """The stub Triton starts for a model: its own, its Python-based backend's, or the stock backend's."""
     try:
@@ -232,7 +222,7 @@ def env_mismatch(model_dir: Path, backends: Path) -> str | None:
         env = backends / backend / backend_dirs.DEFAULT_ENV
     if env is None:
         return None
-    stub_minor, env_minor = backend_dirs.stub_python(stub), _env_python(env)
+    stub_minor, env_minor = backend_dirs.stub_python(stub), backend_dirs.env_python(env)
     if stub_minor and env_minor and stub_minor != env_minor:
         return (
             f"the stub {stub} embeds Python {stub_minor}, but the env {env} carries Python {env_minor}: "
@@ -294,43 +284,28 @@ def _server_env(install: server_mod.ServerInstall, extra: dict[str, str] | None)
     return env
 
 
-def _path_python_libdir(env: dict[str, str]) -> str | None:
+def _probe_path_python(env: dict[str, str]) -> tuple[str | None, str | None, str | None]:
+    """(path, X.Y, libdir) of the first python3 on the server's PATH: a model without an env runs in it."""
     python = shutil.which("python3", path=env.get("PATH"))
     if not python:
-        return None
+        return None, None, None
+    code = "import sys, sysconfig; print('%d.%d' % sys.version_info[:2], sysconfig.get_config_var('LIBDIR') or '')"
     try:
         out = subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-            env=env,
-            cwd="/",
-        ).stdout.strip()
+            [python, "-c", code], capture_output=True, text=True, timeout=30, check=False, env=env, cwd="/"
+        ).stdout.split()
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out or None
+        return python, None, None
+    return python, (out[0] if out else None), (out[1] if len(out) > 1 else None)
+
+
+def _path_python_libdir(env: dict[str, str]) -> str | None:
+    return _probe_path_python(env)[2]
 
 
 def _path_python(env: dict[str, str]) -> tuple[str | None, str | None]:
-    """(path, X.Y) of the first python3 on the server's PATH: the stub of a model without an env runs in it."""
-    python = shutil.which("python3", path=env.get("PATH"))
-    if not python:
-        return None, None
-    try:
-        out = subprocess.run(
-            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-            env=env,
-            cwd="/",
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return python, None
-    return python, out or None
+    path, minor, _ = _probe_path_python(env)
+    return path, minor
 
 
 def _prepare_backends(
