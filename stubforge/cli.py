@@ -757,6 +757,12 @@ def _print_verify(report: Any) -> None:
 )
 @click.option("--execute-timeout", type=float, help="Seconds one execute may take (default: no limit).")
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Write each output as NAME.npy here.")
+@click.option(
+    "--disable-auto-complete-config",
+    "no_auto_complete",
+    is_flag=True,
+    help="As tritonserver's flag: auto_complete_config() is not called.",
+)
 @json_option
 @handle_errors
 def run_cmd(
@@ -770,6 +776,7 @@ def run_cmd(
     startup_timeout: float,
     execute_timeout: float | None,
     output_dir: Path | None,
+    no_auto_complete: bool,
     as_json: bool,
 ) -> None:
     """Run MODEL_DIR's model.py as Triton's Python backend would, without a server."""
@@ -793,6 +800,7 @@ def run_cmd(
         backend_config=config,
         startup_timeout=startup_timeout,
         execute_timeout=execute_timeout,
+        auto_complete=not no_auto_complete,
     ) as model:
         tensors = runinputs.parse(inputs, model.deployment.config)
         outputs: dict[str, Any] = {}

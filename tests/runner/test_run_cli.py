@@ -125,3 +125,5 @@ def test_decoupled_and_auto_completed_models(envs: dict[str, Path], tmp_path: Pa
     completed = run(str(repo / "auto_complete"), "--input", 'TEXT=[["hi"]]', "--input", "SCALE=[[1, 2]]")
     assert completed.returncode == 0, completed.stderr
     assert "UPPER object [1, 1]: [[b'HI']]" in completed.stdout
+    plain = run(str(repo / "auto_complete"), "--disable-auto-complete-config", "--input", 'TEXT=[["hi"]]')
+    assert plain.returncode == 2 and "the model has no input of that name" in plain.stderr
