@@ -265,3 +265,15 @@ def test_stream_errors_and_early_stops_leave_the_instance_in_step(
         assert next(stream)["OUT"].tolist() == [3, 3, 0]
         stream.close()  # stop listening early: the rest of the stream is still answered
         assert [r["OUT"].tolist() for r in loaded.infer(n(1))] == [[1, 4, 0]]
+
+
+def test_batched_requests_keep_their_own_requested_outputs(envs: dict[str, Path], tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    extra = "dynamic_batching { max_queue_delay_microseconds: 300000 }\n"
+    model_dir = who_model(tmp_path, envs["3.10"], extra, 0.0, max_batch=4)
+    x = np.ones((1, 2), np.float32)
+    with harness.load(model_dir, backend_config=CONFIG) as model, ThreadPoolExecutor(4) as pool:
+        asks = [["Y"], ["PID"], ["Y"], ["PID"]]
+        results = list(pool.map(lambda outputs: model.infer({"X": x}, outputs), asks))
+    assert [sorted(r) for r in results] == [["Y"], ["PID"], ["Y"], ["PID"]]

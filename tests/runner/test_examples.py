@@ -73,3 +73,36 @@ def test_auto_complete_with_bytes_and_batching(repo: Path) -> None:
         )
     assert out["UPPER"].tolist() == [[b"ABC"], [b"TRITON"]]
     assert out["SCALED"].tolist() == [[4.0, 4.0], [4.0, 4.0]]
+
+
+def test_bls_peer_borrows_the_callers_python(tmp_path: Path) -> None:
+    """No stub, no env anywhere (a repository served by one python3): the BLS target runs on the caller's --python."""
+    import subprocess
+
+    from tests.conftest import interpreter
+
+    venv = tmp_path / "venv310"
+    subprocess.run([interpreter("3.10").executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run(
+        [
+            str(venv / "bin" / "python3"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "numpy<2",
+        ],
+        check=True,
+        timeout=600,
+    )
+    repo = tmp_path / "repo"
+    for name in ("bls_sync", "add_sub"):
+        shutil.copytree(EXAMPLES / name, repo / name)
+    with harness.load(
+        repo / "bls_sync", python=str(venv / "bin" / "python3"), backend_config=CONFIG
+    ) as model:
+        out = model.infer({"INPUT0": A, "INPUT1": B})
+        assert np.array_equal(out["SUM"], A + B)
+        peer = model._peers["add_sub"]
+        assert peer.deployment.python == "3.10" and "calling model" in peer.deployment.python_source
