@@ -7,22 +7,13 @@ from typing import Any
 
 import numpy as np
 
-# ModelConfig DataType name → (numpy dtype, Triton wire dtype). BF16 has no numpy type: sent as raw FP32 bits
-# is not what Triton expects, so it is reported as unsupported instead.
+from stubforge.runtime._stubforge_config import TRITON_STRING_TO_NUMPY
+
+# ModelConfig DataType name → (numpy type, Triton wire dtype), from the runner's own table. BF16 has no numpy
+# type, so such an input is reported as unsupported instead of being sent wrong.
 DTYPES: dict[str, tuple[Any, str]] = {
-    "TYPE_BOOL": (np.bool_, "BOOL"),
-    "TYPE_UINT8": (np.uint8, "UINT8"),
-    "TYPE_UINT16": (np.uint16, "UINT16"),
-    "TYPE_UINT32": (np.uint32, "UINT32"),
-    "TYPE_UINT64": (np.uint64, "UINT64"),
-    "TYPE_INT8": (np.int8, "INT8"),
-    "TYPE_INT16": (np.int16, "INT16"),
-    "TYPE_INT32": (np.int32, "INT32"),
-    "TYPE_INT64": (np.int64, "INT64"),
-    "TYPE_FP16": (np.float16, "FP16"),
-    "TYPE_FP32": (np.float32, "FP32"),
-    "TYPE_FP64": (np.float64, "FP64"),
-    "TYPE_STRING": (np.object_, "BYTES"),
+    name: (np.dtype(numpy_type).type, "BYTES" if name == "TYPE_STRING" else name[len("TYPE_") :])
+    for name, numpy_type in TRITON_STRING_TO_NUMPY.items()
 }
 
 
