@@ -151,13 +151,6 @@ class _Env:
             return None
 
 
-def _older(version: str, than: str) -> bool:
-    def key(v: str) -> tuple[int, ...]:
-        return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
-
-    return key(version) < key(than)
-
-
 def _model_code(check: ModelCheck, model_file: Path) -> None:
     try:
         tree = ast.parse(model_file.read_text(errors="replace"), str(model_file))
@@ -314,11 +307,11 @@ def _env_checks(
                 f"{env_path} has no numpy: the stub fails with \"No module named 'numpy'\"",
                 "add numpy to the env (numpy<2 for r24.10-era stubs)",
             )
-        elif isinstance(numpy, str) and not _older(numpy, "2"):
+        elif isinstance(numpy, str) and not releases.older(numpy, "2"):
             manifest = backend_dirs.stub_manifest(stub) if stub else None
             _, pybind11 = backend_dirs.manifest_release(manifest)
             pybind11 = pybind11 or release.pybind11
-            if _older(pybind11, "2.12"):
+            if releases.numpy2_breaks(numpy, pybind11):
                 check.add(
                     ERROR,
                     "numpy2",
@@ -342,7 +335,7 @@ def _glibcxx(check: ModelCheck, env: _Env, stub: Path) -> None:
         fh.write(data)
         fh.flush()
         provided = elf.defined_versions(Path(fh.name), "GLIBCXX")
-    if provided and _older(provided, needed):
+    if provided and releases.older(provided, needed):
         check.add(
             ERROR,
             "glibcxx",

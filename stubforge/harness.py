@@ -32,21 +32,9 @@ from stubforge.launcher import stub as stub_mod
 from stubforge.runtime import _stubforge_wire as wire
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
-NUMPY_TO_TRITON = {
-    np.dtype(np.bool_): "BOOL",
-    np.dtype(np.uint8): "UINT8",
-    np.dtype(np.uint16): "UINT16",
-    np.dtype(np.uint32): "UINT32",
-    np.dtype(np.uint64): "UINT64",
-    np.dtype(np.int8): "INT8",
-    np.dtype(np.int16): "INT16",
-    np.dtype(np.int32): "INT32",
-    np.dtype(np.int64): "INT64",
-    np.dtype(np.float16): "FP16",
-    np.dtype(np.float32): "FP32",
-    np.dtype(np.float64): "FP64",
-}
-TRITON_TO_NUMPY = {v: k for k, v in NUMPY_TO_TRITON.items()}
+# Numeric Triton types and their numpy dtypes: the runtime's table (BYTES travels encoded, see _stubforge_wire).
+TRITON_TO_NUMPY = {k: np.dtype(v) for k, v in wire._TRITON_TO_NUMPY.items() if k != "BYTES"}
+NUMPY_TO_TRITON = {v: k for k, v in TRITON_TO_NUMPY.items()}
 DEFAULT_SHM_PREFIX = "triton_python_backend_shm_region_"
 MIN_SHM_SIZE = 1 << 20
 

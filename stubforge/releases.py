@@ -130,3 +130,17 @@ def get(spec: str) -> Release:
         launcher=template.launcher,
         unity_proven=False,
     )
+
+
+def older(version: str, than: str) -> bool:
+    """'2.10.0' < '2.12': compares the first three numbers of dotted versions (suffixes ignored)."""
+
+    def key(text: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
+
+    return key(version) < key(than)
+
+
+def numpy2_breaks(numpy: str, pybind11: str) -> bool:
+    """numpy >= 2 under a stub built with pybind11 < 2.12: tensors cross wrong (TRITON_FACTS numpy 2)."""
+    return not older(numpy, "2") and older(pybind11, "2.12")

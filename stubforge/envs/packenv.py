@@ -86,11 +86,11 @@ def _numpy2_policy(options: PackOptions) -> tuple[bool, str]:
     if options.stub is not None:
         manifest = _stub_manifest(options.stub)
         if manifest and manifest.get("pybind11"):
-            pyb = tuple(int(p) for p in str(manifest["pybind11"]).split(".")[:2])
-            return pyb >= (2, 12), f"the stub {options.stub} was built with pybind11 {manifest['pybind11']}"
+            allowed = not releases.older(str(manifest["pybind11"]), "2.12")
+            return allowed, f"the stub {options.stub} was built with pybind11 {manifest['pybind11']}"
     release = releases.get(options.triton)
-    pyb = tuple(int(p) for p in release.pybind11.split(".")[:2])
-    return pyb >= (2, 12), f"Triton {release.yymm}'s stubs use pybind11 {release.pybind11}"
+    allowed = not releases.older(release.pybind11, "2.12")
+    return allowed, f"Triton {release.yymm}'s stubs use pybind11 {release.pybind11}"
 
 
 def _check_output(options: PackOptions) -> Path:

@@ -261,13 +261,6 @@ def _stub_pybind11(stub: str | None, server_version: str | None) -> str | None:
     return None
 
 
-def _older(version: str, than: str) -> bool:
-    def parts(v: str) -> tuple[int, ...]:
-        return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
-
-    return parts(version) < parts(than)
-
-
 def _python_backends(backends: Path) -> list[str]:
     names = {backend_dirs.STOCK}
     if backends.is_dir():
@@ -467,7 +460,7 @@ def _verify_model(
             report.python = match.group(1) if match else None
         report.numpy = _numpy_version(stub.numpy)
         pybind11 = _stub_pybind11(stub.exe, server_version)
-        if report.numpy and not _older(report.numpy, "2") and pybind11 and _older(pybind11, "2.12"):
+        if report.numpy and pybind11 and releases.numpy2_breaks(report.numpy, pybind11):
             report.error = (
                 f"numpy {report.numpy} runs in a stub built with pybind11 {pybind11}: tensors cross the "
                 "boundary wrong (empty or garbage outputs, no error from Triton)"

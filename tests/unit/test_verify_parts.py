@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from stubforge import releases
 from stubforge.verify import run, synthetic
 
 
@@ -84,4 +85,4 @@ def test_explain_is_silent_on_unknown_text() -> None:
     [("2.10.0", "2.12", True), ("2.12.0", "2.12", False), ("2.13.6", "2.12", False), ("1.26.4", "2", True)],
 )
 def test_version_order(version: str, than: str, older: bool) -> None:
-    assert run._older(version, than) is older
+    assert releases.older(version, than) is older
