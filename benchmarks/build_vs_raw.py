@@ -39,8 +39,9 @@ def main() -> None:
 
     cache_dir = tempfile.mkdtemp(prefix="stubforge-bench-")
     os.environ["STUBFORGE_CACHE"] = cache_dir
-    from stubforge import pythons
-    from stubforge.build import sources, stub, upstream
+    from stubforge.core import pythons
+    from stubforge.stubs import build as stub
+    from stubforge.stubs import sources, upstream
 
     sources.import_sources(args.triton, args.sources)
     jobs = os.cpu_count() or 2

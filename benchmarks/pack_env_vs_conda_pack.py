@@ -32,7 +32,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="stubforge-packbench-"))
     os.environ["STUBFORGE_CACHE"] = str(work / "cache")
-    from stubforge import pythons
+    from stubforge.core import pythons
     from tests.condaenv import make_conda_prefix
 
     interp = pythons.resolve(args.python, require_buildable=True)

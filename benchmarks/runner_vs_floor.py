@@ -110,7 +110,7 @@ def median_time(fn, rounds: int) -> float:  # type: ignore[no-untyped-def]
 def real_triton(site: Path, repo: Path, small: np.ndarray, big: np.ndarray) -> dict[str, float]:
     import tritonclient.grpc as grpcclient
 
-    from stubforge.verify import server as server_mod
+    from stubforge.server.verify import tritonserver as server_mod
 
     install = server_mod.from_binary(site / "pytriton" / "tritonserver" / "bin" / "tritonserver")
     backends = Path(tempfile.mkdtemp(prefix="sfbench-backends-"))

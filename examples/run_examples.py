@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stubforge import harness
+from stubforge.runner import api as harness
 
 EXAMPLES = Path(__file__).resolve().parent / "fidelity"
 

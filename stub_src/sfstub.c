@@ -14,7 +14,7 @@
  * Start-up: one bare post on the stub->parent semaphore once the region and both semaphores are open (the
  * parent then unlinks their names), then the Python loop's "ready" message.
  *
- * Control block at CONTROL_OFFSET (little-endian, see stubforge/ipc/layout.py, the single source of truth):
+ * Control block at CONTROL_OFFSET (little-endian, see stubforge/runner/ipc/layout.py, the single source of truth):
  *   +0 magic "SFSTUB01"   +8 region size   +16 heartbeat   +24 message offset   +32 message length
  */
 #define PY_SSIZE_T_CLEAN

@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from stubforge import pythons
+from stubforge.core import pythons
 from stubforge.envs import create
 
 

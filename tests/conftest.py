@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from stubforge import pythons
-from stubforge.build import sources
+from stubforge.core import pythons
+from stubforge.stubs import sources
 
 FIXTURE_SOURCES = Path(__file__).parent / "fixtures" / "upstream"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stubforge import pythons
+from stubforge.core import pythons
 from tests.condaenv import make_conda_prefix
 
 

@@ -17,7 +17,7 @@ import sysconfig
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from stubforge import elf, pythons
+from stubforge.core import elf, pythons
 from stubforge.envs import activate
 from stubforge.errors import StubforgeError
 

@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stubforge import elf
+from stubforge.core import elf
 from stubforge.envs.create import EnvError, launcher_env
 
 PROBE_TIMEOUT_S = 120.0

@@ -16,8 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from stubforge import modelrepo
 from stubforge.errors import StubforgeError
+from stubforge.triton import modelrepo
 
 # A fixed, non-zero timestamp (2020-01-01): some tools treat mtime 0 as "missing".
 FIXED_MTIME = 1577836800

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stubforge import __version__, cache, elf, modelrepo, pythons, releases
+from stubforge import __version__
+from stubforge.core import cache, elf, pythons, releases
 from stubforge.envs import condapack, create, inspect, pack
 from stubforge.envs import spec as spec_mod
 from stubforge.envs.create import EnvError
+from stubforge.triton import modelrepo
 
 MANIFEST_SUFFIX = ".stubforge.json"  # beside an archive; inside a directory env as stubforge-env.json
 DIR_MANIFEST = "stubforge-env.json"

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stubforge import harness
-from stubforge.verify import server as server_mod
+from stubforge.runner import api as harness
+from stubforge.server.verify import tritonserver as server_mod
 from tests.e2e.conftest import World
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from stubforge.verify import server as server_mod
+from stubforge.server.verify import tritonserver as server_mod
 from tests.e2e.conftest import World, by_name, write_model
 
 pytestmark = pytest.mark.e2e

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from stubforge import cache, elf, pythons
-from stubforge.build import sources, stub, upstream, verify
+from stubforge.core import cache, elf, pythons
 from stubforge.errors import BuildError, SourcesError
+from stubforge.stubs import build as stub
+from stubforge.stubs import probe as verify
+from stubforge.stubs import sources, upstream
 from tests.conftest import FIXTURE_SOURCES, run_stub
 
 pytestmark = pytest.mark.slow

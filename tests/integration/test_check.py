@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from stubforge import cache, doctor, elf
+from stubforge.core import cache, elf
+from stubforge.server.check import checks as doctor
 from tests.conftest import interpreter
 
 GOOD_CODE = (

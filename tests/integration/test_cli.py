@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stubforge import pythons
+from stubforge.core import pythons
 from tests.conftest import FIXTURE_SOURCES
 
 pytestmark = pytest.mark.slow
@@ -163,7 +163,7 @@ def test_missing_system_library_gets_the_apt_line(imported: Path) -> None:
 
 
 def test_lock_waiter_is_told_and_proceeds(cache_root: Path, tmp_path: Path) -> None:
-    from stubforge import cache
+    from stubforge.core import cache
 
     marker = tmp_path / "holder-done"
     holder = subprocess.Popen(

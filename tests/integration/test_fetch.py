@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stubforge.build import sources
 from stubforge.errors import SourcesError
+from stubforge.stubs import sources
 from tests.conftest import FIXTURE_SOURCES
 
 pytestmark = pytest.mark.slow

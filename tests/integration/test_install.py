@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from stubforge import cache, elf, install, pythons
-from stubforge.build import stub as stub_mod
+from stubforge.core import cache, elf, pythons
 from stubforge.errors import StubforgeError
+from stubforge.server import install
+from stubforge.stubs import build as stub_mod
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,10 @@ from types import ModuleType
 
 import pytest
 
-from stubforge import cache, install, pythons
-from stubforge.build import stub as stub_mod
+from stubforge.core import cache, pythons
 from stubforge.errors import StubforgeError
+from stubforge.server import install
+from stubforge.stubs import build as stub_mod
 
 pytestmark = pytest.mark.slow
 

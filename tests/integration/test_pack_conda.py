@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stubforge import pythons
+from stubforge.core import pythons
 from stubforge.envs import inspect, packenv
 from stubforge.envs.create import EnvError
 from tests.condaenv import make_conda_prefix

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stubforge import pythons
+from stubforge.core import pythons
 from stubforge.envs import create, inspect, pack, packenv
 from stubforge.envs.create import EnvError
 from stubforge.errors import StubforgeError
@@ -289,7 +289,7 @@ def test_old_libstdcxx_in_the_env_is_a_warning(tmp_path: Path, py38: pythons.Int
 def test_python_comes_from_the_stub(
     cache_root: Path, imported: Path, tmp_path: Path, py310: pythons.Interpreter
 ) -> None:
-    from stubforge.build import stub as stub_mod
+    from stubforge.stubs import build as stub_mod
 
     built = stub_mod.build_one(py310, stub_mod.BuildOptions(pybind11="2.12.0"))
     result = packenv.pack_env(packenv.PackOptions(stub=built.stub, directory=tmp_path / "out" / "env"))

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from stubforge import backends as backend_dirs
-from stubforge import cache
-from stubforge.verify import run
+from stubforge.core import cache
+from stubforge.server.verify import session as run
+from stubforge.triton import backends as backend_dirs
 from tests.conftest import interpreter
 
 

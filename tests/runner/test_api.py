@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stubforge import harness
-from stubforge.launcher.stub import ModelError
-from stubforge.validate import InferenceError
+from stubforge.runner import api as harness
+from stubforge.runner.launcher.stub import ModelError
+from stubforge.runner.requests import InferenceError
 from tests.runner.conftest import PREFIX
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stubforge import harness
+from stubforge.runner import api as harness
 from tests.runner.conftest import PREFIX
 
 pytestmark = pytest.mark.slow

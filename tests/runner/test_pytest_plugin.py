@@ -41,7 +41,7 @@ def test_versions(stubforge_model, stubforge_python):
 
 def test_entry_point_is_registered() -> None:
     found = [e for e in entry_points(group="pytest11") if e.name == "stubforge"]
-    assert found and found[0].value == "stubforge.pytest_plugin"
+    assert found and found[0].value == "stubforge.runner.pytest_plugin"
 
 
 def test_fixtures_parametrize_and_tear_down(envs: dict[str, Path], tmp_path: Path) -> None:

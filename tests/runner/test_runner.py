@@ -1,4 +1,4 @@
-"""stubforge run / stubforge.harness: a model.py in its env, in our stub, over real shared memory."""
+"""stubforge run / stubforge.runner.api: a model.py in its env, in our stub, over real shared memory."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import numpy as np
 import psutil
 import pytest
 
-from stubforge import harness
-from stubforge.launcher.stub import ModelError, StubError
-from stubforge.validate import InferenceError
+from stubforge.runner import api as harness
+from stubforge.runner.launcher.stub import ModelError, StubError
+from stubforge.runner.requests import InferenceError
 from tests.runner.conftest import PREFIX, write_model
 
 pytestmark = pytest.mark.slow
@@ -213,7 +213,7 @@ def test_frozen_stub_is_not_healthy(envs: dict[str, Path], tmp_path: Path) -> No
 
 PARENT = """
 import sys, time
-from stubforge import harness
+from stubforge.runner import api as harness
 model = harness.load(sys.argv[1], backend_config={"shm-region-prefix-name": sys.argv[2]})
 print(model.pid, flush=True)
 time.sleep(600)
@@ -396,7 +396,7 @@ def test_bytes_tensors_use_tritons_encoding_both_ways(envs: dict[str, Path], tmp
 def test_byte_tensor_codec_matches_tritonclient() -> None:
     from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
-    from stubforge.runtime import _stubforge_wire as ours
+    from stubforge.runner.runtime import _stubforge_wire as ours
 
     data = np.array([b"x", b"", "\u00e9".encode(), b"long" * 100], dtype=np.object_).reshape(2, 2)
     assert ours.serialize_byte_tensor(data)[0] == serialize_byte_tensor(data).item()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stubforge.launcher.envmanager import EnvError, EnvironmentManager, safe_extract
+from stubforge.runner.launcher.envmanager import EnvError, EnvironmentManager, safe_extract
 
 
 def make_archive(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> Path:

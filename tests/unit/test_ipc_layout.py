@@ -6,18 +6,19 @@ import ast
 import re
 from pathlib import Path
 
-from stubforge.ipc import layout
+from stubforge.runner.ipc import layout
+from stubforge.stubs import runner_stub
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _c_defines() -> dict[str, str]:
-    text = (ROOT / "stub_src" / "sfstub.c").read_text()
+    text = runner_stub.SOURCE.read_text()
     return dict(re.findall(r"^#define (\w+) (\S+)", text, re.M))
 
 
 def _runtime_constants() -> dict[str, object]:
-    tree = ast.parse((ROOT / "stubforge" / "runtime" / "_stubforge_loop.py").read_text())
+    tree = ast.parse((ROOT / "stubforge" / "runner" / "runtime" / "_stubforge_loop.py").read_text())
     found = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
@@ -34,7 +35,7 @@ def test_c_stub_agrees() -> None:
     assert int(defines["OFF_SIZE"]) == layout.OFF_SIZE
     assert int(defines["OFF_HEARTBEAT"]) == layout.OFF_HEARTBEAT
     assert int(defines["HEARTBEAT_MS"]) / 1000 == layout.HEARTBEAT_S
-    assert '"%s_p2s"' in (ROOT / "stub_src" / "sfstub.c").read_text()
+    assert '"%s_p2s"' in runner_stub.SOURCE.read_text()
     assert layout.semaphore_names("r") == ("r_p2s", "r_s2p")
 
 
@@ -62,7 +63,7 @@ def test_stub_side_files_compile_on_the_oldest_python() -> None:
     from tests.conftest import interpreter
 
     py36 = interpreter("3.6")
-    files = [str(p) for p in (ROOT / "stubforge" / "runtime").glob("*.py")]
+    files = [str(p) for p in (ROOT / "stubforge" / "runner" / "runtime").glob("*.py")]
     check = "import sys\nfor f in sys.argv[1:]: compile(open(f).read(), f, 'exec')"
     proc = subprocess.run(
         [py36.executable, "-c", check, *files], capture_output=True, text=True, timeout=60, check=False

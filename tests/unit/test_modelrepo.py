@@ -12,9 +12,9 @@ from typing import Literal
 
 import pytest
 
-from stubforge import modelrepo
 from stubforge.errors import StubforgeError
-from stubforge.modelrepo import EXECUTION_ENV_PATH, ConfigError
+from stubforge.triton import modelrepo
+from stubforge.triton.modelrepo import EXECUTION_ENV_PATH, ConfigError
 
 CONFIGS = Path(__file__).parent.parent / "fixtures" / "configs"
 NEW = "$$TRITON_MODEL_DIRECTORY/env.tar.gz"

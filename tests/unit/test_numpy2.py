@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from stubforge.build.stub import artifact_key, numpy2_warning
+from stubforge.stubs.build import artifact_key, numpy2_warning
 from tests.conftest import interpreter
 
 

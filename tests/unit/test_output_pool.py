@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stubforge.ipc.pool import MIN_BYTES, OutputPool
+from stubforge.runner.ipc.pool import MIN_BYTES, OutputPool
 
 
 def address(array: np.ndarray) -> int:

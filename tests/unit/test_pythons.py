@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stubforge import pythons
+from stubforge.core import pythons
 from stubforge.errors import PythonNotFound
 from tests.conftest import interpreter
 

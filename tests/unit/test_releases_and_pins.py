@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from stubforge import releases
-from stubforge.build import pins
+from stubforge.core import releases
 from stubforge.errors import ReleaseError
+from stubforge.stubs import pins
 from tests.conftest import FIXTURE_SOURCES
 
 
@@ -85,8 +85,8 @@ def test_googletest_pin_comes_from_common_as_a_commit_archive() -> None:
 
 
 def test_too_old_cmake_names_what_to_install() -> None:
-    from stubforge.build import upstream
     from stubforge.errors import BuildError
+    from stubforge.stubs import upstream
 
     with pytest.raises(BuildError) as info:
         upstream.find_cmake("99.0")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-RUNTIME = Path(__file__).resolve().parents[2] / "stubforge" / "runtime"
+RUNTIME = Path(__file__).resolve().parents[2] / "stubforge" / "runner" / "runtime"
 
 
 def test_stub_matches_the_module() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stubforge.validate import InferenceError, check
+from stubforge.runner.requests import InferenceError, check
 
 CONFIG = {
     "name": "m",

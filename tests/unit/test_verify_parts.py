@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stubforge import releases
-from stubforge.verify import run, synthetic
+from stubforge.core import releases
+from stubforge.server.verify import session as run
+from stubforge.server.verify import synthetic
 
 
 def test_inputs_follow_dtypes_dims_and_batching() -> None:

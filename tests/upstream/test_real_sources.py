@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from stubforge import elf, pythons
-from stubforge.build import sources, stub, upstream, verify
+from stubforge.core import elf, pythons
+from stubforge.stubs import build as stub
+from stubforge.stubs import probe as verify
+from stubforge.stubs import sources, upstream
 
 pytestmark = [pytest.mark.upstream, pytest.mark.slow]
 

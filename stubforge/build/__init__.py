@@ -1,1 +1,0 @@
-"""Building Triton's stub from upstream sources: inputs (sources, pins), cmake driving, verification."""

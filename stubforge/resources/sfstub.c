@@ -1,1 +1,0 @@
-../../stub_src/sfstub.c

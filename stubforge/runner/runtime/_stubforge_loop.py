@@ -1,0 +1,332 @@
+# The message loop of stubforge's harness stub. It runs inside the model's env, on any Python from 3.6, with
+# only the standard library, numpy and the built-in module _sfipc (stub_src/sfstub.c): no f-string tricks,
+# no dataclasses, no `from __future__ import annotations`.
+#
+# Layout facts repeat stubforge/runner/ipc/layout.py (the test test_ipc_layout checks they agree).
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import json
+import marshal
+import os
+import queue
+import struct
+import sys
+import threading
+import traceback
+
+import _sfipc
+
+MAGIC = b"SFSTUB01"
+OFF_SIZE = 8
+OFF_MSG_OFFSET = 24
+OFF_MSG_LENGTH = 32
+ALIGN = 64
+MARSHAL_VERSION = 2
+U64 = struct.Struct("<Q")
+
+
+def _align(value):
+    return (value + ALIGN - 1) // ALIGN * ALIGN
+
+
+class Channel:
+    """The stub's view of the region: read the parent's message, write tensors and the answer."""
+
+    def __init__(self, control, growth):
+        self.control = control
+        self.growth = growth
+        self.region = _sfipc.region()
+
+    def _u64(self, offset):
+        return U64.unpack_from(self.region, self.control + offset)[0]
+
+    def _set_u64(self, offset, value):
+        U64.pack_into(self.region, self.control + offset, value)
+
+    def refresh(self):
+        if self._u64(OFF_SIZE) > len(self.region):
+            self.region = _sfipc.region()
+
+    def ensure(self, needed):
+        size = len(self.region)
+        if needed > size:
+            missing = needed - size
+            self.region = _sfipc.grow(size + self.growth * (missing // self.growth + 1))
+
+    def read(self):
+        """The parent's message, and the first byte after it (where the answer may go)."""
+        self.refresh()
+        offset, length = self._u64(OFF_MSG_OFFSET), self._u64(OFF_MSG_LENGTH)
+        return marshal.loads(self.region[offset : offset + length]), offset + length
+
+    def write(self, header, at):
+        data = marshal.dumps(header, MARSHAL_VERSION)
+        at = _align(at)
+        self.ensure(at + len(data))
+        self.region[at : at + len(data)] = data
+        self._set_u64(OFF_MSG_OFFSET, at)
+        self._set_u64(OFF_MSG_LENGTH, len(data))
+        _sfipc.post()
+
+
+def _error(exc):
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+class Stub:
+    def __init__(self, argv):
+        (
+            self.model_path,
+            self.region_name,
+            _default,
+            growth,
+            _parent,
+            self.python_lib,
+            control,
+            self.instance,
+            self.runtime_dir,
+        ) = argv[1:10]
+        self.channel = Channel(int(control), int(growth))
+        self.model = None
+        self.pb_utils = None
+        self.config = {}
+        self.decoupled = False
+        self.model_dir = None
+        self._main = threading.get_ident()
+        self._ipc = threading.Lock()  # one exchange with the parent at a time
+        self._executing = False  # the parent listens for responses and BLS calls only during execute
+        self._free = 4096  # first free byte after the current execute message
+        self._pending = queue.Queue()  # decoupled responses sent from other threads
+        self._loop = None
+        self._finals = 0  # final flags forwarded during the current execute
+
+    def _import_model(self):
+        # Triton's stub appends <model_dir>/<version>, <model_dir> and the python-lib dir (TRITON_FACTS §1).
+        version_dir = os.path.dirname(self.model_path)
+        model_dir = os.path.dirname(version_dir)
+        self.model_dir = model_dir
+        for path in (version_dir, model_dir):
+            sys.path.append(path)
+        if self.python_lib in sys.path:
+            sys.path.remove(self.python_lib)
+        sys.path.append(self.python_lib)
+        import triton_python_backend_utils as pb_utils
+
+        self.pb_utils = pb_utils
+        pb_utils._hooks = self
+        if self.runtime_dir != "DEFAULT":
+            path = os.path.join(self.runtime_dir, "model.py")
+            spec = importlib.util.spec_from_file_location("model", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            stem = os.path.splitext(os.path.basename(self.model_path))[0]
+            module = importlib.import_module(os.path.basename(version_dir) + "." + stem)
+        if not hasattr(module, "TritonPythonModel"):
+            raise AttributeError(f"{self.model_path} defines no class TritonPythonModel")
+        return module.TritonPythonModel
+
+    def initialize(self, message, at):
+        model_class = self._import_model()
+        args = message["args"]
+        body = {}
+        if message.get("auto_complete", True) and hasattr(model_class, "auto_complete_config"):
+            # What Triton's auto-complete stub does before any instance starts: the model completes its config.
+            config = self.pb_utils.ModelConfig(json.loads(args["model_config"]))
+            completed = model_class.auto_complete_config(config)
+            args = dict(args, model_config=json.dumps((completed or config).as_dict()))
+            body["model_config"] = args["model_config"]
+        self.config = json.loads(args["model_config"])
+        self.decoupled = self.pb_utils.using_decoupled_model_transaction_policy(self.config)
+        self.pb_utils._hooks = self
+        self.model = model_class()
+        if hasattr(self.model, "initialize"):
+            self.model.initialize(args)
+        return body
+
+    def _write_tensors(self, tensors, at):
+        """Tensors into the region from `at`; their specs, and the first free byte after them."""
+        specs = []
+        for tensor in tensors:
+            datatype, shape, payload = tensor._wire()
+            at = _align(at)
+            self.channel.ensure(at + payload.nbytes)
+            if payload.nbytes:
+                self.pb_utils._write_array(self.channel.region, at, payload)
+            specs.append(
+                {
+                    "name": tensor.name(),
+                    "datatype": datatype,
+                    "shape": shape,
+                    "offset": at,
+                    "nbytes": int(payload.nbytes),
+                }
+            )
+            at += payload.nbytes
+        return specs, at
+
+    def call_parent(self, header, tensors):
+        """One exchange during execute: a decoupled response or a BLS request; returns the parent's answer."""
+        if not self._executing:
+            raise self.pb_utils.TritonModelException(
+                "the stubforge runner serves responses and BLS requests only while execute() is running"
+            )
+        with self._ipc:
+            specs, end = self._write_tensors(tensors, self._free)
+            header = dict(header, tensors=specs)
+            self.channel.write(header, end)
+            while not _sfipc.wait(1.0):
+                pass
+            answer, _ = self.channel.read()
+            if answer.get("tensors"):
+                region = self.channel.region
+                answer["arrays"] = [
+                    (
+                        t["name"],
+                        self.pb_utils._from_wire(
+                            t["datatype"], t["shape"], region[t["offset"] : t["offset"] + t["nbytes"]]
+                        ).copy(),
+                    )
+                    for t in answer["tensors"]
+                ]
+            return answer
+
+    # Called by triton_python_backend_utils (pb_utils._hooks).
+    def send_response(self, index, response, flags):
+        if threading.get_ident() == self._main:
+            self._forward(index, response, flags)
+        else:
+            self._pending.put((index, response, flags))
+
+    def _forward(self, index, response, flags):
+        if flags & self.pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL:
+            self._finals += 1
+        error = response.error() if response is not None else None
+        tensors = response.output_tensors() if response is not None else []
+        header = {
+            "op": "response",
+            "request": index,
+            "flags": flags,
+            "error": None if error is None else error.message(),
+        }
+        self.call_parent(header, tensors)
+
+    def bls(self, request):
+        header = {
+            "op": "bls",
+            "model": request.model_name(),
+            "version": request._model_version,
+            "requested_output_names": request.requested_output_names(),
+            "request_id": request.request_id(),
+            "correlation_id": request.correlation_id(),
+        }
+        answer = self.call_parent(header, request.inputs())
+        pb = self.pb_utils
+        outputs = [pb.Tensor(name, array) for name, array in answer.get("arrays", [])]
+        error = pb.TritonError(answer["error"]) if answer.get("error") else None
+        return pb.InferenceResponse(outputs, error=error)
+
+    def _run_execute(self, requests):
+        result = self.model.execute(requests)
+        if inspect.isawaitable(result):  # `async def execute`, as Triton allows
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            result = self._loop.run_until_complete(result)
+        return result
+
+    def execute(self, message, at):
+        pb = self.pb_utils
+        region = self.channel.region
+        self._free = at
+        self._finals = 0
+        senders = (
+            [pb.InferenceResponseSender(i) for i in range(len(message["requests"]))]
+            if self.decoupled
+            else None
+        )
+        requests = [
+            pb._request_from_message(r, region, senders[i] if senders else None)
+            for i, r in enumerate(message["requests"])
+        ]
+        self._executing = True
+        try:
+            responses = self._run_execute(requests)
+            if self.decoupled:
+                if responses is not None:
+                    raise pb.TritonModelException("execute() of a decoupled model must return None")
+                # Responses sent from other threads arrive here until every request's final flag went out.
+                while self._finals < len(senders):
+                    try:
+                        self._forward(*self._pending.get(timeout=0.05))
+                    except queue.Empty:
+                        continue
+                return {"responses": [], "free_offset": at}
+        finally:
+            self._executing = False
+            while not self._pending.empty():  # sends left over from a failed execute belong to no request now
+                try:
+                    self._pending.get_nowait()
+                except queue.Empty:
+                    break
+        if responses is None or len(responses) != len(requests):
+            raise pb.TritonModelException(
+                "execute() must return one InferenceResponse per request: got {} for {} requests".format(
+                    "None" if responses is None else len(responses), len(requests)
+                )
+            )
+        answers = []
+        for response in responses:
+            outputs, at = self._write_tensors(response.output_tensors(), at)
+            error = response.error()
+            answers.append({"outputs": outputs, "error": None if error is None else error.message()})
+        return {"responses": answers, "free_offset": at}
+
+    def finalize(self, message, at):
+        if self.model is not None and hasattr(self.model, "finalize"):
+            self.model.finalize()
+        return {}
+
+    def run(self):
+        import numpy
+
+        info = {
+            "op": "ready",
+            "pid": os.getpid(),
+            "python": ".".join(str(p) for p in sys.version_info[:3]),
+            "executable": sys.executable,
+            "prefix": sys.prefix,
+            "numpy": numpy.__version__,
+        }
+        self.channel.write(info, 4096)
+        while True:
+            if not _sfipc.wait(1.0):
+                continue
+            message, at = self.channel.read()
+            op = message.get("op")
+            try:
+                if op not in ("initialize", "execute", "finalize"):
+                    raise ValueError(f"unknown message {op!r}")
+                body = getattr(self, op)(message, at)
+                reply = {"ok": True}
+                reply.update(body)
+                at = body.get("free_offset", at)
+            except Exception as exc:  # the model's own error, reported to the caller with its traceback
+                reply = {"ok": False, "error": _error(exc)}
+            reply["logs"] = self.pb_utils._drain_logs() if self.pb_utils else []
+            self.channel.write(reply, at)
+            if op == "finalize":
+                return 0
+
+
+def main(argv):
+    try:
+        return Stub(argv).run()
+    except Exception:
+        traceback.print_exc()
+        return 1

@@ -1,0 +1,1 @@
+"""`stubforge verify`: prove a model repository in a real tritonserver."""

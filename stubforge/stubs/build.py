@@ -1,0 +1,297 @@
+"""`stubforge build`: one verified, cached stub per (release, Python, arch, GPU, pybind11, boost)."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stubforge import __version__
+from stubforge.core import cache, pythons, releases
+from stubforge.errors import BuildError
+from stubforge.stubs import probe as verify
+from stubforge.stubs import sources as sources_mod
+from stubforge.stubs import upstream
+
+MANIFEST_SCHEMA = 1
+MODES = ("auto", "unity", "plain")
+
+
+@dataclass
+class BuildOptions:
+    triton: str = "24.10"
+    gpu: bool = False
+    pybind11: str | None = None
+    source: Path | None = None
+    boost: Path | None = None
+    jobs: int = 0  # 0: all cores
+    force: bool = False
+    mode: str = "auto"
+    cmake_args: tuple[str, ...] = ()  # extra -D options, appended last (they win)
+
+
+@dataclass
+class BuildResult:
+    key: str
+    stub: Path
+    manifest: dict[str, Any]
+    cache_hit: bool
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "stub": str(self.stub),
+            "cache_hit": self.cache_hit,
+            "seconds": round(self.seconds, 3),
+            "warnings": self.warnings,
+            "manifest": self.manifest,
+        }
+
+
+def artifact_key(
+    branch: str,
+    interp: pythons.Interpreter,
+    gpu: bool,
+    pybind11: str,
+    boost: str,
+    arch: str | None = None,
+    cmake_args: tuple[str, ...] = (),
+) -> str:
+    major, minor, _ = interp.version_tuple
+    arch = arch or platform.machine()
+    key = f"{branch}-cp{major}{minor}-{arch}-{'gpu' if gpu else 'cpu'}-pybind11_{pybind11}-boost_{boost}"
+    if cmake_args:
+        # Extra CMake options make another binary: give it its own key.
+        key += "-x" + hashlib.sha256("\0".join(cmake_args).encode()).hexdigest()[:10]
+    return key
+
+
+def numpy2_warning(interp: pythons.Interpreter, pybind11: str) -> str | None:
+    """pybind11 < 2.12 stubs return wrong shapes with numpy 2 (TRITON_FACTS §7)."""
+    pyb = tuple(int(p) for p in pybind11.split(".")[:2])
+    needs_numpy2 = interp.version_tuple[:2] >= (3, 13)
+    has_numpy2 = (
+        interp.numpy is not None and interp.numpy.split(".")[0].isdigit() and int(interp.numpy[0]) >= 2
+    )
+    if needs_numpy2 and pyb < (2, 13):
+        return (
+            f"Python {interp.minor} only has numpy 2, and pybind11 {pybind11} stubs answer every request with "
+            "'output tensor shape does not match size of output': build with --pybind11 2.13.6"
+        )
+    if has_numpy2 and pyb < (2, 12):
+        return (
+            f"{interp.executable} has numpy {interp.numpy}; stubs built with pybind11 {pybind11} return wrong "
+            "shapes with numpy 2: pin numpy<2 in the model's environment or build with --pybind11 2.12.0"
+        )
+    return None
+
+
+def _unity_first(mode: str, release: releases.Release) -> bool:
+    if mode == "unity":
+        return True
+    if mode == "plain":
+        return False
+    return release.unity_proven
+
+
+def build_one(
+    python: str | pythons.Interpreter,
+    options: BuildOptions,
+    progress: upstream.ProgressFn | None = None,
+) -> BuildResult:
+    started = time.monotonic()
+    report = progress or (lambda _s, _d: None)
+    if options.mode not in MODES:
+        raise BuildError(f"unknown build mode {options.mode!r}", hint=f"use one of {', '.join(MODES)}")
+    interp = (
+        python if isinstance(python, pythons.Interpreter) else pythons.resolve(python, require_buildable=True)
+    )
+    pythons.check_buildable(interp)
+    srcs = sources_mod.resolve(
+        options.triton, pybind11=options.pybind11, source=options.source, boost=options.boost
+    )
+    key = artifact_key(
+        srcs.release.branch,
+        interp,
+        options.gpu,
+        srcs.pybind11.version,
+        srcs.boost.version,
+        cmake_args=options.cmake_args,
+    )
+    final_dir = cache.stubs_dir() / key
+    warnings = list(srcs.warnings)
+    warning = numpy2_warning(interp, srcs.pybind11.version)
+    if warning:
+        warnings.append(warning)
+
+    with cache.locked(key, on_wait=lambda: report("wait", f"another stubforge process is building {key}")):
+        _remove_stale_build_dirs(key)
+        fingerprint = srcs.fingerprint()
+        cached = _cached_manifest(final_dir)
+        if not options.force and cached is not None:
+            if cached.get("sources_fingerprint") == fingerprint:
+                return BuildResult(
+                    key, final_dir / cache.STUB_NAME, cached, True, time.monotonic() - started, warnings
+                )
+            report("rebuild", "the cached stub was built from other sources (re-import or --source)")
+        manifest = _build_and_store(interp, options, srcs, key, final_dir, report, fingerprint)
+    return BuildResult(
+        key, final_dir / cache.STUB_NAME, manifest, False, time.monotonic() - started, warnings
+    )
+
+
+def _remove_stale_build_dirs(key: str) -> None:
+    """Build trees of this key left by a killed process (we hold the key's lock, so none is in use)."""
+    for stale in cache.builds_dir().glob(f"{key}.*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _cached_manifest(artifact: Path) -> dict[str, Any] | None:
+    if not (artifact / cache.STUB_NAME).is_file():
+        return None
+    try:
+        manifest = cache.read_json(artifact / cache.MANIFEST_NAME)
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _build_and_store(
+    interp: pythons.Interpreter,
+    options: BuildOptions,
+    srcs: sources_mod.SourceSet,
+    key: str,
+    final_dir: Path,
+    report: upstream.ProgressFn,
+    fingerprint: str,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    cmake_tool = upstream.find_cmake(srcs.pins.cmake_minimum)
+    ninja = upstream.find_ninja()
+    jobs = options.jobs or os.cpu_count() or 2
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    log_path = cache.logs_dir() / f"{key}-{stamp}-{os.getpid()}.log"
+    attempts: list[dict[str, Any]] = []
+    modes = ["unity", "plain"] if _unity_first(options.mode, srcs.release) else ["plain"]
+    result: upstream.CompileResult | None = None
+    for mode in modes:
+        build_dir = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=cache.builds_dir()))
+        try:
+            plan = upstream.Plan(
+                sources=srcs,
+                interpreter=interp,
+                build_dir=build_dir,
+                gpu=options.gpu,
+                unity=mode == "unity",
+                jobs=jobs,
+                cmake=cmake_tool,
+                ninja=ninja,
+                log_path=log_path,
+                extra_args=list(options.cmake_args),
+            )
+            report("mode", mode)
+            try:
+                result = upstream.configure_and_build(plan, report)
+            except upstream.CompileFailed as exc:
+                attempts.append({"mode": mode, "ok": False, "error": exc.message})
+                if mode == "unity" and options.mode == "auto":
+                    report("fallback", "unity build failed to compile; building plain")
+                    continue
+                raise
+            attempts.append({"mode": mode, "ok": True})
+            built = build_dir / upstream.STUB_OUTPUT
+            if not built.is_file():
+                raise BuildError(
+                    f"the build finished but {built} does not exist", hint=f"see the log {log_path}"
+                )
+            report("verify", "")
+            verify_started = time.monotonic()
+            try:
+                verified = verify.verify(built, interp, label=f"the stub built for Python {interp.version}")
+            except BuildError as exc:
+                exc.hint = f"{exc.hint} (build log: {log_path})"
+                raise
+            verify_s = time.monotonic() - verify_started
+            manifest = _manifest(
+                interp, options, srcs, key, plan, result, verified, mode, attempts, log_path, jobs
+            )
+            manifest["sources_fingerprint"] = fingerprint
+            manifest["timings"] = {
+                "configure_s": round(result.configure_s, 2),
+                "build_s": round(result.build_s, 2),
+                "verify_s": round(verify_s, 2),
+                "total_s": round(time.monotonic() - started, 2),
+            }
+            with cache.staging_dir(final_dir) as staging:
+                shutil.copy2(built, staging / cache.STUB_NAME)
+                os.chmod(staging / cache.STUB_NAME, 0o755)
+                manifest["sha256"] = cache.sha256_of(staging / cache.STUB_NAME)
+                shutil.copyfile(log_path, staging / "build.log")
+                cache.write_json_atomic(staging / cache.MANIFEST_NAME, manifest)
+            report("done", f"{manifest['timings']['total_s']:.1f}s")
+            return manifest
+        finally:
+            shutil.rmtree(build_dir, ignore_errors=True)
+    raise BuildError("no build mode succeeded", hint=f"see the log {log_path}")  # pragma: no cover
+
+
+def _manifest(
+    interp: pythons.Interpreter,
+    options: BuildOptions,
+    srcs: sources_mod.SourceSet,
+    key: str,
+    plan: upstream.Plan,
+    result: upstream.CompileResult,
+    verified: dict[str, Any],
+    mode: str,
+    attempts: list[dict[str, Any]],
+    log_path: Path,
+    jobs: int,
+) -> dict[str, Any]:
+    elf_info = verified["elf"]
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "key": key,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "stubforge": __version__,
+        "triton": {"release": srcs.release.branch, "server_version": srcs.release.triton_version},
+        "python": {
+            "version": interp.version,
+            "minor": interp.minor,
+            "executable": interp.executable,
+            "libpython": interp.libpython,
+            "numpy": interp.numpy,
+        },
+        "arch": platform.machine(),
+        "gpu": options.gpu,
+        "pybind11": srcs.pybind11.version,
+        "boost": {"version": srcs.boost.version, "form": srcs.boost.form, "origin": srcs.boost.origin},
+        "sources": {
+            i.kind: {"version": i.version, "commit": i.commit, "origin": i.origin} for i in srcs.inputs()
+        },
+        "build": {
+            "mode": mode,
+            "attempts": attempts,
+            "cmake": {"path": plan.cmake.path, "version": plan.cmake.version},
+            "generator": "Ninja" if plan.ninja else "Unix Makefiles",
+            "jobs": jobs,
+            "args": plan.configure_args()[1:],
+            "compiler": result.compiler,
+        },
+        "elf": {"needed": elf_info["needed"], "runpath": elf_info["runpath"], "machine": elf_info["machine"]},
+        "glibc_floor": elf_info["floors"],
+        "log": str(log_path),
+    }
+
+
+def list_stubs() -> list[dict[str, Any]]:
+    return cache.stub_artifacts()

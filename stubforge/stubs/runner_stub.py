@@ -1,0 +1,114 @@
+"""`stubforge build --flavor harness`: compile stubforge's own stub (stub_src/sfstub.c) for one interpreter.
+
+One C file against the interpreter's headers and libpython: well under a second, no network, no upstream
+sources. Cached and verified like an upstream stub (NEEDED libpython, the no-argument probe answer).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from stubforge import __version__
+from stubforge.core import cache, elf, pythons
+from stubforge.errors import BuildError
+from stubforge.stubs import probe as verify
+from stubforge.stubs.build import BuildResult
+
+SOURCE = Path(__file__).resolve().parent.parent / "runner" / "stub_src" / "sfstub.c"
+FLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-std=gnu99")
+LIBS = ("-lpthread", "-lrt")
+
+
+def _compiler() -> str:
+    for candidate in (os.environ.get("CC"), "cc", "gcc"):
+        if candidate and shutil.which(candidate):
+            return candidate
+    raise BuildError(
+        "no C compiler found (tried $CC, cc, gcc)",
+        hint="install one: apt-get install gcc (the harness stub is one C file)",
+    )
+
+
+def harness_key(interp: pythons.Interpreter) -> str:
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS + LIBS).encode()).hexdigest()[:10]
+    tag = "cp" + interp.minor.replace(".", "")
+    return f"harness-{tag}-{platform.machine()}-{digest}"
+
+
+def build_harness(python: str | pythons.Interpreter, *, force: bool = False) -> BuildResult:
+    started = time.monotonic()
+    interp = (
+        python if isinstance(python, pythons.Interpreter) else pythons.resolve(python, require_buildable=True)
+    )
+    pythons.check_buildable(interp)
+    key = harness_key(interp)
+    final_dir = cache.stubs_dir() / key
+    with cache.locked(key):
+        manifest_path = final_dir / cache.MANIFEST_NAME
+        if not force and manifest_path.is_file() and (final_dir / cache.STUB_NAME).is_file():
+            cached = cache.read_json(manifest_path)
+            if cached.get("python", {}).get("executable") == interp.executable:
+                return BuildResult(key, final_dir / cache.STUB_NAME, cached, True, time.monotonic() - started)
+        with cache.staging_dir(final_dir) as staging:
+            manifest = _compile(interp, staging / cache.STUB_NAME, key)
+            cache.write_json_atomic(staging / cache.MANIFEST_NAME, manifest)
+    return BuildResult(key, final_dir / cache.STUB_NAME, manifest, False, time.monotonic() - started)
+
+
+def _compile(interp: pythons.Interpreter, output: Path, key: str) -> dict[str, Any]:
+    assert interp.libpython
+    compiler = _compiler()
+    command = [
+        compiler,
+        *FLAGS,
+        f"-I{interp.include_dir}",
+        str(SOURCE),
+        interp.libpython,  # by path: NEEDED gets the soname, and no RUNPATH is recorded (like Triton's stub)
+        *LIBS,
+        "-o",
+        str(output),
+    ]
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(
+            f"{compiler} could not compile {SOURCE.name}: {exc}", hint="check the compiler"
+        ) from exc
+    if proc.returncode != 0:
+        raise BuildError(
+            f"compiling the harness stub for Python {interp.version} failed",
+            hint="the details are the compiler's output; Python.h must come from the same interpreter",
+            details=(proc.stderr or proc.stdout)[-3000:],
+        )
+    compile_s = time.monotonic() - t0
+    checked = verify.verify(output, interp, label=f"the harness stub for Python {interp.version}")
+    return {
+        "schema": 1,
+        "flavor": "harness",
+        "key": key,
+        "stubforge": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "arch": platform.machine(),
+        "gpu": False,
+        "python": {
+            "version": interp.version,
+            "minor": interp.minor,
+            "executable": interp.executable,
+            "libpython": interp.libpython,
+        },
+        "source_sha256": cache.sha256_of(SOURCE),
+        "build": {"compiler": compiler, "command": command, "mode": "harness"},
+        "timings": {"compile_s": round(compile_s, 3)},
+        "elf": elf.read(output).to_dict(),
+        "probe": checked["probe"],
+        "sha256": cache.sha256_of(output),
+    }

@@ -1,1 +1,0 @@
-"""Prove a model repository in a real tritonserver."""
