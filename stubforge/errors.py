@@ -40,5 +40,9 @@ class BuildError(StubforgeError):
     exit_code = 3
 
 
+class EnvError(StubforgeError):
+    """An execution environment that cannot be created, packed, extracted or used."""
+
+
 class ReleaseError(StubforgeError):
     """A Triton release name that cannot be understood."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from stubforge.core import elf, pythons
 from stubforge.envs import activate
-from stubforge.errors import StubforgeError
+from stubforge.errors import EnvError
 
 PIP_TIMEOUT_S = 1800.0
 # Parts of the stdlib a model server never uses; together ~60% of a pyenv stdlib.
@@ -35,10 +35,6 @@ _STDLIB_SKIP = {
 _STDLIB_SKIP_PREFIX = ("config-",)  # the static libpython and its Makefile
 
 Progress = Callable[[str], None]
-
-
-class EnvError(StubforgeError):
-    """An environment could not be created, packed or validated."""
 
 
 def _quiet(_: str) -> None:

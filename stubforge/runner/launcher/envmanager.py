@@ -1,7 +1,7 @@
 """EnvironmentManager semantics (TRITON_FACTS §3): directory envs are used in place; archives are extracted
 once per (realpath, mtime) into a private temp dir, re-extracted when the file changes, and concurrent loads of
-one archive wait for each other. Unlike r24.10, extraction refuses absolute paths, `..`, links that leave the
-destination, and device files.
+one archive wait for each other. Unlike Triton before r26.06, extraction refuses every member that could write
+outside the destination (envs/archive.py), and an archive that expands beyond its limit.
 """
 
 from __future__ import annotations
@@ -9,72 +9,23 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import tarfile
 import tempfile
 import threading
 from pathlib import Path
 
-from stubforge.errors import StubforgeError
+from stubforge.envs import archive as archive_rules
+from stubforge.errors import EnvError
 
 
-class EnvError(StubforgeError):
-    """An execution environment that cannot be used."""
-
-
-def _looks_like_tar_or_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(512)
-    return head[:2] == b"\x1f\x8b" or head[257:262] == b"ustar"
-
-
-def _check_member(member: tarfile.TarInfo, dest: Path, archive: Path) -> None:
-    name = member.name
-    parts = Path(name).parts
-    if os.path.isabs(name) or ".." in parts:
-        raise EnvError(
-            f"{archive}: member {name!r} would be written outside the env directory",
-            hint="the archive is unsafe (zip-slip); r24.10 would extract it anyway. Rebuild it with "
-            "stubforge pack-env",
-        )
-    if member.isdev() or member.isfifo():
-        raise EnvError(
-            f"{archive}: member {name!r} is a device or FIFO", hint="rebuild it with stubforge pack-env"
-        )
-    if member.issym() or member.islnk():
-        base = dest / Path(name).parent if member.issym() else dest
-        target = os.path.normpath(os.path.join(base, member.linkname))
-        if os.path.isabs(member.linkname) or not (
-            target == str(dest) or target.startswith(str(dest) + os.sep)
-        ):
-            raise EnvError(
-                f"{archive}: link {name!r} points outside the env ({member.linkname!r})",
-                hint="an env must be self-contained; rebuild it with stubforge pack-env",
-            )
-
-
-def safe_extract(archive: Path, dest: Path) -> None:
-    if not _looks_like_tar_or_gzip(archive):
-        raise EnvError(
-            f"{archive}: archive_read_open_filename() failed. (Triton reads only tar and tar.gz)",
-            hint="repack it as .tar.gz (stubforge pack-env -o NAME.tar.gz)",
-        )
-    dest.mkdir(parents=True, exist_ok=True)
-    resolved = dest.resolve()
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member, resolved, archive)
-            extra = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
-            tar.extractall(resolved, members=members, **extra)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise EnvError(
-            f"{archive}: cannot extract ({exc})", hint="the archive is damaged; pack it again"
-        ) from exc
+def safe_extract(archive: Path, dest: Path, *, max_bytes: int | None = None) -> None:
+    """Extract an env archive with the rules of envs/archive.py (one set for the runner and `check`)."""
+    archive_rules.extract(archive, dest, limits=archive_rules.default_limits(archive, max_bytes))
 
 
 class EnvironmentManager:
-    def __init__(self) -> None:
+    def __init__(self, *, max_env_bytes: int | None = None) -> None:
+        # None: each archive's default limit (envs/archive.py default_limits).
+        self.max_env_bytes = max_env_bytes
         self._base: Path | None = None
         self._extracted: dict[str, tuple[float, Path]] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -104,7 +55,7 @@ class EnvironmentManager:
             # Always a new directory: models already running from an older extraction keep their files.
             self._count += 1
             dest = self._base / str(self._count)
-            safe_extract(real, dest)
+            safe_extract(real, dest, max_bytes=self.max_env_bytes)
             if not (dest / "bin" / "activate").is_file():
                 shutil.rmtree(dest, ignore_errors=True)
                 raise EnvError(

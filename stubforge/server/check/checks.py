@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from stubforge.core import cache, elf, releases
+from stubforge.envs import archive as archive_rules
 from stubforge.errors import StubforgeError
-from stubforge.runner.launcher.envmanager import EnvError, _check_member
 from stubforge.triton import backends as backend_dirs
 from stubforge.triton import modelrepo
 
@@ -107,14 +107,14 @@ class _Env:
             self.names = [str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() or p.is_symlink()]
         else:
             with tarfile.open(path) as tar:
-                for member in tar.getmembers():
-                    name = member.name.lstrip("./") if member.name.startswith("./") else member.name
-                    self.members[name] = member
-                    if self.unsafe is None:
-                        try:
-                            _check_member(member, Path("/nonexistent-env-root"), path)
-                        except EnvError as exc:
-                            self.unsafe = exc.message
+                members = tar.getmembers()
+            for member in members:
+                name = member.name.lstrip("./") if member.name.startswith("./") else member.name
+                self.members[name] = member
+            # The same rules extraction applies (the runner refuses exactly what is flagged here).
+            finding = archive_rules.audit(members)
+            if finding is not None:
+                self.unsafe = f"{path}: unsafe member {finding.member!r}: {finding.reason}"
             self.names = list(self.members)
         self.name_set = set(self.names)
 
