@@ -68,8 +68,12 @@ static void *heartbeat(void *unused) {
     struct timespec pause = {0, HEARTBEAT_MS * 1000000L};
     for (;;) {
         __atomic_fetch_add(control_u64(OFF_HEARTBEAT), 1, __ATOMIC_RELAXED);
-        /* The parent is gone: nobody will ever read our answers (Triton's stub does the same). */
-        if (getppid() != parent_pid || kill(parent_pid, 0) != 0) _exit(0);
+        /* The parent is gone: nobody will ever read our answers (Triton's stub does the same). Processes the
+         * model forked share our process group (the parent started us as a session leader): take them too. */
+        if (getppid() != parent_pid || kill(parent_pid, 0) != 0) {
+            if (getpgrp() == getpid()) killpg(getpgrp(), SIGKILL); /* ourselves included */
+            _exit(0);
+        }
         nanosleep(&pause, NULL);
     }
     return NULL;

@@ -402,3 +402,57 @@ def test_byte_tensor_codec_matches_tritonclient() -> None:
     assert ours.serialize_byte_tensor(data)[0] == serialize_byte_tensor(data).item()
     encoded = serialize_byte_tensor(data).item()
     assert ours.deserialize_bytes_tensor(encoded).tolist() == deserialize_bytes_tensor(encoded).tolist()
+
+
+FORKS = """
+pid = os.fork()
+if pid == 0:
+    if SETSID:
+        os.setsid()
+    time.sleep(600)
+    os._exit(0)
+with open(os.environ["SF_CHILD_FILE"], "w") as fh:
+    fh.write(str(pid))
+"""
+
+
+@pytest.mark.parametrize("setsid", [False, True], ids=["same-group", "own-session"])
+def test_processes_the_model_forked_end_with_it(
+    setsid: bool, envs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    child_file = tmp_path / "child.pid"
+    monkeypatch.setenv("SF_CHILD_FILE", str(child_file))
+    code = FORKS.replace("SETSID", str(setsid)).strip().replace("\n", "\n        ")
+    model_dir = write_model(tmp_path, "forks", env=envs["3.10"], initialize=code)
+    with harness.load(model_dir, backend_config=CONFIG) as model:
+        model.infer({"INPUT0": np.ones(1, np.float32), "INPUT1": np.ones(1, np.float32)})
+        child = psutil.Process(int(child_file.read_text()))
+        assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+    # psutil.TimeoutExpired here would mean the model's child outlived the run.
+    with contextlib.suppress(psutil.NoSuchProcess):
+        child.wait(timeout=10)
+    assert leftovers() == []
+
+
+def test_a_forked_child_ends_when_the_parent_is_killed(envs: dict[str, Path], tmp_path: Path) -> None:
+    child_file = tmp_path / "child.pid"
+    code = FORKS.replace("SETSID", "False").strip().replace("\n", "\n        ")
+    model_dir = write_model(tmp_path, "forks", env=envs["3.8"], initialize=code)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(model_dir), PREFIX],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(Path(__file__).resolve().parents[2]),
+        env=dict(os.environ, SF_CHILD_FILE=str(child_file)),
+    )
+    try:
+        assert parent.stdout is not None
+        int(parent.stdout.readline())
+        child = psutil.Process(int(child_file.read_text()))
+        parent.kill()
+        parent.wait(timeout=30)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.wait(timeout=10)  # psutil.TimeoutExpired here would mean an orphan
+    finally:
+        parent.kill()
+    assert leftovers() == []

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import posix_ipc
+import psutil
 
 from stubforge.errors import StubforgeError
 from stubforge.runner.ipc import layout
@@ -157,10 +158,29 @@ class StubProcess:
         self.log.seek(0)
         return self.log.read().decode("utf-8", "replace")[-limit:]
 
-    def kill(self) -> None:
+    def _descendants(self) -> list[psutil.Process]:
+        """What the model started, while the stub lives to say so (a child that left the process group with
+        setsid is found only this way)."""
+        if not self.alive():
+            return []
+        try:
+            return psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def kill(self, strays: list[psutil.Process] | None = None) -> None:
+        """The stub and everything the model started: its process group (the stub leads its own session, and
+        a forked child stays in it) and the descendants seen while it lived."""
+        strays = list(strays or []) + self._descendants()
+        # While any member of the group lives its id cannot be reused, so this reaches only our processes.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
+        for stray in strays:
+            with contextlib.suppress(psutil.Error):
+                stray.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
 
@@ -259,6 +279,7 @@ class StubProcess:
 
     def close(self, timeout: float = 10.0) -> None:
         """finalize (when the model is up), wait for the exit, then clean everything up."""
+        strays = self._descendants()
         try:
             if self.alive() and not self.exit_reason:
                 with contextlib.suppress(StubError):
@@ -266,7 +287,7 @@ class StubProcess:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.process.wait(timeout=timeout)
         finally:
-            self.kill()
+            self.kill(strays)
             self.region.close()
             self.log.close()
 
