@@ -13,6 +13,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from stubforge.core import leftovers
 from stubforge.envs import archive as archive_rules
 from stubforge.errors import EnvError
 
@@ -35,7 +36,10 @@ class EnvironmentManager:
     def _lock_for(self, key: str) -> threading.Lock:
         with self._guard:
             if self._base is None:
-                self._base = Path(tempfile.mkdtemp(prefix="stubforge_env_"))
+                # Runs killed with SIGKILL could not remove theirs: take them back before adding ours.
+                leftovers.reclaim_runner_orphans()
+                self._base = Path(tempfile.mkdtemp(prefix=leftovers.RUNNER_PREFIX))
+                leftovers.write_owner(self._base)
             return self._locks.setdefault(key, threading.Lock())
 
     def resolve(self, env_path: Path) -> Path:
