@@ -318,7 +318,7 @@ def discover(env: dict[str, str] | None = None, extra: Iterable[str] = ()) -> li
     items = [(Path(p), "explicit") for p in extra] + candidates(env)
     probe_cache = _ProbeCache()
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda item: _describe_or_none(*item, probe_cache), items))
+        results = list(pool.map(lambda item: _describe_or_none(item[0], item[1], probe_cache), items))
     probe_cache.save()
     unique: dict[tuple[str, str], Interpreter] = {}
     for interp in results:
@@ -336,19 +336,32 @@ def _describe_or_none(path: Path, source: str, probe_cache: _ProbeCache) -> Inte
         return None
 
 
-_SPEC = re.compile(r"^(?:cp|py|python)?(3)\.?(\d{1,2})(?:\.(\d+))?$")
+# Implementation names that mean CPython in a --python value ("cp310", "cpython3.10", "python3.10", "py3.10").
+_CPYTHON_NAMES = {None, "cp", "cpython", "python", "py"}
 
 
 def parse_version_spec(spec: str) -> tuple[int, int, int | None] | None:
-    """'3.10', '3.10.13', 'cp310', 'python3.10' → (3, 10, micro|None); None when spec is not a version."""
-    text = spec.strip().lower()
-    match = _SPEC.match(text)
-    if not match:
+    """'3.10', '3.10.13', 'cp310', 'cpython3.10', 'py310' → (3, 10, micro|None); None when spec is not a
+    CPython 3.X version.
+
+    The grammar is virtualenv's and tox's (`-p`), parsed by python-discovery, the library virtualenv's discovery
+    became, so a --python value means here what it means there. stubforge narrows it: a stub embeds one CPython
+    3.X, so the minor version is required, other implementations, free-threaded builds (3.13t), 32-bit (-32)
+    and version ranges (>=3.10) are not versions here, and cp tags are never dotted (PEP 425: cp310)."""
+    from python_discovery import PythonSpec  # ~20 ms to import: only when a version is asked for
+
+    text = spec.strip()
+    parsed = PythonSpec.from_string_spec(text)
+    implementation = parsed.implementation.lower() if parsed.implementation else None
+    if implementation not in _CPYTHON_NAMES or parsed.path is not None:
         return None
-    if text.startswith("cp") and "." in text:
+    if parsed.major != 3 or parsed.minor is None or parsed.free_threaded:
         return None
-    major, minor, micro = match.groups()
-    return int(major), int(minor), int(micro) if micro is not None else None
+    if parsed.architecture not in (None, 64):
+        return None
+    if implementation == "cp" and "." in text:
+        return None
+    return parsed.major, parsed.minor, parsed.micro
 
 
 def _looks_like_path(spec: str) -> bool:

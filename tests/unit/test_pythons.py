@@ -23,6 +23,16 @@ from tests.conftest import interpreter
         ("3", None),
         ("banana", None),
         ("cp3.10", None),
+        # virtualenv's and tox's forms (python-discovery's grammar), narrowed to one CPython 3.X
+        ("cpython3.10", (3, 10, None)),
+        ("CPython3.8.18", (3, 8, 18)),
+        ("py310", (3, 10, None)),
+        ("3.10-64", (3, 10, None)),
+        ("pypy3.10", None),
+        ("3.13t", None),
+        ("3.10-32", None),
+        (">=3.10", None),
+        ("2.7", None),
     ],
 )
 def test_parse_version_spec(spec: str, expected: tuple[int, int, int | None] | None) -> None:
