@@ -25,6 +25,7 @@ import numpy as np
 
 from stubforge.core import cache, pythons, releases
 from stubforge.errors import PythonNotFound, StubforgeError
+from stubforge.runner import backend_config as backend_config_rules
 from stubforge.runner import batching
 from stubforge.runner import requests as validate
 from stubforge.runner.launcher import envmanager
@@ -201,23 +202,9 @@ def _interpreter(spec: str | None, minor: str) -> pythons.Interpreter:
 
 
 def _shm_settings(backend_config: dict[str, str]) -> tuple[str, int, int]:
-    """The python backend's own keys and rules (TRITON_FACTS §1)."""
-    prefix = backend_config.get("shm-region-prefix-name", DEFAULT_SHM_PREFIX)
-    try:
-        default = int(backend_config.get("shm-default-byte-size", MIN_SHM_SIZE))
-        growth = int(backend_config.get("shm-growth-byte-size", MIN_SHM_SIZE))
-    except ValueError as exc:
-        raise RunnerError(f"backend config: {exc}", hint="sizes are byte counts, e.g. 1048576") from exc
-    if default < MIN_SHM_SIZE:
-        raise RunnerError(
-            f"shm-default-byte-size {default} is below the minimum {MIN_SHM_SIZE}",
-            hint="use at least 1048576",
-        )
-    if growth <= 0:
-        raise RunnerError(f"shm-growth-byte-size {growth} must be positive", hint="e.g. 1048576")
-    if not prefix or "/" in prefix:
-        raise RunnerError(f"shm-region-prefix-name {prefix!r} is not usable", hint="a plain name, no '/'")
-    return prefix, default, growth
+    """The python backend's own keys and rules, validated (runner/backend_config.py)."""
+    settings = backend_config_rules.shm_settings(backend_config)
+    return settings.prefix, settings.default_size, settings.growth
 
 
 @dataclass
@@ -245,6 +232,8 @@ class Model:
         """auto_complete=False is tritonserver's --disable-auto-complete-config. fallback_python: the Python for
         a model whose deployment names none (BLS peers of a model run with --python)."""
         started = time.monotonic()
+        # Settings first: a bad value is an error before anything is resolved, built or started.
+        prefix, default, growth = _shm_settings(backend_config or {})
         self._peers: dict[str, Model] = {}
         self._peer_lock = threading.Lock()
         self._options: dict[str, Any] = {
@@ -263,7 +252,6 @@ class Model:
         self.execute_timeout = execute_timeout
         self.logs: list[dict[str, str]] = []
         self.timings = Timings()
-        prefix, default, growth = _shm_settings(backend_config or {})
         interp = _interpreter(
             python or (fallback_python if "calling model" in self.deployment.python_source else None),
             self.deployment.python,
