@@ -456,3 +456,28 @@ def test_a_forked_child_ends_when_the_parent_is_killed(envs: dict[str, Path], tm
     finally:
         parent.kill()
     assert leftovers() == []
+
+
+@pytest.mark.parametrize(
+    ("returned", "words"),
+    [
+        (
+            '["not a response"]',
+            "Expected an 'InferenceResponse' object in the execute function return list, found type \"<class 'str'>\"",
+        ),
+        ('"text"', "Expected a list in the execute return, found type \"<class 'str'>\""),
+        ("[]", "InferenceRequest(s) size is:1, and InferenceResponse(s) size is:0"),
+        ("[None]", "execute() returned None for request 0"),
+    ],
+    ids=["not-a-response", "not-a-list", "too-few", "none-element"],
+)
+def test_wrong_execute_returns_are_named(
+    returned: str, words: str, envs: dict[str, Path], tmp_path: Path
+) -> None:
+    model_dir = write_model(tmp_path, "wrong", env=envs["3.10"], execute=f"return {returned}")
+    with harness.load(model_dir, backend_config=CONFIG) as model:
+        with pytest.raises(ModelError) as caught:
+            model.infer({"INPUT0": np.ones(1, np.float32), "INPUT1": np.ones(1, np.float32)})
+        assert words.replace('"', "'") in str(caught.value.message)
+        assert "AttributeError" not in str(caught.value.message)
+    assert leftovers() == []

@@ -274,12 +274,36 @@ class Stub:
                     self._pending.get_nowait()
                 except queue.Empty:
                     break
-        if responses is None or len(responses) != len(requests):
+        # Triton's own checks and words (pb_stub.cc, ProcessRequests), before anything is read from a response.
+        if responses is None:
             raise pb.TritonModelException(
-                "execute() must return one InferenceResponse per request: got {} for {} requests".format(
-                    "None" if responses is None else len(responses), len(requests)
+                "execute() must return one InferenceResponse per request: got None for {} requests".format(
+                    len(requests)
                 )
             )
+        if not isinstance(responses, list):
+            raise pb.TritonModelException(
+                "Expected a list in the execute return, found type '{}'.".format(type(responses))
+            )
+        if len(responses) != len(requests):
+            raise pb.TritonModelException(
+                "Number of InferenceResponse objects do not match the number of InferenceRequest objects. "
+                "InferenceRequest(s) size is:{}, and InferenceResponse(s) size is:{}\n".format(
+                    len(requests), len(responses)
+                )
+            )
+        for i, response in enumerate(responses):
+            if response is None:
+                # Triton accepts it and sends nothing: the client of request i then waits forever.
+                raise pb.TritonModelException(
+                    "execute() returned None for request {}: Triton sends no response for it and its client "
+                    "waits forever (None is only for rescheduled requests)".format(i)
+                )
+            if not isinstance(response, pb.InferenceResponse):
+                raise pb.TritonModelException(
+                    "Expected an 'InferenceResponse' object in the execute function return list, found type "
+                    "'{}'.".format(type(response))
+                )
         answers = []
         for response in responses:
             outputs, at = self._write_tensors(response.output_tensors(), at)
