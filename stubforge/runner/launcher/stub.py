@@ -298,6 +298,16 @@ def _hint_for(output: str, spec: LaunchSpec) -> str:
             "libpython was not found: give the model an env of the stub's Python (stubforge pack-env --model), "
             "or run with --python X.Y"
         )
+    if (
+        "No module named" in output
+        and spec.env_dir is not None
+        and not (spec.env_dir / "bin" / "python3").exists()
+    ):
+        return (
+            f"the env {spec.env_dir} has no bin/python3: the stub takes its Python's prefix from the first "
+            "python3 on PATH, which is then another Python's, so the env's packages are not seen. Pack the env "
+            "with stubforge pack-env (it keeps bin/python3), or add bin/python3 of the stub's Python to it"
+        )
     if "No module named 'numpy'" in output:
         return (
             "the stub's Python has no numpy: add numpy (numpy<2 for r24.10) to the model's env, or to the "
