@@ -97,6 +97,8 @@ static PyObject *sfipc_grow(PyObject *self, PyObject *args) {
         /* Allocate now: a sparse page tmpfs cannot supply would kill us with SIGBUS on first touch. */
         int rc = posix_fallocate(region_fd, st.st_size, (off_t)size - st.st_size);
         if (rc != 0) {
+            /* Back to the size both sides have mapped, so the region stays usable after the error. */
+            if (ftruncate(region_fd, st.st_size) != 0) { /* the error below is the one to report */ }
             errno = rc;
             return PyErr_SetFromErrno(PyExc_OSError);
         }

@@ -366,6 +366,14 @@ class Model:
         self.logs.extend(reply.get("logs", []))
         if not reply.get("ok"):
             error = reply.get("error", {})
+            if error.get("origin") == "region":
+                raise stub_mod.StubError(
+                    f"{self.deployment.name}: {error.get('message', '')}",
+                    hint="/dev/shm has too little room for the region (`df -h /dev/shm`; in a container raise "
+                    "--shm-size), or a file-size limit applies to the stub (ulimit -f); the model's outputs did "
+                    "not fit in the region",
+                    details=error.get("traceback", ""),
+                )
             raise stub_mod.ModelError(
                 f"{self.deployment.name}: {error.get('type', 'Error')}: {error.get('message', '')}",
                 hint="the model's own error; its Python traceback is shown above",

@@ -481,3 +481,39 @@ def test_wrong_execute_returns_are_named(
         assert words.replace('"', "'") in str(caught.value.message)
         assert "AttributeError" not in str(caught.value.message)
     assert leftovers() == []
+
+
+GROWTH_FAILS = """
+import resource, signal
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        # A file-size limit makes the region's ftruncate fail with EFBIG: a real growth failure.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3 << 20, 3 << 20))
+
+    def execute(self, requests):
+        out = []
+        for request in requests:
+            n = int(pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()[0])
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", np.zeros(n, np.uint8))]))
+        return out
+"""
+
+
+def test_a_region_that_cannot_grow_is_the_stubs_failure_not_the_models(
+    envs: dict[str, Path], tmp_path: Path
+) -> None:
+    model_dir = write_model(tmp_path, "grows", env=envs["3.10"], source=GROWTH_FAILS, dtype="TYPE_INT64")
+    with harness.load(model_dir, backend_config=CONFIG) as model:
+        big = {"INPUT0": np.array([8 << 20], np.int64), "INPUT1": np.array([0], np.int64)}
+        with pytest.raises(StubError, match="could not grow the shared-memory region") as caught:
+            model.infer(big)
+        assert not isinstance(caught.value, ModelError) and "File too large" in caught.value.message
+        assert "/dev/shm" in caught.value.hint and "model's own error" not in caught.value.hint
+        # The region is still usable: a small answer goes through.
+        small = model.infer({"INPUT0": np.array([16], np.int64), "INPUT1": np.array([0], np.int64)})
+        assert small["OUTPUT0"].shape == (16,)
+    assert leftovers() == []

@@ -31,6 +31,18 @@ def _align(value):
     return (value + ALIGN - 1) // ALIGN * ALIGN
 
 
+class RegionGrowthError(Exception):
+    """The region could not be grown: the stub's failure, not the model's."""
+
+    def __init__(self, size, target, cause):
+        Exception.__init__(
+            self,
+            f"the stub could not grow the shared-memory region from {size} to {target} bytes: {cause.strerror or cause}",
+        )
+        self.size = size
+        self.target = target
+
+
 class Channel:
     """The stub's view of the region: read the parent's message, write tensors and the answer."""
 
@@ -53,7 +65,11 @@ class Channel:
         size = len(self.region)
         if needed > size:
             missing = needed - size
-            self.region = _sfipc.grow(size + self.growth * (missing // self.growth + 1))
+            target = size + self.growth * (missing // self.growth + 1)
+            try:
+                self.region = _sfipc.grow(target)
+            except OSError as exc:
+                raise RegionGrowthError(size, target, exc) from None
 
     def read(self):
         """The parent's message, and the first byte after it (where the answer may go)."""
@@ -76,6 +92,8 @@ def _error(exc):
         "type": type(exc).__name__,
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        # Who failed: the model's code, or the stub's region handling (not the model's fault).
+        "origin": "region" if isinstance(exc, RegionGrowthError) else "model",
     }
 
 
@@ -277,32 +295,28 @@ class Stub:
         # Triton's own checks and words (pb_stub.cc, ProcessRequests), before anything is read from a response.
         if responses is None:
             raise pb.TritonModelException(
-                "execute() must return one InferenceResponse per request: got None for {} requests".format(
-                    len(requests)
-                )
+                f"execute() must return one InferenceResponse per request: got None for {len(requests)} requests"
             )
         if not isinstance(responses, list):
             raise pb.TritonModelException(
-                "Expected a list in the execute return, found type '{}'.".format(type(responses))
+                f"Expected a list in the execute return, found type '{type(responses)}'."
             )
         if len(responses) != len(requests):
             raise pb.TritonModelException(
                 "Number of InferenceResponse objects do not match the number of InferenceRequest objects. "
-                "InferenceRequest(s) size is:{}, and InferenceResponse(s) size is:{}\n".format(
-                    len(requests), len(responses)
-                )
+                f"InferenceRequest(s) size is:{len(requests)}, and InferenceResponse(s) size is:{len(responses)}\n"
             )
         for i, response in enumerate(responses):
             if response is None:
                 # Triton accepts it and sends nothing: the client of request i then waits forever.
                 raise pb.TritonModelException(
-                    "execute() returned None for request {}: Triton sends no response for it and its client "
-                    "waits forever (None is only for rescheduled requests)".format(i)
+                    f"execute() returned None for request {i}: Triton sends no response for it and its client "
+                    "waits forever (None is only for rescheduled requests)"
                 )
             if not isinstance(response, pb.InferenceResponse):
                 raise pb.TritonModelException(
                     "Expected an 'InferenceResponse' object in the execute function return list, found type "
-                    "'{}'.".format(type(response))
+                    f"'{type(response)}'."
                 )
         answers = []
         for response in responses:
