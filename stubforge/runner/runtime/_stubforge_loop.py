@@ -37,7 +37,8 @@ class RegionGrowthError(Exception):
     def __init__(self, size, target, cause):
         Exception.__init__(
             self,
-            f"the stub could not grow the shared-memory region from {size} to {target} bytes: {cause.strerror or cause}",
+            f"the stub could not grow the shared-memory region from {size} to {target} bytes: "
+            f"{cause.strerror or cause}",
         )
         self.size = size
         self.target = target
