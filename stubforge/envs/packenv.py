@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -397,7 +397,10 @@ def _finish(
     }
     if options.output is not None:
         progress(f"write {options.output}")
-        pack.write_archive(env_dir, options.output)
+        try:
+            pack.write_archive(env_dir, options.output, replace=options.force)
+        except FileExistsError:
+            raise _taken(options.output) from None
         manifest["size"] = options.output.stat().st_size
         manifest["sha256"] = cache.sha256_of(options.output)
         manifest["seconds"] = round(time.monotonic() - started, 2)
@@ -407,18 +410,22 @@ def _finish(
     manifest["size"] = pack.tree_size(env_dir)
     manifest["seconds"] = round(time.monotonic() - started, 2)
     cache.write_json_atomic(env_dir / DIR_MANIFEST, manifest)
-    _replace_dir(env_dir, options.directory)
+    try:
+        pack.publish(env_dir, options.directory, replace=options.force)
+    except FileExistsError:
+        raise _taken(options.directory) from None
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise _taken(options.directory) from None
+        raise
     return PackResult(options.directory, "directory", manifest)
 
 
-def _replace_dir(new: Path, final: Path) -> None:
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(new, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, final)
+def _taken(target: Path) -> EnvError:
+    return EnvError(
+        f"{target} already exists: it appeared while this env was being packed (another pack-env?)",
+        hint="nothing was overwritten; pass --force to replace it, or choose another output",
+    )
 
 
 def _file_requirements(files: list[Path]) -> list[str]:
