@@ -244,3 +244,19 @@ def test_failures_are_reported_and_nothing_hangs_or_leaks(world: World, deployme
     # fine, no_libpython (hang: killed), numpy2, wrong_python (hang): two server starts.
     assert report["server_starts"] == 2
     assert _leftovers(before, world.root) == ([], [], [])
+
+
+def test_a_server_copied_out_of_the_wheel_gets_the_libs_hint(world: World, tmp_path: Path) -> None:
+    tree = tmp_path / "copied"
+    (tree / "bin").mkdir(parents=True)
+    shutil.copy2(world.server_root / "bin" / "tritonserver", tree / "bin" / "tritonserver")
+    repo = tmp_path / "repo"
+    (repo / "m" / "1").mkdir(parents=True)
+    (repo / "m" / "config.pbtxt").write_text('name: "m"\nbackend: "python"\n')
+    (repo / "m" / "1" / "model.py").write_text("class TritonPythonModel:\n    pass\n")
+    env = world.env()
+    env.pop("LD_LIBRARY_PATH")
+    proc = world.stubforge("verify", str(repo), "--tritonserver", str(tree), check=False, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "exited with code 127" in proc.stderr and "nvidia_pytriton.libs" in proc.stderr
+    assert "Traceback" not in proc.stderr

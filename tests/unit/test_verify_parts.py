@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,17 @@ def test_explain_is_silent_on_unknown_text() -> None:
 )
 def test_version_order(version: str, than: str, older: bool) -> None:
     assert releases.older(version, than) is older
+
+
+def test_a_server_missing_the_wheels_libraries_gets_the_libs_hint(tmp_path: Path) -> None:
+    from stubforge.server.verify.tritonserver import exit_hint
+
+    log = (
+        "tritonserver: error while loading shared libraries: libcudart-09529672.so.12.6.77: cannot open shared "
+        "object file: No such file or directory\n"
+    )
+    hint = exit_hint(127, log, tmp_path / "server.log")
+    assert "nvidia_pytriton.libs" in hint and "LD_LIBRARY_PATH" in hint and "libcudart-09529672" in hint
+    other = exit_hint(127, log.replace("libcudart-09529672.so.12.6.77", "libfoo.so.1"), tmp_path / "s.log")
+    assert "libfoo.so.1" in other and "nvidia_pytriton" not in other
+    assert str(tmp_path / "server.log") in exit_hint(1, "error: creating server", tmp_path / "server.log")

@@ -55,6 +55,26 @@ class ServerInstall:
         return path if path.is_dir() else None
 
 
+_MISSING_LIBRARY = re.compile(r"error while loading shared libraries: ([^:\s]+)")
+
+
+def exit_hint(code: int | None, log: str, log_path: Path) -> str:
+    """What to do about a server that exited before it was live, from its exit code and log."""
+    missing = _MISSING_LIBRARY.search(log)
+    if code == 127 and missing:
+        library = missing.group(1)
+        # auditwheel renames what it bundles to NAME-<8 hex>.so...: a library of a wheel's .libs directory.
+        bundled = re.search(r"-[0-9a-f]{8}\.so", library) is not None
+        if bundled or library.startswith(("libcudart", "libcublas", "libnvrtc", "libcuda", "libnccl")):
+            return (
+                f"the server cannot find {library}: a tritonserver copied out of the nvidia-pytriton wheel needs "
+                "the wheel's site-packages/nvidia_pytriton.libs on LD_LIBRARY_PATH (or pass the binary inside "
+                "the installed wheel: stubforge finds that directory itself, or use --pytriton)"
+            )
+        return f"the server cannot find {library}: put the directory holding it on LD_LIBRARY_PATH"
+    return f"its log is {log_path}"
+
+
 def from_binary(binary: Path) -> ServerInstall:
     """--tritonserver PATH: the binary, or the install root holding bin/tritonserver."""
     if binary.is_dir():
@@ -250,10 +270,11 @@ class RunningServer:
         url = f"http://127.0.0.1:{self.http_port}/v2/health/live"
         while time.monotonic() < deadline:
             if not self.alive():
+                log = self.log_since(0)
                 raise ServerError(
                     f"tritonserver exited with code {self.process.returncode} before it was live",
-                    hint=f"its log is {self.log_path}",
-                    details=_tail(self.log_since(0), 30),
+                    hint=exit_hint(self.process.returncode, log, self.log_path),
+                    details=_tail(log, 30),
                 )
             try:
                 with urllib.request.urlopen(url, timeout=1) as response:
