@@ -16,6 +16,20 @@ from stubforge.errors import StubforgeError
 
 _VERSIONED = re.compile(r"^(GLIBC|GLIBCXX|CXXABI)_(\d+(?:\.\d+)*)$")
 
+# ELF e_machine (as pyelftools names it) <-> the architecture name stubforge uses (uname -m): the one mapping.
+MACHINE_TO_ARCH: dict[str, str] = {"EM_X86_64": "x86_64", "EM_AARCH64": "aarch64"}
+ARCH_TO_MACHINE: dict[str, str] = {arch: machine for machine, arch in MACHINE_TO_ARCH.items()}
+
+
+def arch_of_machine(machine: str) -> str | None:
+    """'x86_64' for EM_X86_64; None for a machine stubforge does not target."""
+    return MACHINE_TO_ARCH.get(machine)
+
+
+def machine_of_arch(arch: str) -> str | None:
+    """'EM_AARCH64' for aarch64; None for an architecture stubforge does not target."""
+    return ARCH_TO_MACHINE.get(arch)
+
 
 @dataclass(frozen=True)
 class ElfInfo:
@@ -25,6 +39,11 @@ class ElfInfo:
     rpath: list[str]
     # Highest symbol version required per family: the oldest libc/libstdc++ the binary can run on.
     floors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def arch(self) -> str | None:
+        """The architecture the binary is for ('x86_64', 'aarch64'), None when stubforge does not target it."""
+        return arch_of_machine(self.machine)
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -1,7 +1,8 @@
-"""EnvironmentManager semantics (TRITON_FACTS §3): directory envs are used in place; archives are extracted
-once per (realpath, mtime) into a private temp dir, re-extracted when the file changes, and concurrent loads of
-one archive wait for each other. Unlike r24.10, extraction refuses absolute paths, `..`, links that leave the
-destination, and device files.
+"""EnvironmentManager semantics (docs/triton-behaviour.md, "EXECUTION_ENV_PATH"): directory envs are used in
+place; archives are extracted once per (realpath, mtime) into a private temp dir, re-extracted when the file
+changes, and concurrent loads of one archive wait for each other. Whatever the release imitated, extraction refuses
+absolute paths, `..`, links that leave the destination, and device files (releases without
+`refuses_unsafe_archive_members` extract such members; the runner never does).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from stubforge.core import releases
 from stubforge.errors import StubforgeError
 
 
@@ -27,14 +29,25 @@ def _looks_like_tar_or_gzip(path: Path) -> bool:
     return head[:2] == b"\x1f\x8b" or head[257:262] == b"ustar"
 
 
-def _check_member(member: tarfile.TarInfo, dest: Path, archive: Path) -> None:
+def _unsafe_hint(release: releases.Release | None) -> str:
+    if release is not None:
+        outcome = release.unsafe_archive_outcome()
+    else:
+        since = releases.first_release(lambda r: r.refuses_unsafe_archive_members)
+        outcome = f"Triton before {since} extracts it anyway, {since} and later refuse it"
+    return f"the archive is unsafe (zip-slip); {outcome}. Rebuild it with stubforge pack-env"
+
+
+def _check_member(
+    member: tarfile.TarInfo, dest: Path, archive: Path, release: releases.Release | None = None
+) -> None:
+    """Raise EnvError for a member that must not be extracted; `release` (None: any) words the hint."""
     name = member.name
     parts = Path(name).parts
     if os.path.isabs(name) or ".." in parts:
         raise EnvError(
             f"{archive}: member {name!r} would be written outside the env directory",
-            hint="the archive is unsafe (zip-slip); r24.10 would extract it anyway. Rebuild it with "
-            "stubforge pack-env",
+            hint=_unsafe_hint(release),
         )
     if member.isdev() or member.isfifo():
         raise EnvError(
@@ -52,7 +65,7 @@ def _check_member(member: tarfile.TarInfo, dest: Path, archive: Path) -> None:
             )
 
 
-def safe_extract(archive: Path, dest: Path) -> None:
+def safe_extract(archive: Path, dest: Path, release: releases.Release | None = None) -> None:
     if not _looks_like_tar_or_gzip(archive):
         raise EnvError(
             f"{archive}: archive_read_open_filename() failed. (Triton reads only tar and tar.gz)",
@@ -64,7 +77,7 @@ def safe_extract(archive: Path, dest: Path) -> None:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
             for member in members:
-                _check_member(member, resolved, archive)
+                _check_member(member, resolved, archive, release)
             extra = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
             tar.extractall(resolved, members=members, **extra)
     except (tarfile.TarError, OSError, EOFError) as exc:
@@ -87,8 +100,8 @@ class EnvironmentManager:
                 self._base = Path(tempfile.mkdtemp(prefix="stubforge_env_"))
             return self._locks.setdefault(key, threading.Lock())
 
-    def resolve(self, env_path: Path) -> Path:
-        """The directory to activate for EXECUTION_ENV_PATH `env_path`."""
+    def resolve(self, env_path: Path, release: releases.Release | None = None) -> Path:
+        """The directory to activate for EXECUTION_ENV_PATH `env_path`; `release` words the errors."""
         real = Path(os.path.realpath(env_path))
         if not real.exists():
             raise EnvError(f"{env_path}: no such execution environment", hint="check EXECUTION_ENV_PATH")
@@ -104,7 +117,7 @@ class EnvironmentManager:
             # Always a new directory: models already running from an older extraction keep their files.
             self._count += 1
             dest = self._base / str(self._count)
-            safe_extract(real, dest)
+            safe_extract(real, dest, release)
             if not (dest / "bin" / "activate").is_file():
                 shutil.rmtree(dest, ignore_errors=True)
                 raise EnvError(
