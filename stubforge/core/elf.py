@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection
+from elftools.elf.dynamic import DynamicSection, DynamicTag
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
 from elftools.elf.sections import SymbolTableSection
@@ -55,6 +55,12 @@ class ElfInfo:
         }
 
 
+def _tag_string(tag: DynamicTag) -> str:
+    """The string of DT_NEEDED, DT_RUNPATH or DT_RPATH: pyelftools sets it as an attribute named after the tag
+    (needed, runpath, rpath), which type checkers cannot see."""
+    return str(getattr(tag, str(tag.entry.d_tag)[3:].lower()))
+
+
 def _version_key(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split("."))
 
@@ -71,11 +77,11 @@ def read(path: Path) -> ElfInfo:
                 if isinstance(section, DynamicSection):
                     for tag in section.iter_tags():
                         if tag.entry.d_tag == "DT_NEEDED":
-                            needed.append(tag.needed)
+                            needed.append(_tag_string(tag))
                         elif tag.entry.d_tag == "DT_RUNPATH":
-                            runpath.extend(p for p in tag.runpath.split(":") if p)
+                            runpath.extend(p for p in _tag_string(tag).split(":") if p)
                         elif tag.entry.d_tag == "DT_RPATH":
-                            rpath.extend(p for p in tag.rpath.split(":") if p)
+                            rpath.extend(p for p in _tag_string(tag).split(":") if p)
                 elif isinstance(section, GNUVerNeedSection):
                     for _verneed, aux_iter in section.iter_versions():
                         for aux in aux_iter:
@@ -124,7 +130,7 @@ def shorten_runpath(path: Path, new: str) -> str | None:
         for tag in dynamic.iter_tags():
             if tag.entry.d_tag not in ("DT_RUNPATH", "DT_RPATH"):
                 continue
-            old = tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
+            old = _tag_string(tag)
             if len(new.encode()) > len(old.encode()):
                 raise StubforgeError(
                     f"{path}: cannot replace the run path {old!r} with the longer {new!r} in place",
