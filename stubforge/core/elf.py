@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection
+from elftools.elf.dynamic import DynamicSection, DynamicTag
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
 from elftools.elf.sections import SymbolTableSection
@@ -15,6 +15,20 @@ from elftools.elf.sections import SymbolTableSection
 from stubforge.errors import StubforgeError
 
 _VERSIONED = re.compile(r"^(GLIBC|GLIBCXX|CXXABI)_(\d+(?:\.\d+)*)$")
+
+# ELF e_machine (as pyelftools names it) <-> the architecture name stubforge uses (uname -m): the one mapping.
+MACHINE_TO_ARCH: dict[str, str] = {"EM_X86_64": "x86_64", "EM_AARCH64": "aarch64"}
+ARCH_TO_MACHINE: dict[str, str] = {arch: machine for machine, arch in MACHINE_TO_ARCH.items()}
+
+
+def arch_of_machine(machine: str) -> str | None:
+    """'x86_64' for EM_X86_64; None for a machine stubforge does not target."""
+    return MACHINE_TO_ARCH.get(machine)
+
+
+def machine_of_arch(arch: str) -> str | None:
+    """'EM_AARCH64' for aarch64; None for an architecture stubforge does not target."""
+    return ARCH_TO_MACHINE.get(arch)
 
 
 @dataclass(frozen=True)
@@ -26,6 +40,11 @@ class ElfInfo:
     # Highest symbol version required per family: the oldest libc/libstdc++ the binary can run on.
     floors: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def arch(self) -> str | None:
+        """The architecture the binary is for ('x86_64', 'aarch64'), None when stubforge does not target it."""
+        return arch_of_machine(self.machine)
+
     def to_dict(self) -> dict[str, object]:
         return {
             "machine": self.machine,
@@ -34,6 +53,12 @@ class ElfInfo:
             "rpath": self.rpath,
             "floors": self.floors,
         }
+
+
+def _tag_string(tag: DynamicTag) -> str:
+    """The string of DT_NEEDED, DT_RUNPATH or DT_RPATH: pyelftools sets it as an attribute named after the tag
+    (needed, runpath, rpath), which type checkers cannot see."""
+    return str(getattr(tag, str(tag.entry.d_tag)[3:].lower()))
 
 
 def _version_key(text: str) -> tuple[int, ...]:
@@ -52,11 +77,11 @@ def read(path: Path) -> ElfInfo:
                 if isinstance(section, DynamicSection):
                     for tag in section.iter_tags():
                         if tag.entry.d_tag == "DT_NEEDED":
-                            needed.append(tag.needed)
+                            needed.append(_tag_string(tag))
                         elif tag.entry.d_tag == "DT_RUNPATH":
-                            runpath.extend(p for p in tag.runpath.split(":") if p)
+                            runpath.extend(p for p in _tag_string(tag).split(":") if p)
                         elif tag.entry.d_tag == "DT_RPATH":
-                            rpath.extend(p for p in tag.rpath.split(":") if p)
+                            rpath.extend(p for p in _tag_string(tag).split(":") if p)
                 elif isinstance(section, GNUVerNeedSection):
                     for _verneed, aux_iter in section.iter_versions():
                         for aux in aux_iter:
@@ -105,7 +130,7 @@ def shorten_runpath(path: Path, new: str) -> str | None:
         for tag in dynamic.iter_tags():
             if tag.entry.d_tag not in ("DT_RUNPATH", "DT_RPATH"):
                 continue
-            old = tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
+            old = _tag_string(tag)
             if len(new.encode()) > len(old.encode()):
                 raise StubforgeError(
                     f"{path}: cannot replace the run path {old!r} with the longer {new!r} in place",

@@ -1,14 +1,24 @@
-"""What stubforge knows about each Triton release, kept as data.
+"""What stubforge knows about each Triton release, kept as data: one typed `Release` per branch.
 
-The fetched python_backend CMakeLists is the source of truth for pins (see build/pins.py); the values here are
-the fallback used before sources exist (which pybind11/dlpack/boost to fetch) and the facts no file records
-(which launcher the server uses, which build modes are proven).
+The behaviours are fields read from one table of changes (`_CHANGES`): each row is the first release where
+something changed, read from the python_backend branches r23.12 … r26.07 and from a real r24.10 server
+(docs/triton-behaviour.md). Code asks the release in play (`release.hangs_on_dead_stub`, `release.activation`)
+instead of naming a release in a sentence.
+
+The fetched python_backend CMakeLists is the source of truth for pins (see stubs/pins.py); the pins here are the
+fallback used before sources exist (which pybind11/dlpack/boost to fetch).
+
+`--triton` is parsed once, at the edge, with `as_release`; library functions accept `Release | str` and call it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from stubforge.errors import ReleaseError
 
@@ -17,20 +27,70 @@ BOOST_ARCHIVE_BASE = "https://archives.boost.io/release/"
 DEFAULT_TRITON = "24.10"
 
 
+class Activation(enum.Enum):
+    """How the server starts a stub inside an execution environment (docs/triton-behaviour.md, "EXECUTION_ENV_PATH")."""
+
+    # `bash -c "source <env>/bin/activate && exec env LD_LIBRARY_PATH=<env>/lib:... <stub> ..."`, paths unquoted;
+    # the stub is first run with no arguments as a probe.
+    BASH_SOURCE_ACTIVATE = "bash"
+    # fork + execve, no shell, no probe: the server sets VIRTUAL_ENV, puts <env>/bin first on PATH and <env>/lib
+    # first on LD_LIBRARY_PATH and drops PYTHONHOME; bin/activate must exist but never runs.
+    EXECV_WITH_VARIABLES = "execv"
+
+    @property
+    def sources_activate(self) -> bool:
+        """<env>/bin/activate runs (and with it conda activate.d hooks and any custom exports)."""
+        return self is Activation.BASH_SOURCE_ACTIVATE
+
+    @property
+    def probes_stub(self) -> bool:
+        """The stub is run with no arguments before every start and chmod-ed to 0100 unless it exits 1."""
+        return self is Activation.BASH_SOURCE_ACTIVATE
+
+
+@dataclass(frozen=True)
+class NameRules:
+    """Which characters in a model or env path a release's launcher cannot take, and what it does then."""
+
+    characters: frozenset[str]
+    effect: str  # completes "Triton rYY.MM ...": what the launcher does with such a path
+
+    def offending(self, text: str) -> list[str]:
+        return sorted(set(text) & self.characters)
+
+
+# r25.08+ reject stub, instance and region names holding any of these (docs/triton-behaviour.md, "Newer releases").
+_REJECTED_BY_EXECV = frozenset(";|&$`<>()[]{}\\\"'*?~#!")
+# The bash launcher pastes paths unquoted into `bash -c`: a space splits them, the rest is shell syntax.
+BASH_NAME_RULES = NameRules(
+    characters=_REJECTED_BY_EXECV | {" "},
+    effect="starts the stub through an unquoted bash -c command, which splits or interprets it",
+)
+EXECV_NAME_RULES = NameRules(characters=_REJECTED_BY_EXECV, effect="rejects names containing it")
+
+
 @dataclass(frozen=True)
 class Release:
     branch: str  # rYY.MM, the branch name of every Triton repository for this release
     triton_version: str | None  # server version 2.NN.0, None where not known
-    pybind11: str  # pinned pybind11 version
+    pybind11: str  # pinned pybind11 version (< 2.12: numpy 2 breaks tensors)
     dlpack: str
     googletest: str
     boost: str  # boost version of the ExternalProject / TRITON_BOOST_URL download
     boost_sha256: str | None
     boost_via_url_variable: bool  # r25.11+: TRITON_BOOST_URL; before: fixed URL, no override
     cmake_minimum: str
-    # r24.10 and earlier start the stub through `bash -c` and probe it with no arguments first (TRITON_FACTS §1).
-    launcher: str  # "bash" or "execv"
-    # Unity build proven equivalent (symbols + behaviour in a real server) for this release (TRITON_FACTS §7).
+    activation: Activation
+    # A stub that dies before its first message: the server waits forever, ignores SIGINT and leaves its
+    # /dev/shm regions behind (checked in r24.10); r25.08+ gives up after 10 s windows.
+    hangs_on_dead_stub: bool
+    # Tarball envs of several python-family backends extracted at once corrupt each other (a process-wide chdir
+    # during extraction; reproduced in r24.10, and no later branch changes that extraction).
+    parallel_extraction_race: bool
+    name_rules: NameRules
+    # r26.06+: libarchive's secure flags refuse `..`, absolute paths and writes through links already on disk.
+    refuses_unsafe_archive_members: bool
+    # Unity build proven equivalent (symbols + behaviour in a real server) for this release.
     unity_proven: bool
 
     @property
@@ -45,9 +105,78 @@ class Release:
     def boost_url(self) -> str:
         return f"{BOOST_ARCHIVE_BASE}{self.boost}/source/{self.boost_tarball_name}"
 
+    @property
+    def allows_numpy2(self) -> bool:
+        """Whether this release's own stubs (its pybind11 pin) pass numpy 2 tensors correctly."""
+        return not older(self.pybind11, NUMPY2_PYBIND11)
+
+    def numpy2_breaks(self, numpy: str) -> bool:
+        """numpy `numpy` under a stub of this release's pybind11 pin crosses tensors wrong."""
+        return numpy2_breaks(numpy, self.pybind11)
+
+    def dead_stub_outcome(self, *, at_load: bool = False) -> str:
+        """What the server does when a stub dies before its first message, as a clause of a sentence:
+        "the stub will not start and {outcome}". at_load: said of a model not loaded yet (check)."""
+        if self.hangs_on_dead_stub:
+            return (
+                f"Triton {self.branch} will hang at load" if at_load else f"Triton {self.branch} hangs on it"
+            )
+        return (
+            f"Triton {self.branch} will fail the load after its start-up wait"
+            if at_load
+            else f"Triton {self.branch} fails the load after its start-up wait"
+        )
+
+    def unsafe_archive_outcome(self) -> str:
+        """What the server does with an env archive member that would land outside the env (zip-slip)."""
+        if self.refuses_unsafe_archive_members:
+            return f"Triton {self.branch} refuses to extract it"
+        return f"Triton {self.branch} extracts it anyway (zip-slip)"
+
 
 _BOOST_179_SHA256 = "273f1be93238a068aba4f9735a4a2b003019af067b9c183ed227780b8f36062c"
 _BOOST_180_SHA256 = "4b2136f98bdd1f5857f1c3dea9ac2018effe65286cf251534b6ae20cc45e1847"
+# pybind11 from which numpy 2 tensors cross correctly.
+NUMPY2_PYBIND11 = "2.12"
+
+# The oldest release stubforge has read, with every behaviour it has.
+_FIRST = Release(
+    branch="r23.12",
+    triton_version=None,  # filled in per release by _server_version
+    pybind11="2.10.0",
+    dlpack="0.8",
+    googletest="1.12.1",  # common pins an untagged commit (9406a60c); any googletest configures
+    boost="1.79.0",
+    boost_sha256=_BOOST_179_SHA256,
+    boost_via_url_variable=False,
+    cmake_minimum="3.17",
+    activation=Activation.BASH_SOURCE_ACTIVATE,
+    hangs_on_dead_stub=True,
+    parallel_extraction_race=True,
+    name_rules=BASH_NAME_RULES,
+    refuses_unsafe_archive_members=False,
+    unity_proven=False,
+)
+_LAST_KNOWN = "r26.07"
+
+# THE table: (first release with the change, the fields that changed there). Later rows apply on top of earlier
+# ones; a field not named keeps its value. Read from the python_backend branches (docs/triton-behaviour.md).
+_CHANGES: tuple[tuple[str, dict[str, Any]], ...] = (
+    # Proven = same exported symbols as the plain build and identical answers in a real server.
+    ("r24.10", {"unity_proven": True}),
+    ("r24.11", {"pybind11": "2.12.0", "unity_proven": False}),
+    (
+        "r25.08",
+        {
+            "cmake_minimum": "3.31.8",
+            "activation": Activation.EXECV_WITH_VARIABLES,
+            "hangs_on_dead_stub": False,
+            "name_rules": EXECV_NAME_RULES,
+        },
+    ),
+    ("r25.11", {"boost": "1.80.0", "boost_sha256": _BOOST_180_SHA256, "boost_via_url_variable": True}),
+    ("r26.06", {"refuses_unsafe_archive_members": True}),
+)
 
 
 def _server_version(yy: int, mm: int) -> str | None:
@@ -61,38 +190,31 @@ def _server_version(yy: int, mm: int) -> str | None:
     return None
 
 
-def _known(yy: int, mm: int) -> Release:
-    """Facts read from every python_backend branch r23.12 … r26.07 (top-level CMakeLists)."""
-    months = 12 * yy + mm
-    url_variable = months >= 12 * 25 + 11  # r25.11+: boost 1.80 through TRITON_BOOST_URL
-    return Release(
-        branch=f"r{yy:02d}.{mm:02d}",
-        triton_version=_server_version(yy, mm),
-        pybind11="2.10.0" if months <= 12 * 24 + 10 else "2.12.0",  # r24.11 moved to v2.12.0
-        dlpack="0.8",
-        googletest="1.12.1",  # common pins an untagged commit (9406a60c); any googletest configures
-        boost="1.80.0" if url_variable else "1.79.0",
-        boost_sha256=_BOOST_180_SHA256 if url_variable else _BOOST_179_SHA256,
-        boost_via_url_variable=url_variable,
-        cmake_minimum="3.31.8" if months >= 12 * 25 + 8 else "3.17",
-        launcher="execv" if months >= 12 * 25 + 8 else "bash",
-        # Proven = same exported symbols as the plain build and identical answers in a real server.
-        unity_proven=(yy, mm) == (24, 10),
-    )
+def _known(branch: str) -> Release:
+    """A known release: _FIRST with every change up to it applied (a row applies only from its own branch on,
+    so `unity_proven` set at r24.10 and cleared at r24.11 holds for r24.10 alone)."""
+    release = _FIRST
+    for since, changes in _CHANGES:
+        if since <= branch:
+            release = dataclasses.replace(release, **changes)
+    yy, mm = int(branch[1:3]), int(branch[4:6])
+    return dataclasses.replace(release, branch=branch, triton_version=_server_version(yy, mm))
 
 
 KNOWN: dict[str, Release] = {
-    r.branch: r
-    for r in (_known(yy, mm) for yy in (23, 24, 25, 26) for mm in range(1, 13))
-    if "r23.12" <= r.branch <= "r26.07"
+    b: _known(b)
+    for b in (f"r{yy:02d}.{mm:02d}" for yy in (23, 24, 25, 26) for mm in range(1, 13))
+    if _FIRST.branch <= b <= _LAST_KNOWN
 }
 
 _BRANCH = re.compile(r"^r?(\d{2})\.(\d{2})$")
 _SERVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 
-def normalize(spec: str) -> str:
-    """'24.10', 'r24.10' or '2.51.0' → 'r24.10'."""
+def normalize(spec: Release | str) -> str:
+    """'24.10', 'r24.10' or '2.51.0' → 'r24.10' (a Release gives its branch)."""
+    if isinstance(spec, Release):
+        return spec.branch
     text = spec.strip()
     match = _BRANCH.match(text)
     if match:
@@ -112,26 +234,45 @@ def normalize(spec: str) -> str:
     )
 
 
-def get(spec: str) -> Release:
-    """Release knowledge for a spec; unknown releases get the newest known defaults (pins come from sources)."""
+def as_release(spec: Release | str) -> Release:
+    """The Release for '24.10', 'r24.10', '2.51.0' or a Release (returned as is): library functions take either.
+
+    Unknown releases get the knowledge of the newest known release before them (pins come from sources), with no
+    server version and no proven unity build."""
+    if isinstance(spec, Release):
+        return spec
     branch = normalize(spec)
     if branch in KNOWN:
         return KNOWN[branch]
-    newer = [r for r in KNOWN.values() if r.branch <= branch]
-    template = max(newer, key=lambda r: r.branch) if newer else min(KNOWN.values(), key=lambda r: r.branch)
-    return Release(
-        branch=branch,
-        triton_version=None,
-        pybind11=template.pybind11,
-        dlpack=template.dlpack,
-        googletest=template.googletest,
-        boost=template.boost,
-        boost_sha256=template.boost_sha256,
-        boost_via_url_variable=template.boost_via_url_variable,
-        cmake_minimum=template.cmake_minimum,
-        launcher=template.launcher,
-        unity_proven=False,
+    older_known = [r for r in KNOWN.values() if r.branch <= branch]
+    template = (
+        max(older_known, key=lambda r: r.branch)
+        if older_known
+        else min(KNOWN.values(), key=lambda r: r.branch)
     )
+    return dataclasses.replace(template, branch=branch, triton_version=None, unity_proven=False)
+
+
+def get(spec: Release | str) -> Release:
+    """as_release under its older name."""
+    return as_release(spec)
+
+
+def default_release() -> Release:
+    """The release assumed when none is given (DEFAULT_TRITON)."""
+    return KNOWN[normalize(DEFAULT_TRITON)]
+
+
+DEFAULT: Release = default_release()
+
+
+def first_release(has: Callable[[Release], bool]) -> str:
+    """The first known branch for which `has` is true, e.g. `first_release(lambda r: not r.hangs_on_dead_stub)`
+    == "r25.08": for messages about releases other than the one in play."""
+    for branch in sorted(KNOWN):
+        if has(KNOWN[branch]):
+            return branch
+    raise ValueError("no known release has that behaviour")
 
 
 def older(version: str, than: str) -> bool:
@@ -144,5 +285,6 @@ def older(version: str, than: str) -> bool:
 
 
 def numpy2_breaks(numpy: str, pybind11: str) -> bool:
-    """numpy >= 2 under a stub built with pybind11 < 2.12: tensors cross wrong (TRITON_FACTS numpy 2)."""
-    return not older(numpy, "2") and older(pybind11, "2.12")
+    """numpy >= 2 under a stub built with pybind11 < 2.12: tensors cross wrong (docs/triton-behaviour.md,
+    "numpy 2"). Release.numpy2_breaks applies it to a release's own pin."""
+    return not older(numpy, "2") and older(pybind11, NUMPY2_PYBIND11)

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from stubforge.core.releases import Release, first_release
 from stubforge.errors import EnvError
 
 # The default expansion limit: this many times the archive's size, and never less than FLOOR_BYTES. A packed
@@ -338,16 +339,28 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def extract(archive: Path, dest: Path, *, limits: Limits | None = None) -> None:
-    """Extract `archive` into `dest`, which must not exist yet. On any failure `dest` is removed."""
+def unsafe_hint(release: Release | None = None) -> str:
+    """What to do about an unsafe archive, and what Triton (the release in play, or every release) does."""
+    if release is not None:
+        outcome = release.unsafe_archive_outcome()
+    else:
+        since = first_release(lambda r: r.refuses_unsafe_archive_members)
+        outcome = f"Triton {since} and newer refuse it too, older releases write the member wherever it leads"
+    return f"nothing was extracted ({outcome}); rebuild the env with stubforge pack-env"
+
+
+def extract(
+    archive: Path, dest: Path, *, limits: Limits | None = None, release: Release | None = None
+) -> None:
+    """Extract `archive` into `dest`, which must not exist yet. On any failure `dest` is removed.
+    `release` only words the hint of an unsafe archive."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     members = read_members(archive, limits=limits or default_limits(archive), dest=dest)
     finding = audit(members)
     if finding is not None:
         raise UnsafeArchive(
             f"{archive}: unsafe member {finding.member!r}: {finding.reason}",
-            hint="nothing was extracted. Triton r26.06 and newer refuse such archives too (older releases "
-            "write the member wherever it leads); rebuild the env with stubforge pack-env",
+            hint=unsafe_hint(release),
         )
     os.mkdir(dest, 0o700)
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)

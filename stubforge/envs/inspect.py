@@ -127,7 +127,8 @@ def run_probe(
     # The env is judged on its own: this machine's ~/.local site-packages is not the server's.
     clean["PYTHONNOUSERSITE"] = "1"
     if activate_with_bash:
-        # r24.10: bash -c "source <env>/bin/activate && exec env LD_LIBRARY_PATH=<env>/lib:... <stub>"
+        # Activation.BASH_SOURCE_ACTIVATE (up to r25.07):
+        # bash -c "source <env>/bin/activate && exec env LD_LIBRARY_PATH=<env>/lib:... <stub>"
         script = f'source "{env_dir}/bin/activate" && exec python3 -c "$0" "$1"'
         args = ["bash", "-c", script, _PROBE, payload]
         env = clean
@@ -170,7 +171,10 @@ def validate(
             hint="the stub loads libpython from <env>/lib: create the env from a shared-library CPython",
         )
     if not (env_dir / "bin" / "activate").is_file():
-        raise EnvError(f"{env_dir}/bin/activate is missing", hint="Triton r24.10 refuses an env without it")
+        raise EnvError(
+            f"{env_dir}/bin/activate is missing",
+            hint="every Triton release refuses an env without it, even those that never run it",
+        )
     wanted = requirement_names(requirements)
     data = run_probe(env_dir, ["numpy"], dists=wanted)
     version = str(data["version"])

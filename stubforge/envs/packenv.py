@@ -17,6 +17,7 @@ from typing import Any
 
 from stubforge import __version__
 from stubforge.core import cache, elf, pythons, releases
+from stubforge.core.targets import Target, as_target
 from stubforge.envs import condapack, create, inspect, pack
 from stubforge.envs import spec as spec_mod
 from stubforge.envs.create import EnvError
@@ -49,7 +50,8 @@ class PackOptions:
     directory: Path | None = None  # a directory env
     prune: bool = False
     force: bool = False
-    triton: str = "24.10"
+    triton: releases.Release | str = releases.DEFAULT_TRITON
+    target: Target | None = None  # the machine the env is for; None: this one (only recorded for now)
     stub: Path | None = None  # the stub the env will run with: its pybind11 decides numpy 2
     model_dir: Path | None = (
         None  # write EXECUTION_ENV_PATH into its config.pbtxt (output defaults inside it)
@@ -88,11 +90,10 @@ def _numpy2_policy(options: PackOptions) -> tuple[bool, str]:
     if options.stub is not None:
         manifest = _stub_manifest(options.stub)
         if manifest and manifest.get("pybind11"):
-            allowed = not releases.older(str(manifest["pybind11"]), "2.12")
+            allowed = not releases.older(str(manifest["pybind11"]), releases.NUMPY2_PYBIND11)
             return allowed, f"the stub {options.stub} was built with pybind11 {manifest['pybind11']}"
-    release = releases.get(options.triton)
-    allowed = not releases.older(release.pybind11, "2.12")
-    return allowed, f"Triton {release.yymm}'s stubs use pybind11 {release.pybind11}"
+    release = releases.as_release(options.triton)
+    return release.allows_numpy2, f"Triton {release.yymm}'s stubs use pybind11 {release.pybind11}"
 
 
 def _check_output(options: PackOptions) -> Path:
@@ -391,6 +392,7 @@ def _finish(
         "requirements": requirements,
         "requirement_files": [str(p) for p in options.requirement_files],
         "triton": releases.normalize(options.triton),
+        "target": as_target(options.target).to_dict(),
         "pruned_bytes": freed,
         "warnings": report.warnings,
         "log": str(log),

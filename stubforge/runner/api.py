@@ -221,7 +221,7 @@ class Model:
         model_dir: Path | str,
         *,
         python: str | None = None,
-        triton: str = "24.10",
+        triton: releases.Release | str = releases.DEFAULT_TRITON,
         backends: Path | str | None = None,
         backend_config: dict[str, str] | None = None,
         startup_timeout: float = 30.0,
@@ -245,7 +245,7 @@ class Model:
             "auto_complete": auto_complete,
             "fallback_python": python or fallback_python,
         }
-        self.release = releases.get(triton)
+        self.release = releases.as_release(triton)
         self.deployment = deployment(
             Path(model_dir), python, Path(backends) if backends else None, fallback_python=fallback_python
         )
@@ -264,7 +264,9 @@ class Model:
         self._batcher: batching.Batcher | None = None
         try:
             env_dir = (
-                envmanager.shared().resolve(self.deployment.env_path) if self.deployment.env_path else None
+                envmanager.shared().resolve(self.deployment.env_path, self.release)
+                if self.deployment.env_path
+                else None
             )
             base_env = dict(os.environ)
             base_env.setdefault("PYTHONUNBUFFERED", "1")  # the model's print() reaches output() as it happens
@@ -284,7 +286,7 @@ class Model:
                 instance="",
                 runtime_dir=self.deployment.runtime_dir,
                 env_dir=env_dir,
-                launcher=self.release.launcher,
+                release=self.release,
                 base_env=base_env,
                 shm_prefix=prefix,
                 default_size=default,

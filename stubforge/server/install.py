@@ -16,6 +16,7 @@ from typing import Any
 
 from stubforge import __version__
 from stubforge.core import cache, elf, pythons, releases
+from stubforge.core.targets import Target, as_target
 from stubforge.errors import StubforgeError
 from stubforge.stubs import build as stub_mod
 from stubforge.stubs import probe as verify
@@ -51,17 +52,19 @@ def _interpreter_for(stub: Path, python: str | None) -> pythons.Interpreter:
 
 def import_stub(
     path: Path,
-    triton: str,
+    triton: releases.Release | str,
     *,
     python: str | None = None,
     pybind11: str | None = None,
     library_path: tuple[str, ...] = (),
     force: bool = False,
+    target: Target | None = None,
 ) -> stub_mod.BuildResult:
-    """Verify a stub built elsewhere (e.g. the nvidia-pytriton wheel's) and store it like a built one."""
+    """Verify a stub built elsewhere (e.g. the nvidia-pytriton wheel's) and store it like a built one.
+    `target`: the machine it is for (None: this one), recorded in its manifest."""
     if not path.is_file():
         raise InstallError(f"{path}: no such file", hint="pass the path of a triton_python_backend_stub")
-    release = releases.get(triton)
+    release = releases.as_release(triton)
     interp = _interpreter_for(path, python)
     needed = elf.read(path).needed
     gpu = any(n.startswith(("libcudart", "libcuda.")) for n in needed)
@@ -101,6 +104,7 @@ def import_stub(
                 "triton": {"release": release.branch, "server_version": release.triton_version},
                 "python": {"version": interp.version, "minor": interp.minor, "executable": interp.executable},
                 "arch": platform.machine(),
+                "target": as_target(target).to_dict(),
                 "gpu": gpu,
                 "pybind11": pybind11 or "unknown",
                 "boost": {"version": "unknown"},
@@ -123,7 +127,7 @@ def _wheel_libraries(stub: Path) -> tuple[str, ...]:
     return ()
 
 
-def find_cached_stub(triton: str, minor: str, gpu: bool | None = None) -> Path | None:
+def find_cached_stub(triton: releases.Release | str, minor: str, gpu: bool | None = None) -> Path | None:
     """The newest cached stub of that release and Python: CPU builds first (a GPU build needs a CUDA runtime),
     built ones before imported ones. gpu=True/False restricts to that kind."""
     branch = releases.normalize(triton)
@@ -146,13 +150,15 @@ def find_cached_stub(triton: str, minor: str, gpu: bool | None = None) -> Path |
     return Path(candidates[0]["path"]) if candidates else None
 
 
-def _choose_stub(python: str | None, stub: Path | None, triton: str) -> Path:
+def _choose_stub(
+    python: str | None, stub: Path | None, triton: releases.Release | str, target: Target | None = None
+) -> Path:
     """--stub FILE (checked against --python), or the cached stub of that Python, built when missing."""
     if stub is None:
         if not python:
             raise InstallError("which stub? pass --python 3.X or --stub FILE", hint="e.g. --python 3.8")
         cached = find_cached_stub(triton, pythons.resolve(python).minor)
-        return cached or stub_mod.build_one(python, stub_mod.BuildOptions(triton=triton)).stub
+        return cached or stub_mod.build_one(python, stub_mod.BuildOptions(triton=triton, target=target)).stub
     if not stub.is_file():
         raise InstallError(
             f"--stub {stub}: no such file", hint="pass the path of a triton_python_backend_stub"
@@ -183,31 +189,33 @@ def install_model_stub(
     *,
     python: str | None,
     stub: Path | None = None,
-    triton: str = "24.10",
+    triton: releases.Release | str = releases.DEFAULT_TRITON,
     force: bool = False,
+    target: Target | None = None,
 ) -> InstallResult:
-    """Put a stub at <model_dir>/triton_python_backend_stub (beside config.pbtxt), atomically."""
+    """Put a stub at <model_dir>/triton_python_backend_stub (beside config.pbtxt), atomically. `target`: the
+    machine the server runs on (None: this one), recorded in the sidecar."""
     info = modelrepo.read_config(model_dir)
-    stub = _choose_stub(python, stub, triton)
+    stub = _choose_stub(python, stub, triton, target)
     minor = stub_python(stub)
-    target = info.path.parent / cache.STUB_NAME
+    dest = info.path.parent / cache.STUB_NAME
     digest = cache.sha256_of(stub)
     changed = True
-    if target.exists():
-        if cache.sha256_of(target) == digest:
+    if dest.exists():
+        if cache.sha256_of(dest) == digest:
             changed = False
         elif not force:
             raise InstallError(
-                f"{target} already holds a different stub (Python {_safe_python(target)})",
+                f"{dest} already holds a different stub (Python {_safe_python(dest)})",
                 hint="pass --force to replace it",
             )
     if changed:
-        fd, tmp = tempfile.mkstemp(prefix=f".{cache.STUB_NAME}.", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{cache.STUB_NAME}.", dir=dest.parent)
         os.close(fd)
         try:
             shutil.copyfile(stub, tmp)
             os.chmod(tmp, 0o755)
-            os.replace(tmp, target)
+            os.replace(tmp, dest)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -217,11 +225,12 @@ def install_model_stub(
         "source": str(stub),
         "sha256": digest,
         "python": minor,
+        "target": as_target(target).to_dict(),
         "manifest": _manifest_of(stub),
     }
-    cache.write_json_atomic(target.with_name(target.name + SIDECAR), sidecar)
-    warnings = libpython_reachability(target, model_dir, info)
-    return InstallResult(target, changed, stub, warnings)
+    cache.write_json_atomic(dest.with_name(dest.name + SIDECAR), sidecar)
+    warnings = libpython_reachability(dest, model_dir, info, triton)
+    return InstallResult(dest, changed, stub, warnings)
 
 
 def _safe_python(stub: Path) -> str:
@@ -249,8 +258,15 @@ def _system_libraries() -> set[str]:
     return {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
 
 
-def libpython_reachability(stub: Path, model_dir: Path, info: modelrepo.ModelConfigInfo) -> list[str]:
-    """Where the server will find the stub's libpython; a warning when nowhere (r24.10 then hangs forever)."""
+def libpython_reachability(
+    stub: Path,
+    model_dir: Path,
+    info: modelrepo.ModelConfigInfo,
+    triton: releases.Release | str = releases.DEFAULT_TRITON,
+) -> list[str]:
+    """Where the server will find the stub's libpython; a warning when nowhere (the stub cannot start, and
+    releases with `hangs_on_dead_stub` then hang forever)."""
+    outcome = releases.as_release(triton).dead_stub_outcome()
     soname = next((n for n in elf.read(stub).needed if n.startswith("libpython")), None)
     if soname is None:
         return [f"{stub} links no libpython"]
@@ -268,7 +284,7 @@ def libpython_reachability(stub: Path, model_dir: Path, info: modelrepo.ModelCon
         if env.is_file() and _archive_has(env, f"lib/{soname}"):
             return []
         return [
-            f"the env {env} has no lib/{soname}: the stub will not start and Triton r24.10 hangs on it; "
+            f"the env {env} has no lib/{soname}: the stub will not start and {outcome}; "
             "pack the env with the stub's Python (stubforge pack-env --stub)"
         ]
     on_path = any(
@@ -278,7 +294,7 @@ def libpython_reachability(stub: Path, model_dir: Path, info: modelrepo.ModelCon
         return []
     return [
         f"nothing provides {soname} to the server (no RUNPATH, no EXECUTION_ENV_PATH, not in the system's "
-        "library cache): the stub will not start and Triton r24.10 hangs on it; give the model an env "
+        f"library cache): the stub will not start and {outcome}; give the model an env "
         "(stubforge pack-env --model) or put that libpython on the server's LD_LIBRARY_PATH"
     ]
 
@@ -310,11 +326,13 @@ def install_backend(
     stub: Path | None = None,
     env: Path | None = None,
     name: str | None = None,
-    triton: str = "24.10",
+    triton: releases.Release | str = releases.DEFAULT_TRITON,
     copy_library: bool = False,
     force: bool = False,
+    target: Target | None = None,
 ) -> InstallResult:
-    """A python_3_X backend directory that works in Triton (TRITON_FACTS §4), written atomically."""
+    """A python_3_X backend directory that works in Triton (TRITON_FACTS §4), written atomically. `target`: the
+    machine the server runs on (None: this one), recorded in the sidecar."""
     stock = backends / "python"
     if not (stock / UTILS).is_file():
         raise InstallError(
@@ -322,7 +340,7 @@ def install_backend(
             hint="--backends must be Triton's backend directory, holding the stock python/ backend "
             "(stubforge never ships upstream files; it copies them from there)",
         )
-    stub = _choose_stub(python, stub, triton)
+    stub = _choose_stub(python, stub, triton, target)
     minor = stub_python(stub)
     name = name or f"python_{minor.replace('.', '_')}"
     if name == "python" or "/" in name or not name:
@@ -333,18 +351,25 @@ def install_backend(
             f"{DEFAULT_ENV_NAME})",
             hint="make one with stubforge pack-env --python " + minor + " -o env.tar.gz",
         )
-    target = backends / name
+    dest = backends / name
     try:
-        _write_backend(target, stub, stock, env, copy_library, minor, force)
+        _write_backend(dest, stub, stock, env, copy_library, minor, force, as_target(target))
     except _Unchanged:
-        return InstallResult(target, False, stub, _env_warning(target, minor, env))
-    return InstallResult(target, True, stub, _env_warning(target, minor, env))
+        return InstallResult(dest, False, stub, _env_warning(dest, minor, env))
+    return InstallResult(dest, True, stub, _env_warning(dest, minor, env))
 
 
 def _write_backend(
-    target: Path, stub: Path, stock: Path, env: Path | None, copy_library: bool, minor: str, force: bool
+    dest: Path,
+    stub: Path,
+    stock: Path,
+    env: Path | None,
+    copy_library: bool,
+    minor: str,
+    force: bool,
+    target: Target,
 ) -> None:
-    with cache.staging_dir(target) as staging:
+    with cache.staging_dir(dest) as staging:
         shutil.copyfile(stub, staging / cache.STUB_NAME)
         os.chmod(staging / cache.STUB_NAME, 0o755)
         shutil.copyfile(stock / UTILS, staging / UTILS)
@@ -359,15 +384,16 @@ def _write_backend(
             "stub": str(stub),
             "env": str(env) if env else None,
             "stub_sha256": cache.sha256_of(stub),
+            "target": target.to_dict(),
             "manifest": _manifest_of(stub),
         }
         cache.write_json_atomic(staging / BACKEND_SIDECAR, sidecar)
-        if target.exists():
-            if _same_tree(staging, target):
+        if dest.exists():
+            if _same_tree(staging, dest):
                 raise _Unchanged
             if not force:
                 raise InstallError(
-                    f"{target} already exists with other content", hint="pass --force to replace it"
+                    f"{dest} already exists with other content", hint="pass --force to replace it"
                 )
 
 
@@ -383,7 +409,7 @@ def _same_tree(a: Path, b: Path) -> bool:
     return all(cache.sha256_of(a / n) == cache.sha256_of(b / n) for n in names_a if (a / n).is_file())
 
 
-def _env_warning(target: Path, minor: str, env: Path | None) -> list[str]:
+def _env_warning(dest: Path, minor: str, env: Path | None) -> list[str]:
     if env is not None and not _archive_has(env, f"lib/libpython{minor}.so.1.0"):
         return [f"{env} has no lib/libpython{minor}.so.1.0: it is not an env of Python {minor}"]
     return []

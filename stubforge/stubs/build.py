@@ -15,6 +15,7 @@ from typing import Any
 
 from stubforge import __version__
 from stubforge.core import cache, pythons, releases
+from stubforge.core.targets import Target, as_target
 from stubforge.errors import BuildError
 from stubforge.stubs import probe as verify
 from stubforge.stubs import sources as sources_mod
@@ -26,7 +27,7 @@ MODES = ("auto", "unity", "plain")
 
 @dataclass
 class BuildOptions:
-    triton: str = "24.10"
+    triton: releases.Release | str = releases.DEFAULT_TRITON
     gpu: bool = False
     pybind11: str | None = None
     source: Path | None = None
@@ -35,6 +36,7 @@ class BuildOptions:
     force: bool = False
     mode: str = "auto"
     cmake_args: tuple[str, ...] = ()  # extra -D options, appended last (they win)
+    target: Target | None = None  # None: this machine (only recorded for now; cross builds come later)
 
 
 @dataclass
@@ -125,6 +127,7 @@ def build_one(
         options.gpu,
         srcs.pybind11.version,
         srcs.boost.version,
+        arch=as_target(options.target).arch,
         cmake_args=options.cmake_args,
     )
     final_dir = cache.stubs_dir() / key
@@ -272,6 +275,7 @@ def _manifest(
             "numpy": interp.numpy,
         },
         "arch": platform.machine(),
+        "target": as_target(options.target).to_dict(),
         "gpu": options.gpu,
         "pybind11": srcs.pybind11.version,
         "boost": {"version": srcs.boost.version, "form": srcs.boost.form, "origin": srcs.boost.origin},

@@ -19,7 +19,8 @@ _MACHINES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "arm64": "EM_AARCH6
 def probe(
     stub: Path, interpreter: Interpreter, library_path: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
-    """Run the stub with no arguments, as r24.10's launcher does before every start."""
+    """Run the stub with no arguments, as the bash launcher does before every start (`Activation.probes_stub`:
+    up to r25.07)."""
     env = dict(os.environ)
     dirs = list(library_path)
     if interpreter.libpython:

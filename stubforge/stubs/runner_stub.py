@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stubforge import __version__
-from stubforge.core import cache, elf, pythons
+from stubforge.core import cache, elf, pythons, targets
 from stubforge.errors import BuildError
 from stubforge.stubs import probe as verify
 from stubforge.stubs.build import BuildResult
@@ -98,6 +98,8 @@ def _compile(interp: pythons.Interpreter, output: Path, key: str) -> dict[str, A
         "stubforge": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "arch": platform.machine(),
+        # The runner's stub runs beside stubforge itself: always built for this machine.
+        "target": targets.host_target().to_dict(),
         "gpu": False,
         "python": {
             "version": interp.version,

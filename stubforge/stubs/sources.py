@@ -307,7 +307,9 @@ def boost_headers(include_root: Path, origin: str = "") -> Input:
 # ---------------------------------------------------------------------------------------------- import
 
 
-def import_sources(release_spec: str, from_dir: Path, progress: Progress = _quiet) -> list[Input]:
+def import_sources(
+    release_spec: releases.Release | str, from_dir: Path, progress: Progress = _quiet
+) -> list[Input]:
     """Store checkouts obtained elsewhere. Layout of from_dir: python_backend/ common/ core/ backend/ and
     optionally pybind11*/ dlpack/ googletest/ boost/ (a header include root) and boost_*.tar.gz."""
     release = releases.get(release_spec)
@@ -516,7 +518,7 @@ def download(url: str, dest: Path, progress: Progress = _quiet, timeout: float =
 
 
 def fetch_sources(
-    release_spec: str,
+    release_spec: releases.Release | str,
     *,
     org_url: str = TRITON_ORG,
     mirror: str | None = None,
@@ -603,7 +605,7 @@ def _fetch_boost(
 
 
 def resolve(
-    release_spec: str,
+    release_spec: releases.Release | str,
     *,
     pybind11: str | None = None,
     source: Path | None = None,

@@ -171,6 +171,22 @@ def test_libpython_nowhere_means_the_r2410_hang(tmp_path: Path, monkeypatch: pyt
     assert finding.level == "ERROR" and "Triton r24.10 will hang at load" in finding.message
 
 
+def test_libpython_nowhere_under_2508_claims_no_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--triton 25.08: the same repository, the release's own behaviour (it gives up on a dead stub)."""
+    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+    model(tmp_path / "repo", env=None)
+    finding = only(findings(tmp_path / "repo", triton="25.08")["m"], "libpython")
+    assert finding.level == "ERROR" and "Triton r25.08 will fail the load" in finding.message
+    assert "hang" not in finding.message and "r24.10" not in finding.message
+
+
+def test_mismatched_env_under_2508_claims_no_hang(tmp_path: Path) -> None:
+    m = model(tmp_path / "repo")
+    env_tree(m / "env", minor="3.10")
+    finding = only(findings(tmp_path / "repo", triton="25.08")["m"], "python-mismatch")
+    assert "Triton r25.08 will fail the load" in finding.message and "hang" not in finding.message
+
+
 @pytest.mark.parametrize(
     ("numpy", "check", "text"),
     [(None, "numpy", "No module named 'numpy'"), ("2.0.2", "numpy2", "pybind11 2.10.0")],

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from stubforge.core import cache, elf, pythons
+from stubforge.core import cache, elf, pythons, targets
 from stubforge.errors import StubforgeError
 from stubforge.server import install
 from stubforge.stubs import build as stub_mod
@@ -42,6 +43,7 @@ def test_import_a_stub_without_exec_bit(built38: Path, tmp_path: Path) -> None:
     assert result.manifest["imported_from"] == str(wheel_copy)
     assert result.stub.stat().st_mode & stat.S_IXUSR
     assert result.key.startswith("r24.10-cp38-") and "pybind11_2.10.0-boost_unknown" in result.key
+    assert result.manifest["target"] == targets.host_target().to_dict()
     assert install.import_stub(wheel_copy, "24.10", pybind11="2.10.0").cache_hit
 
 
@@ -92,6 +94,11 @@ def test_unreachable_libpython_is_a_warning(
     result = install.install_model_stub(model, python=None, stub=lost)
     assert result.warnings and "hangs" in result.warnings[0]
     assert "libpython3.8.so.1.0" in result.warnings[0]
+    # The warning follows the release asked for: r25.08+ fails the load instead of hanging.
+    newer = install.install_model_stub(model, python=None, stub=lost, triton="25.08")
+    assert "Triton r25.08 fails the load" in newer.warnings[0] and "hang" not in newer.warnings[0]
+    sidecar = json.loads((model / (cache.STUB_NAME + install.SIDECAR)).read_text())
+    assert sidecar["target"] == targets.host_target().to_dict()
 
 
 def test_install_needs_a_config(built38: Path, tmp_path: Path) -> None:

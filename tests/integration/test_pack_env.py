@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stubforge.core import pythons
+from stubforge.core import pythons, targets
 from stubforge.envs import create, inspect, pack, packenv
 from stubforge.envs.create import EnvError
 from stubforge.errors import StubforgeError
@@ -50,6 +50,7 @@ def test_py38_archive_works_after_extraction_both_launcher_styles(
     assert manifest["python"] == py38.version
     assert manifest["numpy"].startswith("1.")  # r24.10 stubs: numpy<2 added automatically
     assert manifest["sha256"] and manifest["size"] == out.stat().st_size
+    assert manifest["target"] == targets.host_target().to_dict()
     with tarfile.open(out) as tar:
         names = tar.getnames()
         members = tar.getmembers()

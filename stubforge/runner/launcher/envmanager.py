@@ -1,4 +1,5 @@
-"""EnvironmentManager semantics (TRITON_FACTS §3): directory envs are used in place; archives are extracted
+"""EnvironmentManager semantics (docs/triton-behaviour.md, "EXECUTION_ENV_PATH and extraction"): directory envs
+are used in place; archives are extracted
 once per (realpath, mtime) into a private temp dir, re-extracted when the file changes, and concurrent loads of
 one archive wait for each other. Unlike Triton before r26.06, extraction refuses every member that could write
 outside the destination (envs/archive.py), and an archive that expands beyond its limit.
@@ -13,14 +14,19 @@ import tempfile
 import threading
 from pathlib import Path
 
-from stubforge.core import leftovers
+from stubforge.core import leftovers, releases
 from stubforge.envs import archive as archive_rules
 from stubforge.errors import EnvError
 
 
-def safe_extract(archive: Path, dest: Path, *, max_bytes: int | None = None) -> None:
-    """Extract an env archive with the rules of envs/archive.py (one set for the runner and `check`)."""
-    archive_rules.extract(archive, dest, limits=archive_rules.default_limits(archive, max_bytes))
+def safe_extract(
+    archive: Path, dest: Path, release: releases.Release | None = None, *, max_bytes: int | None = None
+) -> None:
+    """Extract an env archive with the rules of envs/archive.py (one set for the runner and `check`);
+    `release` words what that Triton would do with an unsafe member."""
+    archive_rules.extract(
+        archive, dest, limits=archive_rules.default_limits(archive, max_bytes), release=release
+    )
 
 
 class EnvironmentManager:
@@ -42,8 +48,8 @@ class EnvironmentManager:
                 leftovers.write_owner(self._base)
             return self._locks.setdefault(key, threading.Lock())
 
-    def resolve(self, env_path: Path) -> Path:
-        """The directory to activate for EXECUTION_ENV_PATH `env_path`."""
+    def resolve(self, env_path: Path, release: releases.Release | None = None) -> Path:
+        """The directory to activate for EXECUTION_ENV_PATH `env_path`; `release` words the errors."""
         real = Path(os.path.realpath(env_path))
         if not real.exists():
             raise EnvError(f"{env_path}: no such execution environment", hint="check EXECUTION_ENV_PATH")
@@ -59,7 +65,7 @@ class EnvironmentManager:
             # Always a new directory: models already running from an older extraction keep their files.
             self._count += 1
             dest = self._base / str(self._count)
-            safe_extract(real, dest, max_bytes=self.max_env_bytes)
+            safe_extract(real, dest, release, max_bytes=self.max_env_bytes)
             if not (dest / "bin" / "activate").is_file():
                 shutil.rmtree(dest, ignore_errors=True)
                 raise EnvError(

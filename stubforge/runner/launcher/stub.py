@@ -1,9 +1,11 @@
-"""Start one stub process the way Triton does, talk to it over its region, watch its health (TRITON_FACTS §1–§5).
+"""Start one stub process the way Triton does, talk to it over its region, watch its health
+(docs/triton-behaviour.md, "The stub process contract" to "Health, failures, lifecycle").
 
-Activation follows the release: r24.10 and older `source <env>/bin/activate` in bash and exec the stub (every
-argument quoted here, unlike upstream); r25.08+ set VIRTUAL_ENV, PATH and LD_LIBRARY_PATH and exec directly.
-On top of what r24.10 does: a start-up timeout (a stub that dies or never answers is an error, never a hang)
-and an optional execute timeout.
+Activation follows the release (`Release.activation`): Activation.BASH_SOURCE_ACTIVATE sources
+`<env>/bin/activate` in bash and execs the stub (every argument quoted here, unlike upstream);
+Activation.EXECV_WITH_VARIABLES sets VIRTUAL_ENV, PATH and LD_LIBRARY_PATH and execs directly.
+On top of what any release does: a start-up timeout (a stub that dies or never answers is an error, never the
+hang of releases with `hangs_on_dead_stub`) and an optional execute timeout.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import numpy as np
 import posix_ipc
 import psutil
 
+from stubforge.core import releases
+from stubforge.core.releases import Activation
 from stubforge.errors import StubforgeError
 from stubforge.runner.ipc import layout
 from stubforge.runner.ipc.region import Region
@@ -52,11 +56,15 @@ class LaunchSpec:
     instance: str
     runtime_dir: str = "DEFAULT"
     env_dir: Path | None = None
-    launcher: str = "bash"  # "bash" (r24.10 and older) or "execv" (r25.08+)
+    release: releases.Release = releases.DEFAULT  # whose launcher to imitate
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     shm_prefix: str = "triton_python_backend_shm_region_"
     default_size: int = 1 << 20
     growth: int = 1 << 20
+
+    @property
+    def activation(self) -> Activation:
+        return self.release.activation
 
 
 def describe_exit(code: int) -> str:
@@ -69,7 +77,7 @@ def describe_exit(code: int) -> str:
 
 def command_for(spec: LaunchSpec, argv: list[str]) -> tuple[list[str], dict[str, str]]:
     env = dict(spec.base_env)
-    if spec.launcher == "bash":
+    if spec.activation is Activation.BASH_SOURCE_ACTIVATE:
         quoted = " ".join(shlex.quote(a) for a in argv)
         if spec.env_dir is None:
             return ["bash", "-c", f"exec {quoted}"], env
@@ -309,8 +317,9 @@ def _hint_for(output: str, spec: LaunchSpec) -> str:
             "with stubforge pack-env (it keeps bin/python3), or add bin/python3 of the stub's Python to it"
         )
     if "No module named 'numpy'" in output:
+        numpy = "numpy" if spec.release.allows_numpy2 else f"numpy<2 for Triton {spec.release.branch}'s stubs"
         return (
-            "the stub's Python has no numpy: add numpy (numpy<2 for r24.10) to the model's env, or to the "
+            f"the stub's Python has no numpy: add numpy ({numpy}) to the model's env, or to the "
             "interpreter when the model has no env"
         )
     if "encodings" in output or "Fatal Python error" in output:

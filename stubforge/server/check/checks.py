@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stubforge.core import cache, elf, releases
+from stubforge.core.targets import Target
 from stubforge.envs import archive as archive_rules
 from stubforge.errors import StubforgeError
 from stubforge.triton import backends as backend_dirs
@@ -24,7 +25,6 @@ from stubforge.triton import modelrepo
 
 ERROR, WARN = "ERROR", "WARN"
 HEAVY_MODULES = {"torch", "tensorflow", "transformers", "jax", "onnxruntime", "tensorrt", "cv2", "vllm"}
-SHELL_CHARS = set(" ;|&$`<>()[]{}\\\"'*?~#!")
 DEFAULT_SHM = 1 << 20
 
 
@@ -232,10 +232,13 @@ def _backend(check: ModelCheck, backend: str, backends: Path | None) -> None:
 def _stub_checks(check: ModelCheck, stub: Path) -> None:
     mode = stat.S_IMODE(stub.stat().st_mode)
     if mode == 0o100:
+        # Left on disk by whichever server ran it: only releases that probe the stub do this.
+        no_probe = releases.first_release(lambda r: not r.activation.probes_stub)
         check.add(
             WARN,
             "stub-mode",
-            f"{stub} has mode 0100: left by r24.10 after the stub failed its no-argument probe",
+            f"{stub} has mode 0100: left by a Triton release before {no_probe} after the stub failed its "
+            "no-argument probe",
             "find why the probe failed (stubforge stubs import, or run it with no arguments), then chmod 755",
         )
     elif not mode & 0o111:
@@ -265,7 +268,8 @@ def _env_checks(
         return None, False
     archive = not env_path.is_dir()
     if env.unsafe:
-        check.add(ERROR, "env-archive", env.unsafe, "rebuild the env with stubforge pack-env")
+        # stubforge run refuses exactly this archive; the release decides what Triton does with it.
+        check.add(ERROR, "env-archive", env.unsafe, archive_rules.unsafe_hint(release))
     if not env.has("bin/activate"):
         check.add(
             ERROR,
@@ -278,8 +282,7 @@ def _env_checks(
         check.add(
             WARN,
             "env-hooks",
-            f"{env_path} has conda activate.d hooks ({len(hooks)}): r25.08+ does not source "
-            "bin/activate, so they will not run",
+            _hooks_message(env_path, len(hooks), release),
             "set what they set in the server's environment instead",
         )
     check.env_python = env.python()
@@ -295,7 +298,8 @@ def _env_checks(
             ERROR,
             "python-mismatch",
             f"the stub embeds Python {check.stub_python}, the env carries Python "
-            f"{check.env_python}: the stub exits before its first message (r24.10 then hangs at load)",
+            f"{check.env_python}: the stub exits before its first message "
+            f"({release.dead_stub_outcome(at_load=True)})",
             f"pack the env for the stub: stubforge pack-env --stub {stub} --model {check.path}",
         )
     minor = check.env_python or check.stub_python
@@ -306,7 +310,8 @@ def _env_checks(
                 ERROR,
                 "numpy",
                 f"{env_path} has no numpy: the stub fails with \"No module named 'numpy'\"",
-                "add numpy to the env (numpy<2 for r24.10-era stubs)",
+                "add numpy to the env"
+                + ("" if release.allows_numpy2 else f" (numpy<2 for Triton {release.branch}'s stubs)"),
             )
         elif isinstance(numpy, str) and not releases.older(numpy, "2"):
             manifest = backend_dirs.stub_manifest(stub) if stub else None
@@ -346,15 +351,28 @@ def _glibcxx(check: ModelCheck, env: _Env, stub: Path) -> None:
         )
 
 
-def _paths(check: ModelCheck, paths: list[Path]) -> None:
+def _hooks_message(env_path: Path, count: int, release: releases.Release) -> str:
+    if release.activation.sources_activate:
+        skipped = releases.first_release(lambda r: not r.activation.sources_activate)
+        return (
+            f"{env_path} has conda activate.d hooks ({count}): Triton {release.branch} runs them, but from "
+            f"{skipped} on bin/activate is never sourced and they will not run"
+        )
+    return (
+        f"{env_path} has conda activate.d hooks ({count}): Triton {release.branch} does not source "
+        "bin/activate, so they will not run"
+    )
+
+
+def _paths(check: ModelCheck, paths: list[Path], release: releases.Release) -> None:
     for path in paths:
-        bad = sorted(set(str(path)) & SHELL_CHARS)
+        bad = release.name_rules.offending(str(path))
         if bad:
             check.add(
                 WARN,
                 "path-chars",
-                f"{path} contains {' '.join(repr(c) for c in bad)}: r24.10's bash launcher "
-                "splits it, r25.08+ rejects it",
+                f"{path} contains {' '.join(repr(c) for c in bad)}: Triton {release.branch} "
+                f"{release.name_rules.effect}",
                 "rename it to letters, digits, '-', '_', '.' and '/'",
             )
             return
@@ -480,11 +498,11 @@ def check_model(model_dir: Path, release: releases.Release, backends: Path | Non
         check.env = str(env_path)
         paths.append(env_path)
         _env_checks(check, env_path, stub, release)
-    _paths(check, paths)
+    _paths(check, paths, release)
     if stub is not None:
         from stubforge.server.install import libpython_reachability
 
-        for problem in libpython_reachability(stub, model_dir, info):
+        for problem in libpython_reachability(stub, model_dir, info, release):
             if "EXECUTION_ENV_PATH is not usable" in problem:
                 continue
             if env_path is not None and check.env_python and check.env_python != check.stub_python:
@@ -492,7 +510,7 @@ def check_model(model_dir: Path, release: releases.Release, backends: Path | Non
             check.add(
                 ERROR,
                 "libpython",
-                problem.replace("Triton r24.10 hangs on it", "Triton r24.10 will hang at load"),
+                problem.replace(release.dead_stub_outcome(), release.dead_stub_outcome(at_load=True)),
                 f"give the model an env of the stub's Python: stubforge pack-env --stub {stub} --model {model_dir}",
             )
     elif backends is None:
@@ -515,36 +533,44 @@ def check_model(model_dir: Path, release: releases.Release, backends: Path | Non
     return check
 
 
-def check(target: Path, *, triton: str = "24.10", backends: Path | None = None) -> CheckReport:
-    release = releases.get(triton)
-    if not target.is_dir():
+def check(
+    repository: Path,
+    *,
+    triton: releases.Release | str = releases.DEFAULT_TRITON,
+    backends: Path | None = None,
+    target: Target | None = None,
+) -> CheckReport:
+    """Check a model repository (or one model's directory) for `triton`'s pitfalls. `target`: the machine it
+    will run on (None: this one); carried for the aarch64 checks to come."""
+    release = releases.as_release(triton)
+    if not repository.is_dir():
         raise StubforgeError(
-            f"{target}: no such directory", hint="pass a model repository or a model directory"
+            f"{repository}: no such directory", hint="pass a model repository or a model directory"
         )
-    if (target / "config.pbtxt").is_file():
-        model_dirs = [target]
+    if (repository / "config.pbtxt").is_file():
+        model_dirs = [repository]
     else:
-        model_dirs = sorted(p for p in target.iterdir() if p.is_dir() and (p / "config.pbtxt").is_file())
+        model_dirs = sorted(p for p in repository.iterdir() if p.is_dir() and (p / "config.pbtxt").is_file())
         if not model_dirs:
             raise StubforgeError(
-                f"{target} holds no model (no config.pbtxt in it or its subdirectories)",
+                f"{repository} holds no model (no config.pbtxt in it or its subdirectories)",
                 hint="pass the model repository or one model's directory",
             )
     models = [check_model(d, release, backends) for d in model_dirs]
-    return CheckReport(str(target), release.branch, models, _repository_checks(models))
+    return CheckReport(str(repository), release.branch, models, _repository_checks(models, release))
 
 
-def _repository_checks(models: list[ModelCheck]) -> list[Finding]:
+def _repository_checks(models: list[ModelCheck], release: releases.Release) -> list[Finding]:
     findings = []
     archives = {m.backend for m in models if m.env and not Path(m.env).is_dir()}
-    if len(archives) > 1:
+    if len(archives) > 1 and release.parallel_extraction_race:
         findings.append(
             Finding(
                 WARN,
                 "parallel-envs",
                 f"tarball envs on {len(archives)} python-family backends "
-                f"({', '.join(sorted(a or '?' for a in archives))}): r24.10 extracts them in parallel and they "
-                "corrupt each other",
+                f"({', '.join(sorted(a or '?' for a in archives))}): Triton {release.branch} extracts them "
+                "in parallel and they corrupt each other",
                 "start tritonserver with --model-load-thread-count=1, or use directory envs",
             )
         )

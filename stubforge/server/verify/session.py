@@ -1,9 +1,10 @@
 """`stubforge verify`: load every model of a repository in a real tritonserver and send each one request.
 
-Models load one at a time with explicit model control. r24.10 waits forever for a stub that died before its first
-message (TRITON_FACTS §5); such a stub shows up as an unreaped child of the server, so a load with a dead stub and
-no answer after a grace period is reported as that hang, the server is killed and restarted for the remaining
-models.
+Models load one at a time with explicit model control. Releases with `hangs_on_dead_stub` (r24.10, the one
+nvidia-pytriton ships) wait forever for a stub that died before its first message (docs/triton-behaviour.md,
+"Health, failures, lifecycle"); such a stub shows up as an unreaped child of the server, so a load with a dead stub
+and no answer after a grace period is reported as that hang, the server is killed and restarted for the remaining
+models. The release is the one the server reports (its version), not a --triton option.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from stubforge.core import cache, releases
+from stubforge.core.targets import Target
 from stubforge.errors import StubforgeError
 from stubforge.server.verify import synthetic
 from stubforge.server.verify import tritonserver as server_mod
@@ -254,12 +256,18 @@ def _stub_pybind11(stub: str | None, server_version: str | None) -> str | None:
         _, pybind11 = backend_dirs.manifest_release(backend_dirs.stub_manifest(Path(stub)))
         if pybind11:
             return pybind11
-    if server_version:
-        try:
-            return releases.get(server_version).pybind11
-        except StubforgeError:
-            return None
-    return None
+    release = release_of(server_version)
+    return release.pybind11 if release else None
+
+
+def release_of(server_version: str | None) -> releases.Release | None:
+    """The release of a running server from the version it reports (2.51.0 → r24.10); None when unknown."""
+    if not server_version:
+        return None
+    try:
+        return releases.as_release(server_version)
+    except StubforgeError:
+        return None
 
 
 def _python_backends(backends: Path) -> list[str]:
@@ -337,7 +345,10 @@ def verify(
     request_timeout: float = 60.0,
     log_path: Path | None = None,
     extra_env: dict[str, str] | None = None,
+    target: Target | None = None,
 ) -> VerifyReport:
+    """Load every model (or `models`) of `repository` in the server of `install`, one request each. `target`:
+    the machine the server runs on (None: this one); carried for emulated servers to come."""
     repository = repository.resolve()
     # The server runs with the repository as its working directory: a relative --backends would move.
     backends = backends.resolve() if backends is not None else None
@@ -384,7 +395,7 @@ def verify(
                     if report.hung or not server.alive():
                         break
             finally:
-                # r24.10 ignores SIGINT while a load hangs: no point waiting for a clean stop then.
+                # A server hanging on a dead stub ignores SIGINT: no point waiting for a clean stop then.
                 hung = any(r.hung for r in reports.values())
                 server.stop(grace=1.0 if hung or not server.alive() else 15.0)
                 cleaned += server.cleanup()
@@ -427,7 +438,7 @@ def _verify_model(
     report = ModelReport(name)
     offset = server.log_offset()
     t0 = time.monotonic()
-    outcome, report.hung = _load(server, name, load_timeout)
+    outcome, report.hung = _load(server, name, load_timeout, release_of(server_version))
     elapsed = time.monotonic() - t0
     if outcome is not None:
         report.error = outcome
@@ -478,8 +489,28 @@ def _verify_model(
     return report
 
 
-def _load(server: server_mod.RunningServer, name: str, timeout: float) -> tuple[str | None, bool]:
-    """(None, False) when loaded; else (why not, whether it hung). Never blocks much longer than `timeout`."""
+def _dead_stub_message(name: str, release: releases.Release | None) -> str:
+    """What a load that waits on a dead stub means on the server's release."""
+    dead = f"the stub of {name} exited before it started the model and the server"
+    if release is None:
+        since = releases.first_release(lambda r: not r.hangs_on_dead_stub)
+        return (
+            f"{dead} did not report it within {DEAD_STUB_GRACE_S:.0f} s (Triton releases before {since} wait "
+            "forever); the server was killed"
+        )
+    if release.hangs_on_dead_stub:
+        return f"{dead} waits for it forever (the Triton {release.branch} hang); the server was killed"
+    return (
+        f"{dead} did not report it within {DEAD_STUB_GRACE_S:.0f} s (Triton {release.branch} gives up on a "
+        "dead stub itself, later); the server was killed"
+    )
+
+
+def _load(
+    server: server_mod.RunningServer, name: str, timeout: float, release: releases.Release | None = None
+) -> tuple[str | None, bool]:
+    """(None, False) when loaded; else (why not, whether it hung). Never blocks much longer than `timeout`.
+    `release`: the server's, for the words of the dead-stub message (None: not known)."""
     result: dict[str, BaseException | None] = {}
 
     def load() -> None:
@@ -505,11 +536,7 @@ def _load(server: server_mod.RunningServer, name: str, timeout: float) -> tuple[
         else:
             dead_since = dead_since or now
             if now - dead_since > DEAD_STUB_GRACE_S:
-                return (
-                    f"the stub of {name} exited before it started the model and the server waits for it "
-                    "forever (the r24.10 hang); the server was killed",
-                    True,
-                )
+                return _dead_stub_message(name, release), True
         if now > deadline:
             return f"{name} did not load within {timeout:.0f} s; the server was killed", True
     error = result.get("error")

@@ -214,8 +214,8 @@ class RunningServer:
             f"--model-repository={repository}",
             f"--backend-directory={backends}",
             "--model-control-mode=explicit",
-            # One load at a time: r24.10 corrupts tarball envs of several python-family backends extracted in
-            # parallel (TRITON_FACTS §5); stubforge loads sequentially anyway.
+            # One load at a time: releases with `parallel_extraction_race` (r24.10 among them) corrupt tarball
+            # envs of several python-family backends extracted in parallel; stubforge loads sequentially anyway.
             "--model-load-thread-count=1",
             "--http-address=127.0.0.1",
             f"--http-port={self.http_port}",
@@ -296,7 +296,7 @@ class RunningServer:
             return []
 
     def dead_stubs(self) -> int:
-        """Stub launches that exited but were not reaped: r24.10 then waits for them forever."""
+        """Stub launches that exited but were not reaped: releases with `hangs_on_dead_stub` wait for them forever."""
         count = 0
         for child in self.children():
             try:
@@ -330,7 +330,7 @@ class RunningServer:
         return found
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGINT, then SIGKILL for the whole session (r24.10 ignores SIGINT while a load hangs)."""
+        """SIGINT, then SIGKILL for the whole session (a server hanging on a dead stub ignores SIGINT)."""
         members = [self.process.pid] + [c.pid for c in self.children()]
         if self.alive():
             with contextlib.suppress(ProcessLookupError):

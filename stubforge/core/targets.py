@@ -1,0 +1,100 @@
+"""The machine a stub or an env is for: its architecture and, for a cross build, the sysroot holding its libraries.
+
+Carried through build, pack-env, install, check and verify and recorded in every manifest as
+`"target": {"arch": ..., "sysroot": ...}`. Only the host is built for today; the field is there so artifacts made
+for another machine (aarch64 boards built from an x86_64 workstation) can be told apart later.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from stubforge.core import elf
+from stubforge.errors import StubforgeError
+
+# What users and tools call the two architectures stubforge knows, to its own names (those of `uname -m`).
+_ALIASES: dict[str, str] = {
+    "x86_64": "x86_64",
+    "amd64": "x86_64",
+    "x64": "x86_64",
+    "aarch64": "aarch64",
+    "arm64": "aarch64",
+    "armv8": "aarch64",
+}
+ARCHES: tuple[str, ...] = tuple(sorted(set(_ALIASES.values())))
+
+
+class TargetError(StubforgeError):
+    """A target architecture or sysroot stubforge cannot use."""
+
+
+def normalize_arch(name: str) -> str | None:
+    """'amd64' → 'x86_64', 'arm64' → 'aarch64'; None for an architecture stubforge does not know."""
+    return _ALIASES.get(name.strip().lower())
+
+
+@dataclass(frozen=True)
+class Target:
+    arch: str  # "x86_64" or "aarch64" (the host's own uname name when it is neither)
+    sysroot: Path | None = None  # the target's root filesystem for a cross build; None: the host's own
+
+    @classmethod
+    def parse(cls, arch: str | None = None, sysroot: str | Path | None = None) -> Target:
+        """A target from user input: `arch` by name or alias (None: the host's), `sysroot` an existing directory."""
+        if arch is None:
+            name = host_target().arch
+        else:
+            known = normalize_arch(arch)
+            if known is None:
+                raise TargetError(
+                    f"unknown target architecture {arch!r}",
+                    hint=f"use one of {', '.join(ARCHES)} (aliases: amd64, arm64)",
+                )
+            name = known
+        root: Path | None = None
+        if sysroot is not None and str(sysroot) != "":
+            root = Path(sysroot).expanduser().resolve()
+            if not root.is_dir():
+                raise TargetError(
+                    f"sysroot {sysroot}: no such directory",
+                    hint="pass the directory holding the target's usr/lib and usr/include",
+                )
+        return cls(name, root)
+
+    @property
+    def elf_machine(self) -> str | None:
+        """The e_machine binaries for this target carry (EM_X86_64, EM_AARCH64)."""
+        return elf.machine_of_arch(self.arch)
+
+    @property
+    def is_host(self) -> bool:
+        return self.sysroot is None and self.arch == host_target().arch
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The manifest field."""
+        return {"arch": self.arch, "sysroot": str(self.sysroot) if self.sysroot is not None else None}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Target | None:
+        """The target a manifest records; None when it records none (manifests written before targets)."""
+        if not isinstance(data, dict) or not isinstance(data.get("arch"), str):
+            return None
+        sysroot = data.get("sysroot")
+        return cls(data["arch"], Path(sysroot) if isinstance(sysroot, str) and sysroot else None)
+
+    def __str__(self) -> str:
+        return self.arch if self.sysroot is None else f"{self.arch} (sysroot {self.sysroot})"
+
+
+def host_target() -> Target:
+    """This machine. An architecture stubforge does not know keeps its uname name rather than failing: the host
+    always builds for itself."""
+    machine = platform.machine()
+    return Target(normalize_arch(machine) or machine)
+
+
+def as_target(target: Target | None) -> Target:
+    """None (the default of every library function) means the host."""
+    return target if target is not None else host_target()
