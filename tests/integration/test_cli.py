@@ -170,7 +170,7 @@ def test_lock_waiter_is_told_and_proceeds(cache_root: Path, tmp_path: Path) -> N
         [
             sys.executable,
             "-c",
-            "import sys, time, pathlib; from stubforge import cache\n"
+            "import sys, time, pathlib; from stubforge.core import cache\n"
             "with cache.locked('k'):\n"
             "    print('held', flush=True); time.sleep(1.0); pathlib.Path(sys.argv[1]).touch()",
             str(marker),

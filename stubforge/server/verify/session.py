@@ -23,6 +23,7 @@ import numpy as np
 
 from stubforge.core import cache, releases
 from stubforge.errors import StubforgeError
+from stubforge.progress import QUIET, Progress
 from stubforge.server.verify import synthetic
 from stubforge.server.verify import tritonserver as server_mod
 from stubforge.triton import backends as backend_dirs
@@ -337,6 +338,7 @@ def verify(
     request_timeout: float = 60.0,
     log_path: Path | None = None,
     extra_env: dict[str, str] | None = None,
+    progress: Progress = QUIET,
 ) -> VerifyReport:
     repository = repository.resolve()
     # The server runs with the repository as its working directory: a relative --backends would move.
@@ -363,6 +365,7 @@ def verify(
         pending = list(names)
         while pending:
             starts += 1
+            progress.step("start", f"tritonserver ({len(pending)} model(s) to load)")
             server = server_mod.RunningServer(
                 install, repository, served_backends, log, env, _python_backends(served_backends)
             )
@@ -371,6 +374,7 @@ def verify(
                 server_version = server_version or _server_version(server)
                 while pending:
                     name = pending.pop(0)
+                    progress.step("load", name)
                     report = _verify_model(
                         server,
                         name,
@@ -381,11 +385,13 @@ def verify(
                         server_version,
                     )
                     reports[name] = report
+                    progress.step("ok" if report.ok else "failed", name)
                     if report.hung or not server.alive():
                         break
             finally:
                 # r24.10 ignores SIGINT while a load hangs: no point waiting for a clean stop then.
                 hung = any(r.hung for r in reports.values())
+                progress.step("stop", "tritonserver")
                 server.stop(grace=1.0 if hung or not server.alive() else 15.0)
                 cleaned += server.cleanup()
     return VerifyReport(
