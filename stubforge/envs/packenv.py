@@ -43,7 +43,7 @@ class PackOptions:
     directory: Path | None = None  # a directory env
     prune: bool = False
     force: bool = False
-    triton: str = "24.10"
+    triton: str = releases.DEFAULT_TRITON
     stub: Path | None = None  # the stub the env will run with: its pybind11 decides numpy 2
     model_dir: Path | None = (
         None  # write EXECUTION_ENV_PATH into its config.pbtxt (output defaults inside it)

@@ -27,7 +27,7 @@ MODES = ("auto", "unity", "plain")
 
 @dataclass
 class BuildOptions:
-    triton: str = "24.10"
+    triton: str = releases.DEFAULT_TRITON
     gpu: bool = False
     pybind11: str | None = None
     source: Path | None = None
