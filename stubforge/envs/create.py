@@ -14,12 +14,13 @@ import os
 import shutil
 import subprocess
 import sysconfig
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from stubforge.core import elf, pythons
 from stubforge.envs import activate
 from stubforge.errors import EnvError
+from stubforge.progress import QUIET, Progress
 
 PIP_TIMEOUT_S = 1800.0
 # Parts of the stdlib a model server never uses; together ~60% of a pyenv stdlib.
@@ -33,12 +34,6 @@ _STDLIB_SKIP = {
     "__phello__",
 }
 _STDLIB_SKIP_PREFIX = ("config-",)  # the static libpython and its Makefile
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def stdlib_dir(interp: pythons.Interpreter) -> Path:
@@ -150,7 +145,7 @@ def pip_install(
     requirement_files: Sequence[Path],
     pip_args: Sequence[str],
     log: Path,
-    progress: Progress = _quiet,
+    progress: Progress = QUIET,
 ) -> None:
     """Install into the env with the env's own interpreter running the base interpreter's pip."""
     if not requirements and not requirement_files:
@@ -160,7 +155,7 @@ def pip_install(
     for req_file in requirement_files:
         args += ["-r", str(req_file)]
     args += [*pip_args, *requirements]
-    progress("pip install " + " ".join(args[4:]))
+    progress.step("pip install", " ".join(args[4:]))
     env = launcher_env(env_dir, _pip_environment())
     run_logged(
         args,

@@ -10,7 +10,6 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,11 @@ from stubforge.core.targets import Target, as_target
 from stubforge.envs import condapack, create, inspect, pack
 from stubforge.envs import spec as spec_mod
 from stubforge.envs.create import EnvError
+from stubforge.progress import QUIET, Progress
 from stubforge.triton import modelrepo
 
 MANIFEST_SUFFIX = ".stubforge.json"  # beside an archive; inside a directory env as stubforge-env.json
 DIR_MANIFEST = "stubforge-env.json"
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 @dataclass
@@ -152,7 +146,7 @@ def _same_python(given: str, wanted: str) -> bool:
     return given == wanted or given.startswith(wanted + ".") or wanted.startswith(given + ".")
 
 
-def pack_env(options: PackOptions, progress: Progress = _quiet) -> PackResult:
+def pack_env(options: PackOptions, progress: Progress = QUIET) -> PackResult:
     """Create or pack the env; with model_dir, also point its config.pbtxt at the result."""
     # Absolute from here on: paths end up in scripts, manifests and config.pbtxt values.
     options = dataclasses.replace(
@@ -204,10 +198,10 @@ def _pack(options: PackOptions, progress: Progress) -> PackResult:
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
         env_dir = Path(tmp) / "env"
         env_dir.mkdir()
-        progress(f"copy Python {interp.version} from {interp.base_prefix}")
+        progress.step("copy", f"Python {interp.version} from {interp.base_prefix}")
         create.copy_interpreter(interp, env_dir)
         if venv_site is not None:
-            progress(f"copy site-packages of {options.venv}")
+            progress.step("copy", f"site-packages of {options.venv}")
             create.copy_site_packages(venv_site, env_dir, interp)
         create.pip_install(
             env_dir, interp, requirements, options.requirement_files, options.pip_args, log, progress
@@ -282,13 +276,13 @@ def _pack_conda_spec(options: PackOptions, target: Path, started: float, progres
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.create.", dir=target.parent) as tmp:
         prefix = Path(tmp) / "prefix"
         args = [tool, "create", "-y", "-p", str(prefix), f"python={options.python}", *options.conda_packages]
-        progress(" ".join([os.path.basename(tool), *args[1:]]))
+        progress.step(os.path.basename(tool), " ".join(args[1:]))
         create.run_logged(args, log, f"{os.path.basename(tool)} could not create the environment")
         pip_reqs = [*options.requirements, *_file_requirements(options.requirement_files)]
         if "numpy" not in inspect.requirement_names(pip_reqs + options.conda_packages):
             pip_reqs.append("numpy" if _numpy2_policy(options)[0] else "numpy<2")
         if pip_reqs:
-            progress("pip install " + " ".join(pip_reqs))
+            progress.step("pip install", " ".join(pip_reqs))
             create.run_logged(
                 [str(prefix / "bin" / "python"), "-m", "pip", "install", *options.pip_args, *pip_reqs],
                 log,
@@ -328,13 +322,13 @@ def _pack_conda(
     log = cache.logs_dir() / f"pack-env-conda-{os.getpid()}-{int(time.time())}.log"
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
         env_dir = Path(tmp) / "env"
-        progress(f"conda-pack {prefix}")
+        progress.step("conda-pack", str(prefix))
         condapack.pack_to_directory(prefix, env_dir, log)
         numpy2_ok = _numpy2_policy(options)[0]
         if not any(env_dir.glob("lib/python*/site-packages/numpy-*.dist-info")):
             # Into the packed copy, never into the user's environment.
             requirement = "numpy" if numpy2_ok else "numpy<2"
-            progress(f"pip install {requirement} (the environment has no numpy)")
+            progress.step("pip install", f"{requirement} (the environment has no numpy)")
             create.run_logged(
                 [str(env_dir / "bin" / "python"), "-m", "pip", "install", requirement],
                 log,
@@ -371,8 +365,8 @@ def _finish(
     freed = 0
     if options.prune:
         freed = pack.prune(env_dir)
-        progress(f"pruned {freed / 1e6:.1f} MB")
-    progress("validate")
+        progress.step("pruned", f"{freed / 1e6:.1f} MB")
+    progress.step("validate")
     report = inspect.validate(
         env_dir,
         expected_python=expected_python,
@@ -398,7 +392,7 @@ def _finish(
         "log": str(log),
     }
     if options.output is not None:
-        progress(f"write {options.output}")
+        progress.step("write", str(options.output))
         try:
             pack.write_archive(env_dir, options.output, replace=options.force)
         except FileExistsError:

@@ -123,3 +123,12 @@ def report(model: Any, outputs: dict[str, np.ndarray], written: dict[str, str]) 
             for name, array in outputs.items()
         },
     }
+
+
+def flatten_stream(result: dict[str, np.ndarray] | list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One infer()'s outputs by name; a decoupled model answers with a stream, whose outputs become NAME[i]."""
+    if isinstance(result, list):
+        return {
+            f"{name}[{i}]": array for i, response in enumerate(result) for name, array in response.items()
+        }
+    return result

@@ -17,6 +17,7 @@ from stubforge import __version__
 from stubforge.core import cache, pythons, releases
 from stubforge.core.targets import Target, as_target
 from stubforge.errors import BuildError
+from stubforge.progress import QUIET, Progress
 from stubforge.stubs import probe as verify
 from stubforge.stubs import sources as sources_mod
 from stubforge.stubs import upstream
@@ -108,16 +109,16 @@ def _unity_first(mode: str, release: releases.Release) -> bool:
 def build_one(
     python: str | pythons.Interpreter,
     options: BuildOptions,
-    progress: upstream.ProgressFn | None = None,
+    progress: Progress = QUIET,
 ) -> BuildResult:
     started = time.monotonic()
-    report = progress or (lambda _s, _d: None)
     if options.mode not in MODES:
         raise BuildError(f"unknown build mode {options.mode!r}", hint=f"use one of {', '.join(MODES)}")
     interp = (
         python if isinstance(python, pythons.Interpreter) else pythons.resolve(python, require_buildable=True)
     )
     pythons.check_buildable(interp)
+    report = progress.task(f"py{interp.minor}")  # timed from here: one Python's build
     srcs = sources_mod.resolve(
         options.triton, pybind11=options.pybind11, source=options.source, boost=options.boost
     )
@@ -136,7 +137,9 @@ def build_one(
     if warning:
         warnings.append(warning)
 
-    with cache.locked(key, on_wait=lambda: report("wait", f"another stubforge process is building {key}")):
+    with cache.locked(
+        key, on_wait=lambda: report.step("wait", f"another stubforge process is building {key}")
+    ):
         _remove_stale_build_dirs(key)
         fingerprint = srcs.fingerprint()
         cached = _cached_manifest(final_dir)
@@ -145,7 +148,7 @@ def build_one(
                 return BuildResult(
                     key, final_dir / cache.STUB_NAME, cached, True, time.monotonic() - started, warnings
                 )
-            report("rebuild", "the cached stub was built from other sources (re-import or --source)")
+            report.step("rebuild", "the cached stub was built from other sources (re-import or --source)")
         manifest = _build_and_store(interp, options, srcs, key, final_dir, report, fingerprint)
     return BuildResult(
         key, final_dir / cache.STUB_NAME, manifest, False, time.monotonic() - started, warnings
@@ -174,7 +177,7 @@ def _build_and_store(
     srcs: sources_mod.SourceSet,
     key: str,
     final_dir: Path,
-    report: upstream.ProgressFn,
+    report: Progress,
     fingerprint: str,
 ) -> dict[str, Any]:
     started = time.monotonic()
@@ -201,13 +204,13 @@ def _build_and_store(
                 log_path=log_path,
                 extra_args=list(options.cmake_args),
             )
-            report("mode", mode)
+            report.step("mode", mode)
             try:
                 result = upstream.configure_and_build(plan, report)
             except upstream.CompileFailed as exc:
                 attempts.append({"mode": mode, "ok": False, "error": exc.message})
                 if mode == "unity" and options.mode == "auto":
-                    report("fallback", "unity build failed to compile; building plain")
+                    report.step("fallback", "unity build failed to compile; building plain")
                     continue
                 raise
             attempts.append({"mode": mode, "ok": True})
@@ -216,7 +219,7 @@ def _build_and_store(
                 raise BuildError(
                     f"the build finished but {built} does not exist", hint=f"see the log {log_path}"
                 )
-            report("verify", "")
+            report.step("verify")
             verify_started = time.monotonic()
             try:
                 verified = verify.verify(built, interp, label=f"the stub built for Python {interp.version}")
@@ -240,7 +243,7 @@ def _build_and_store(
                 manifest["sha256"] = cache.sha256_of(staging / cache.STUB_NAME)
                 shutil.copyfile(log_path, staging / "build.log")
                 cache.write_json_atomic(staging / cache.MANIFEST_NAME, manifest)
-            report("done", f"{manifest['timings']['total_s']:.1f}s")
+            report.step("done", f"{manifest['timings']['total_s']:.1f}s")
             return manifest
         finally:
             shutil.rmtree(build_dir, ignore_errors=True)

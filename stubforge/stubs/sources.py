@@ -22,6 +22,7 @@ from pathlib import Path
 
 from stubforge.core import cache, releases
 from stubforge.errors import SourcesError
+from stubforge.progress import QUIET, Progress
 from stubforge.stubs import pins as pins_mod
 
 TRITON_REPOS = ("python_backend", "common", "core", "backend")
@@ -32,12 +33,6 @@ GOOGLETEST_REPO = "https://github.com/google/googletest"
 SYSTEM_GOOGLETEST = Path("/usr/src/googletest")
 SYSTEM_BOOST_INCLUDE = Path("/usr/include")
 GIT_TIMEOUT_S = 900.0
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 @dataclass
@@ -308,7 +303,7 @@ def boost_headers(include_root: Path, origin: str = "") -> Input:
 
 
 def import_sources(
-    release_spec: releases.Release | str, from_dir: Path, progress: Progress = _quiet
+    release_spec: releases.Release | str, from_dir: Path, progress: Progress = QUIET
 ) -> list[Input]:
     """Store checkouts obtained elsewhere. Layout of from_dir: python_backend/ common/ core/ backend/ and
     optionally pybind11*/ dlpack/ googletest/ boost/ (a header include root) and boost_*.tar.gz."""
@@ -353,22 +348,22 @@ def import_sources(
     expected = pins.boost.sha256 if pins.boost else release.boost_sha256
     pinned_version = _pinned_boost_version(pins, release)
     for tarball in tarballs:
-        progress(f"check {tarball.name}")
+        progress.step("check", tarball.name)
         _check_tarball(tarball, expected if boost_tarball_version(tarball) == pinned_version else None)
 
     for name in TRITON_REPOS:
-        progress(f"import {name}")
+        progress.step("import", name)
         src = from_dir / name
         stored.append(_store_tree(name, release.branch, src, f"import {src}", _git_commit(src)))
     for kind, version, tree in libs:
-        progress(f"import {kind} {version}")
+        progress.step("import", f"{kind} {version}")
         stored.append(_store_tree(kind, version, tree, f"import {tree}", _git_commit(tree)))
     for tarball in tarballs:
-        progress(f"import {tarball.name}")
+        progress.step("import", tarball.name)
         pinned = expected if boost_tarball_version(tarball) == pinned_version else None
         stored.append(store_boost_tarball(tarball, pinned, f"import {tarball}"))
     if headers is not None:
-        progress(f"import boost headers {headers.version}")
+        progress.step("import", f"boost headers {headers.version}")
         stored.append(_store_boost_headers(headers))
     return stored
 
@@ -449,14 +444,14 @@ def _fetch_tree(
     if version is not None:
         existing = _load(kind, version)
         if existing is not None and (commit is None or existing.commit == commit):
-            progress(f"{kind} {version}: cached")
+            progress.step("cached", f"{kind} {version}")
             return existing
     else:
         for existing in _stored(kind):
             if commit is not None and existing.commit == commit:
-                progress(f"{kind} {existing.version}: cached")
+                progress.step("cached", f"{kind} {existing.version}")
                 return existing
-    progress(f"fetch {kind} {ref or commit} from {url}")
+    progress.step("fetch", f"{kind} {ref or commit} from {url}")
     sources_root = cache.sources_dir()
     sources_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"stubforge-{kind}-", dir=sources_root) as tmp:
@@ -489,7 +484,7 @@ def boost_download_url(release: releases.Release, pin: pins_mod.BoostPin | None,
     return mirror.rstrip("/") + "/" + filename
 
 
-def download(url: str, dest: Path, progress: Progress = _quiet, timeout: float = 60.0) -> None:
+def download(url: str, dest: Path, progress: Progress = QUIET, timeout: float = 60.0) -> None:
     """Stream url into dest (atomically: a broken download leaves nothing)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
@@ -503,7 +498,9 @@ def download(url: str, dest: Path, progress: Progress = _quiet, timeout: float =
                 out.write(block)
                 done += len(block)
                 if done >= next_report:
-                    progress(f"  {done >> 20} MiB" + (f" of {total >> 20} MiB" if total else ""))
+                    progress.step(
+                        "download", f"{done >> 20} MiB" + (f" of {total >> 20} MiB" if total else "")
+                    )
                     next_report += step
         os.replace(tmp, dest)
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -525,7 +522,7 @@ def fetch_sources(
     archive: Path | None = None,
     skip_boost: bool = False,
     extra_pybind11: tuple[str, ...] = (),
-    progress: Progress = _quiet,
+    progress: Progress = QUIET,
 ) -> list[Input]:
     """Clone the release's repositories and pinned libraries with git; download (or take) boost."""
     release = releases.get(release_spec)
@@ -534,10 +531,10 @@ def fetch_sources(
         url = f"{org_url.rstrip('/')}/{name}.git"
         existing = _load(name, release.branch)
         if existing is not None:
-            progress(f"{name} {release.branch}: cached")
+            progress.step("cached", f"{name} {release.branch}")
             stored.append(existing)
             continue
-        progress(f"fetch {name} {release.branch} from {url}")
+        progress.step("fetch", f"{name} {release.branch} from {url}")
         cache.sources_dir().mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"stubforge-{name}-", dir=cache.sources_dir()) as tmp:
             checkout = Path(tmp) / name
@@ -585,15 +582,15 @@ def _fetch_boost(
     version = _pinned_boost_version(pins, release)
     existing = _load("boost", version)
     if existing is not None and archive is None:
-        progress(f"boost {version}: cached")
+        progress.step("cached", f"boost {version}")
         return existing
     if archive is not None:
         if not archive.is_file():
             raise SourcesError(f"{archive}: no such file", hint="pass the path of boost_X_Y_Z.tar.gz")
-        progress(f"take boost from {archive}")
+        progress.step("take", f"boost from {archive}")
         return store_boost_tarball(archive, expected, f"archive {archive}")
     url = boost_download_url(release, pins.boost, mirror)
-    progress(f"download boost {version} from {url}")
+    progress.step("download", f"boost {version} from {url}")
     cache.sources_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="stubforge-boost-", dir=cache.sources_dir()) as tmp:
         target = Path(tmp) / url.rsplit("/", 1)[-1]

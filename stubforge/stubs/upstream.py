@@ -20,6 +20,7 @@ from pathlib import Path
 
 from stubforge.core.pythons import Interpreter
 from stubforge.errors import BuildError
+from stubforge.progress import QUIET, Progress
 from stubforge.stubs.sources import SourceSet
 
 STUB_TARGET = "triton-python-backend-stub"
@@ -31,12 +32,6 @@ POLICY_VERSION_MINIMUM = "3.5"
 # Two translation units per batch keeps both cores busy on 2-core machines; a single batch (size 0)
 # serialises the whole stub on one core (TRITON_FACTS §7: 16 and 0 measured alike on 2 cores).
 UNITY_BATCH_SIZE = 16
-
-ProgressFn = Callable[[str, str], None]
-
-
-def _silent(_step: str, _detail: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -326,25 +321,25 @@ class CompileFailed(BuildError):
     """The compile or link step failed (as opposed to configure); a plain build may still succeed."""
 
 
-def configure_and_build(plan: Plan, progress: ProgressFn = _silent) -> CompileResult:
+def configure_and_build(plan: Plan, progress: Progress = QUIET) -> CompileResult:
     prepare(plan)
     env = dict(os.environ)
     # A user's PYTHONHOME/PYTHONPATH would make the probe of pybind11 describe another Python.
     for name in ("PYTHONHOME", "PYTHONPATH"):
         env.pop(name, None)
     started = time.monotonic()
-    progress("configure", "")
+    progress.step("configure")
     rc = run_logged(plan.configure_args(), plan.log_path, CONFIGURE_TIMEOUT_S, "cmake configure", env)
     configure_s = time.monotonic() - started
     if rc != 0:
         raise configure_error(plan.log_path, plan)
-    progress("configured", f"{configure_s:.1f}s")
+    progress.step("configured", f"{configure_s:.1f}s")
 
     def on_line(line: str) -> None:
         step = parse_progress(line)
         if step:
             n, total, text = step
-            progress("build", f"{n}/{total} {_describe_step(text)}")
+            progress.step("build", f"{n}/{total} {_describe_step(text)}")
 
     started = time.monotonic()
     rc = run_logged(plan.build_args(), plan.log_path, BUILD_TIMEOUT_S, "cmake --build", env, on_line)

@@ -153,7 +153,7 @@ def test_interrupted_pack_leaves_nothing(cache_root: Path, tmp_path: Path) -> No
     )
     assert proc.stderr is not None
     for line in proc.stderr:
-        if line.startswith("pip install"):
+        if "] pip install" in line:  # a progress line: [pack-env  0.4s] pip install ...
             break
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)

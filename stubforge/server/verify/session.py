@@ -25,6 +25,7 @@ import numpy as np
 from stubforge.core import cache, releases
 from stubforge.core.targets import Target
 from stubforge.errors import StubforgeError
+from stubforge.progress import QUIET, Progress
 from stubforge.server.verify import synthetic
 from stubforge.server.verify import tritonserver as server_mod
 from stubforge.triton import backends as backend_dirs
@@ -346,6 +347,7 @@ def verify(
     log_path: Path | None = None,
     extra_env: dict[str, str] | None = None,
     target: Target | None = None,
+    progress: Progress = QUIET,
 ) -> VerifyReport:
     """Load every model (or `models`) of `repository` in the server of `install`, one request each. `target`:
     the machine the server runs on (None: this one); carried for emulated servers to come."""
@@ -374,6 +376,7 @@ def verify(
         pending = list(names)
         while pending:
             starts += 1
+            progress.step("start", f"tritonserver ({len(pending)} model(s) to load)")
             server = server_mod.RunningServer(
                 install, repository, served_backends, log, env, _python_backends(served_backends)
             )
@@ -382,6 +385,7 @@ def verify(
                 server_version = server_version or _server_version(server)
                 while pending:
                     name = pending.pop(0)
+                    progress.step("load", name)
                     report = _verify_model(
                         server,
                         name,
@@ -392,11 +396,13 @@ def verify(
                         server_version,
                     )
                     reports[name] = report
+                    progress.step("ok" if report.ok else "failed", name)
                     if report.hung or not server.alive():
                         break
             finally:
                 # A server hanging on a dead stub ignores SIGINT: no point waiting for a clean stop then.
                 hung = any(r.hung for r in reports.values())
+                progress.step("stop", "tritonserver")
                 server.stop(grace=1.0 if hung or not server.alive() else 15.0)
                 cleaned += server.cleanup()
     return VerifyReport(

@@ -1,0 +1,357 @@
+"""The library behind every command: typed functions a program calls without click.
+
+`stubforge/__init__.py` re-exports these (lazily); the CLI parses options, calls them and renders the result.
+Each function imports its side only when called, so `import stubforge` stays cheap (no numpy, no posix_ipc).
+Paths may be given as `str` or `os.PathLike`; results are the sides' own typed result classes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from stubforge.core.releases import DEFAULT_TRITON
+from stubforge.errors import StubforgeError
+from stubforge.progress import QUIET, Progress
+
+if TYPE_CHECKING:
+    from stubforge.core.pythons import Interpreter
+    from stubforge.envs.packenv import PackResult
+    from stubforge.server.check.checks import CheckReport
+    from stubforge.server.verify.session import VerifyReport
+    from stubforge.server.verify.tritonserver import ServerInstall
+    from stubforge.stubs.build import BuildResult
+    from stubforge.triton.modelrepo import WriteResult
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+__all__ = [
+    "RunReport",
+    "Verification",
+    "build_stub",
+    "build_stubs",
+    "check",
+    "find_pythons",
+    "pack_env",
+    "plan_env_path",
+    "run_model",
+    "server_install",
+    "set_env_path",
+    "verify",
+]
+
+
+def _path(value: PathLike | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+# ------------------------------------------------------------------------------------------ build side
+
+
+def find_pythons(extra: Sequence[PathLike] = ()) -> list[Interpreter]:
+    """Every interpreter found on PATH and in pyenv, uv and conda, plus `extra` paths.
+
+    An `extra` path that is not a usable interpreter raises `PythonNotFound`: a path the user named is never
+    silently left out of the listing."""
+    from stubforge.core import pythons
+
+    for path in extra:
+        pythons.describe(Path(path))
+    return pythons.discover(extra=[str(p) for p in extra])
+
+
+def build_stub(
+    python: str | Interpreter,
+    *,
+    triton: str = DEFAULT_TRITON,
+    gpu: bool = False,
+    pybind11: str | None = None,
+    source: PathLike | None = None,
+    boost: PathLike | None = None,
+    jobs: int = 0,
+    mode: str = "auto",
+    cmake_args: Sequence[str] = (),
+    force: bool = False,
+    progress: Progress = QUIET,
+) -> BuildResult:
+    """Compile Triton's `triton_python_backend_stub` for one Python (a version such as "3.10", a tag such as
+    "cp310", an interpreter path or an `Interpreter`), verify it and cache it; a cached stub is returned as is.
+
+    triton: the release ("24.10", "r24.10" or "2.51.0") whose sources are in the source cache; pybind11: a
+    cached pybind11 version instead of the release's pin; source/boost: a python_backend checkout or boost
+    tree to build from; jobs: parallel compile jobs (0: all cores); mode: "auto", "unity" or "plain";
+    cmake_args: extra -D options, applied last; force: rebuild even when cached."""
+    return build_stubs(
+        [python],
+        triton=triton,
+        gpu=gpu,
+        pybind11=pybind11,
+        source=source,
+        boost=boost,
+        jobs=jobs,
+        mode=mode,
+        cmake_args=cmake_args,
+        force=force,
+        progress=progress,
+    )[0]
+
+
+def build_stubs(
+    pythons: Sequence[str | Interpreter],
+    *,
+    flavor: str = "upstream",
+    triton: str = DEFAULT_TRITON,
+    gpu: bool = False,
+    pybind11: str | None = None,
+    source: PathLike | None = None,
+    boost: PathLike | None = None,
+    jobs: int = 0,
+    mode: str = "auto",
+    cmake_args: Sequence[str] = (),
+    force: bool = False,
+    progress: Progress = QUIET,
+) -> list[BuildResult]:
+    """`build_stub` for several Pythons, one after the other.
+
+    Every interpreter is resolved before the first build: a typo in the third one must not cost two builds.
+    flavor "runner" (or its old name "harness") builds stubforge's own stub for `load()`/`stubforge run`
+    instead; it takes only `force` of the other options."""
+    from stubforge.core import pythons as pythons_mod
+    from stubforge.stubs import build as stub_build
+
+    interps = [
+        p if isinstance(p, pythons_mod.Interpreter) else pythons_mod.resolve(p, require_buildable=True)
+        for p in pythons
+    ]
+    if flavor in ("runner", "harness"):
+        from stubforge.stubs import runner_stub
+
+        return [runner_stub.build_harness(interp, force=force) for interp in interps]
+    if flavor != "upstream":
+        raise StubforgeError(f"unknown stub flavor {flavor!r}", hint="use upstream or runner")
+    options = stub_build.BuildOptions(
+        triton=triton,
+        gpu=gpu,
+        pybind11=pybind11,
+        source=_path(source),
+        boost=_path(boost),
+        jobs=jobs,
+        force=force,
+        mode=mode,
+        cmake_args=tuple(cmake_args),
+    )
+    return [stub_build.build_one(interp, options, progress) for interp in interps]
+
+
+# ------------------------------------------------------------------------------------------ env side
+
+
+def pack_env(
+    python: str | None = None,
+    requirements: Sequence[str] = (),
+    *,
+    spec: PathLike | None = None,
+    prefix: PathLike | None = None,
+    conda_name: str | None = None,
+    venv: PathLike | None = None,
+    requirement_files: Sequence[PathLike] = (),
+    pip_args: Sequence[str] = (),
+    output: PathLike | None = None,
+    directory: PathLike | None = None,
+    prune: bool = False,
+    triton: str = DEFAULT_TRITON,
+    stub: PathLike | None = None,
+    model_dir: PathLike | None = None,
+    allow_host_path: bool = False,
+    backup: bool = True,
+    force: bool = False,
+    progress: Progress = QUIET,
+) -> PackResult:
+    """Create an execution environment for EXECUTION_ENV_PATH and write it as an archive or a directory.
+
+    The env comes from a shared-library CPython (`python` plus pip `requirements`), a `spec` file, an existing
+    conda env (`prefix` or `conda_name`) or a `venv`; numpy is added when missing (`numpy<2` where the `stub`
+    or the `triton` release needs it). Write `output` (NAME.tar.gz) or `directory`; with `model_dir`, pack into
+    it (default MODEL/env.tar.gz) and point its config.pbtxt at the result (a backup is kept unless
+    backup=False). The env is started the way Triton starts it before it is written."""
+    from stubforge.envs import packenv
+
+    options = packenv.PackOptions(
+        python=python,
+        spec=_path(spec),
+        prefix=_path(prefix),
+        conda_name=conda_name,
+        venv=_path(venv),
+        requirements=list(requirements),
+        requirement_files=[Path(p) for p in requirement_files],
+        pip_args=list(pip_args),
+        output=_path(output),
+        directory=_path(directory),
+        prune=prune,
+        force=force,
+        triton=triton,
+        stub=_path(stub),
+        model_dir=_path(model_dir),
+        allow_host_path=allow_host_path,
+        backup=backup,
+    )
+    return packenv.pack_env(options, progress)
+
+
+def plan_env_path(model_dir: PathLike, env: PathLike, *, allow_host_path: bool = False) -> str:
+    """The EXECUTION_ENV_PATH value `set_env_path` would write for `env`, checked; nothing is written."""
+    from stubforge.triton import modelrepo
+
+    value = modelrepo.plan_env_path(Path(model_dir), Path(env), allow_host_path=allow_host_path)
+    modelrepo.validate_env_path(Path(model_dir), value)
+    return value
+
+
+def set_env_path(
+    model_dir: PathLike, env: PathLike, *, allow_host_path: bool = False, backup: bool = True
+) -> WriteResult:
+    """Point the model's config.pbtxt EXECUTION_ENV_PATH at an existing env (archive or directory).
+
+    The value is `$$TRITON_MODEL_DIRECTORY/...` for an env inside the model directory; an env elsewhere needs
+    allow_host_path=True (an absolute path). Only that parameter changes; config.pbtxt.bak keeps the old file."""
+    from stubforge.triton import modelrepo
+
+    return modelrepo.set_env_path(Path(model_dir), Path(env), allow_host_path=allow_host_path, backup=backup)
+
+
+# ------------------------------------------------------------------------------------------ server side
+
+
+def check(target: PathLike, *, triton: str = DEFAULT_TRITON, backends: PathLike | None = None) -> CheckReport:
+    """Every known pitfall of a model repository (or one model directory), found from its files alone.
+
+    backends: Triton's backend directory, to check backend stubs and their default envs too."""
+    from stubforge.server.check import checks
+
+    return checks.check(Path(target), triton=triton, backends=_path(backends))
+
+
+def server_install(tritonserver: PathLike | None = None, *, pytriton: bool = False) -> ServerInstall:
+    """The tritonserver to verify with: a binary (or the install root holding bin/tritonserver), or with
+    pytriton=True the one inside an installed nvidia-pytriton. Exactly one of the two must be given."""
+    from stubforge.server.verify import tritonserver as server
+
+    if (tritonserver is not None) == pytriton:
+        raise StubforgeError(
+            "which server? pass exactly one of --tritonserver PATH and --pytriton",
+            hint="e.g. --tritonserver /opt/tritonserver/bin/tritonserver",
+        )
+    return server.from_binary(Path(tritonserver)) if tritonserver is not None else server.find_pytriton()
+
+
+@dataclass
+class Verification:
+    """What `verify` found: the static check (run first) and what the real server did."""
+
+    report: VerifyReport
+    check: CheckReport | None  # None when the static check was skipped
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.report.to_dict()
+        data["check"] = self.check.to_dict() if self.check is not None else None
+        return data
+
+
+def verify(
+    repository: PathLike,
+    *,
+    tritonserver: PathLike | None = None,
+    pytriton: bool = False,
+    backends: PathLike | None = None,
+    models: Sequence[str] = (),
+    load_timeout: float = 120.0,
+    request_timeout: float = 60.0,
+    log_path: PathLike | None = None,
+    precheck: bool = True,
+    progress: Progress = QUIET,
+) -> Verification:
+    """Load every model of `repository` (or only `models`) in a real tritonserver and send each one request.
+
+    The server is a `tritonserver` binary or, with pytriton=True, nvidia-pytriton's. With precheck (default),
+    the static `check` runs first, so a known pitfall is named even when the server cannot load the model.
+    The server is always stopped and its shared-memory regions removed."""
+    from stubforge.server.verify import session
+
+    install = server_install(tritonserver, pytriton=pytriton)
+    repo = Path(repository)
+    found = None
+    if precheck and repo.is_dir():
+        progress.step("check", str(repo))
+        found = check(repo, backends=backends)
+    report = session.verify(
+        repo,
+        install,
+        backends=_path(backends),
+        models=tuple(models),
+        load_timeout=load_timeout,
+        request_timeout=request_timeout,
+        log_path=_path(log_path),
+        progress=progress,
+    )
+    return Verification(report, found)
+
+
+# ------------------------------------------------------------------------------------------ runner side
+
+
+@dataclass
+class RunReport:
+    """One `run_model` call: what ran (Python, numpy, process), its outputs and timings, as `to_dict()` gives
+    them (the shape of `stubforge run --json`)."""
+
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+
+def run_model(
+    model_dir: PathLike,
+    inputs: Sequence[str] = (),
+    *,
+    requests: int = 1,
+    python: str | None = None,
+    triton: str = DEFAULT_TRITON,
+    backends: PathLike | None = None,
+    backend_config: dict[str, str] | None = None,
+    startup_timeout: float = 30.0,
+    execute_timeout: float | None = None,
+    output_dir: PathLike | None = None,
+    auto_complete: bool = True,
+) -> RunReport:
+    """Run a model.py as Triton's Python backend would, without a server: load it, send `requests` identical
+    requests built from `inputs` ("NAME=FILE.npy" or "NAME=JSON", typed by the config) and report the last
+    answer (a decoupled model's responses as NAME[i]); with output_dir, each output is saved as NAME.npy."""
+    if requests < 1:
+        raise StubforgeError(f"--requests {requests} must be at least 1", hint="e.g. --requests 10")
+    from stubforge.runner import api as runner_api
+    from stubforge.runner import inputs as run_inputs
+
+    with runner_api.load(
+        Path(model_dir),
+        python=python,
+        triton=triton,
+        backends=_path(backends),
+        backend_config=dict(backend_config or {}),
+        startup_timeout=startup_timeout,
+        execute_timeout=execute_timeout,
+        auto_complete=auto_complete,
+    ) as model:
+        tensors = run_inputs.parse(tuple(inputs), model.deployment.config)
+        outputs: dict[str, Any] = {}
+        for _ in range(requests):
+            outputs = run_inputs.flatten_stream(model.infer(tensors))
+        written = run_inputs.save(outputs, Path(output_dir)) if output_dir is not None else {}
+        return RunReport(run_inputs.report(model, outputs, written))
