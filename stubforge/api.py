@@ -18,6 +18,7 @@ from stubforge.errors import StubforgeError
 from stubforge.progress import QUIET, Progress
 
 if TYPE_CHECKING:
+    from stubforge.core.leftovers import Leftover
     from stubforge.core.pythons import Interpreter
     from stubforge.envs.packenv import PackResult
     from stubforge.server.check.checks import CheckReport
@@ -34,6 +35,7 @@ __all__ = [
     "build_stub",
     "build_stubs",
     "check",
+    "clean",
     "find_pythons",
     "pack_env",
     "plan_env_path",
@@ -289,7 +291,9 @@ def verify(
     found = None
     if precheck and repo.is_dir():
         progress.step("check", str(repo))
-        found = check(repo, backends=backends)
+        # Without --backends the server serves its own backends/: check against that one too.
+        own = install.backends if install.backends.is_dir() else None
+        found = check(repo, backends=backends if backends is not None else own)
     report = session.verify(
         repo,
         install,
@@ -330,14 +334,23 @@ def run_model(
     execute_timeout: float | None = None,
     output_dir: PathLike | None = None,
     auto_complete: bool = True,
+    max_env_size: int | str | None = None,
 ) -> RunReport:
     """Run a model.py as Triton's Python backend would, without a server: load it, send `requests` identical
     requests built from `inputs` ("NAME=FILE.npy" or "NAME=JSON", typed by the config) and report the last
     answer (a decoupled model's responses as NAME[i]); with output_dir, each output is saved as NAME.npy."""
     if requests < 1:
         raise StubforgeError(f"--requests {requests} must be at least 1", hint="e.g. --requests 10")
+    from stubforge.envs import archive
     from stubforge.runner import api as runner_api
     from stubforge.runner import inputs as run_inputs
+    from stubforge.runner.launcher import envmanager
+
+    if max_env_size is not None:
+        # One manager per process, as Triton's per backend: the limit applies to every archive it extracts.
+        envmanager.shared().max_env_bytes = (
+            archive.parse_size(max_env_size) if isinstance(max_env_size, str) else int(max_env_size)
+        )
 
     with runner_api.load(
         Path(model_dir),
@@ -355,3 +368,11 @@ def run_model(
             outputs = run_inputs.flatten_stream(model.infer(tensors))
         written = run_inputs.save(outputs, Path(output_dir)) if output_dir is not None else {}
         return RunReport(run_inputs.report(model, outputs, written))
+
+
+def clean(*, dry_run: bool = False, triton: bool = True) -> list[Leftover]:
+    """Remove what runs left on disk: the runner's env extractions whose process is gone, and (triton=True)
+    Triton's /tmp/python_env_* and /tmp/folderXXXXXX copies that no running process uses. dry_run lists only."""
+    from stubforge.core import leftovers
+
+    return leftovers.clean(dry_run=dry_run, triton=triton)

@@ -49,6 +49,11 @@ def _backend_config(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--execute-timeout", type=float, help="Seconds one execute may take (default: no limit).")
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Write each output as NAME.npy here.")
 @click.option(
+    "--max-env-size",
+    metavar="SIZE",
+    help="Largest an archive env may expand to, e.g. 20G (default: 50x the archive, at least 1 GB).",
+)
+@click.option(
     "--disable-auto-complete-config",
     "no_auto_complete",
     is_flag=True,
@@ -67,6 +72,7 @@ def run_cmd(
     startup_timeout: float,
     execute_timeout: float | None,
     output_dir: Path | None,
+    max_env_size: str | None,
     no_auto_complete: bool,
     as_json: bool,
 ) -> None:
@@ -83,6 +89,7 @@ def run_cmd(
         execute_timeout=execute_timeout,
         output_dir=output_dir,
         auto_complete=not no_auto_complete,
+        max_env_size=max_env_size,
     ).to_dict()
     if as_json:
         emit_json(report)

@@ -1,4 +1,4 @@
-"""Server side commands: install model|backend, list, check, verify."""
+"""Server side commands: install model|backend, list, check, verify, clean."""
 
 from __future__ import annotations
 
@@ -259,3 +259,24 @@ def print_verify(report: VerifyReport) -> None:
         f"{passed}/{len(report.models)} models verified in {report.seconds:.1f}s "
         f"({report.server_starts} server start{'s' if report.server_starts != 1 else ''}); log {report.log}"
     )
+
+
+@cli.command("clean")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@click.option("--no-triton", is_flag=True, help="Only stubforge's own leftovers, not Triton's /tmp dirs.")
+@json_option
+@handle_errors
+def clean_cmd(dry_run: bool, no_triton: bool, as_json: bool) -> None:
+    """Remove env extractions of killed runs, and Triton's /tmp/python_env_* and /tmp/folderXXXXXX copies
+    that no running process uses."""
+    found = api.clean(dry_run=dry_run, triton=not no_triton)
+    if as_json:
+        emit_json({"dry_run": dry_run, "removed": [f.to_dict() for f in found]})
+        return
+    verb = "would remove" if dry_run else "removed"
+    for leftover in found:
+        click.echo(
+            f"{verb} {leftover.path}  ({leftover.kind}, {leftover.size / 1e6:.1f} MB): {leftover.reason}"
+        )
+    total = sum(f.size for f in found)
+    click.echo(f"{verb} {len(found)} director{'y' if len(found) == 1 else 'ies'}, {total / 1e6:.1f} MB")

@@ -127,3 +127,17 @@ def test_decoupled_and_auto_completed_models(envs: dict[str, Path], tmp_path: Pa
     assert "UPPER object [1, 1]: [[b'HI']]" in completed.stdout
     plain = run(str(repo / "auto_complete"), "--disable-auto-complete-config", "--input", 'TEXT=[["hi"]]')
     assert plain.returncode == 2 and "the model has no input of that name" in plain.stderr
+
+
+def test_max_env_size_caps_extraction(tmp_path: Path) -> None:
+    from tests.unit.test_envmanager import GOOD, make_archive
+
+    model = write_model(
+        tmp_path, "capped", env=make_archive(tmp_path / "env.tar.gz", dict(GOOD, big=bytes(4 << 20)))
+    )
+    proc = run(str(model), "--max-env-size", "1M", "--json")
+    assert proc.returncode == 2, proc.stderr
+    report = json.loads(proc.stdout)
+    assert "above the limit of 1.0 MB (the limit given (--max-env-size))" in report["error"]
+    bad = run(str(model), "--max-env-size", "lots")
+    assert bad.returncode == 2 and "'lots' is not a size" in bad.stderr

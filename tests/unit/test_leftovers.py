@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -98,3 +99,29 @@ def test_triton_leftovers_only_when_unused(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert found == {unused_env: "triton-env", copy: "triton-model-copy"}
+
+
+def test_clean_cli_removes_orphans_and_says_what(tmp_path: Path) -> None:
+    orphan = _dead_owner(tmp_path / "stubforge_env_dead02")
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    root = str(Path(__file__).resolve().parents[2])
+    listed = subprocess.run(
+        [sys.executable, "-m", "stubforge", "clean", "--dry-run", "--no-triton"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=120,
+        check=True,
+    )
+    assert f"would remove {orphan}" in listed.stdout and orphan.exists()
+    done = subprocess.run(
+        [sys.executable, "-m", "stubforge", "clean", "--no-triton", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=120,
+        check=True,
+    )
+    assert [f["path"] for f in json.loads(done.stdout)["removed"]] == [str(orphan)] and not orphan.exists()
