@@ -189,7 +189,9 @@ def validate(
             f"the env's python reports sys.prefix {prefix}, outside the env",
             hint="a pyvenv.cfg or PYTHONHOME points elsewhere; recreate the env",
         )
-    leaks = [p for p in data["path"] if p and os.path.isabs(p) and not os.path.realpath(p).startswith(prefix)]  # type: ignore[union-attr]
+    paths = data["path"]
+    assert isinstance(paths, list)  # the probe prints sys.path as a JSON list
+    leaks = [p for p in paths if p and os.path.isabs(p) and not os.path.realpath(p).startswith(prefix)]
     if leaks:
         raise EnvError(
             f"the env imports from outside itself: {', '.join(leaks)}",
@@ -239,7 +241,9 @@ def validate(
         libpython=str(minor_libs[0].relative_to(env_dir)),
         glibcxx_in_env=_env_glibcxx(env_dir),
     )
-    maps = [m for m in data.get("maps", []) if "libpython" in m]  # type: ignore[union-attr]
+    mapped = data.get("maps", [])
+    assert isinstance(mapped, list)  # the probe prints /proc/self/maps paths as a JSON list
+    maps = [m for m in mapped if "libpython" in m]
     outside = [m for m in maps if not os.path.realpath(m).startswith(os.path.realpath(env_dir))]
     if outside:
         raise EnvError(

@@ -46,7 +46,7 @@ class Batcher:
         return size >= self.max_batch or (bool(self.preferred) and size in self.preferred)
 
     def _gather(self) -> None:
-        carried = None
+        carried: Any = None  # a queue item, or _STOP
         while True:
             item = carried if carried is not None else self.queue.get()
             carried = None

@@ -38,6 +38,8 @@ def _load(path):
     # A name unique per file: two models whose files are both model.py must not share a module.
     name = "stubforge_model_" + hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:16]
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"stubforge dispatcher: {path} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
