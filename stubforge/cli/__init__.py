@@ -29,6 +29,19 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+# What an interrupted command leaves, per command: each writes its outputs atomically or cleans up.
+_INTERRUPTED = {
+    "build": "nothing was cached",
+    "sources": "nothing was cached",
+    "stubs": "nothing was cached",
+    "pack-env": "no output was written",
+    "param": "config.pbtxt was left as it was",
+    "install": "nothing was installed",
+    "run": "the model's stubs were stopped",
+    "verify": "the server was stopped",
+}
+
+
 def handle_errors(func: F) -> F:
     """Expected failures print `error:` and `hint:` and exit non-zero; -v adds the traceback."""
 
@@ -52,7 +65,9 @@ def handle_errors(func: F) -> F:
                 traceback.print_exc()
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("error: interrupted; nothing was cached", err=True)
+            command = ctx.command_path.split()[1] if len(ctx.command_path.split()) > 1 else ""
+            left = _INTERRUPTED.get(command)
+            click.echo(f"error: interrupted{'; ' + left if left else ''}", err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
