@@ -24,7 +24,7 @@ from stubforge.triton import backends as backend_dirs
 from stubforge.triton import deployment, libpython, modelrepo, stubinfo
 from stubforge.triton.envinfo import READ_ERRORS, EnvContents
 
-SIDECAR = ".stubforge.json"  # <stub>.stubforge.json beside an installed stub
+SIDECAR = stubinfo.MODEL_SIDECAR_SUFFIX  # <stub>.stubforge.json beside an installed stub
 
 
 class InstallError(StubforgeError):

@@ -441,8 +441,7 @@ def _verify_model(
         report.stub = stub.exe
         report.libpython = stub.libpython
         if stub.libpython:
-            match = re.match(r"libpython(\d+\.\d+)", Path(stub.libpython).name)
-            report.python = match.group(1) if match else None
+            report.python = stubinfo.libpython_minor(Path(stub.libpython).name)
         report.numpy = _numpy_version(stub.numpy)
         pybind11 = _stub_pybind11(stub.exe, server_version)
         if report.numpy and pybind11 and releases.numpy2_breaks(report.numpy, pybind11):
