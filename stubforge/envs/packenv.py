@@ -7,7 +7,6 @@ import datetime
 import errno
 import json
 import os
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from stubforge.envs import condapack, create, inspect, pack
 from stubforge.envs import spec as spec_mod
 from stubforge.envs.create import EnvError
 from stubforge.progress import QUIET, Progress
-from stubforge.triton import modelrepo
+from stubforge.triton import modelrepo, stubinfo
 
 MANIFEST_SUFFIX = ".stubforge.json"  # beside an archive; inside a directory env as stubforge-env.json
 DIR_MANIFEST = "stubforge-env.json"
@@ -70,19 +69,11 @@ class PackResult:
         }
 
 
-def _stub_manifest(stub: Path) -> dict[str, Any] | None:
-    sidecar = stub.parent / cache.MANIFEST_NAME
-    try:
-        data = cache.read_json(sidecar)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _numpy2_policy(options: PackOptions) -> tuple[bool, str]:
     """Whether numpy 2 may be in the env, and why not."""
     if options.stub is not None:
-        manifest = _stub_manifest(options.stub)
+        manifest = stubinfo.read_manifest(options.stub)
+        # An imported stub records pybind11 "unknown": older() ranks it below 2.12, so numpy stays < 2.
         if manifest and manifest.get("pybind11"):
             allowed = not releases.older(str(manifest["pybind11"]), releases.NUMPY2_PYBIND11)
             return allowed, f"the stub {options.stub} was built with pybind11 {manifest['pybind11']}"
@@ -442,11 +433,10 @@ def _check_stub_matches(stub: Path, soname: str | None, version: str) -> None:
 
 
 def _stub_python(stub: Path) -> str:
-    """'3.8' from a stub's NEEDED libpython3.8.so.1.0 (3.7 and older: libpython3.7m.so.1.0)."""
-    for needed in elf.read(stub).needed:
-        match = re.match(r"libpython(\d+\.\d+)m?\.so", needed)
-        if match:
-            return match.group(1)
+    """The X.Y the stub embeds: the Python of the env to make."""
+    minor = stubinfo.python_of(stub)
+    if minor:
+        return minor
     raise EnvError(f"--stub {stub} links no libpython", hint="pass a triton_python_backend_stub")
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from stubforge.core import cache, pythons, releases
+from stubforge.core import pythons, releases
 from stubforge.errors import PythonNotFound, StubforgeError
 from stubforge.runner import backend_config as backend_config_rules
 from stubforge.runner import batching
@@ -32,8 +32,7 @@ from stubforge.runner.launcher import envmanager
 from stubforge.runner.launcher import stub as stub_mod
 from stubforge.runner.runtime import _stubforge_wire as wire
 from stubforge.stubs import runner_stub as harness_build
-from stubforge.triton import backends as backend_dirs
-from stubforge.triton import modelrepo
+from stubforge.triton import deployment as resolver
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 # Numeric Triton types and their numpy dtypes: the runtime's table (BYTES travels encoded, see _stubforge_wire).
@@ -49,7 +48,8 @@ class RunnerError(StubforgeError):
 
 @dataclass
 class Deployment:
-    """What Triton would use for this model: file, version, Python, env, runtime dir."""
+    """What the runner starts for a model: the resolver's answer (`resolved`) narrowed to one Python, plus the
+    model file, the config as initialize() receives it and the runtime dir the stub loads model.py from."""
 
     model_dir: Path
     name: str
@@ -60,10 +60,7 @@ class Deployment:
     python_source: str  # where the version came from
     env_path: Path | None
     runtime_dir: str
-
-
-def _versions(model_dir: Path) -> list[str]:
-    return sorted((p.name for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=int)
+    resolved: resolver.Deployment | None = field(default=None, repr=False, compare=False)
 
 
 def config_json(message: Any) -> dict[str, Any]:
@@ -115,39 +112,32 @@ def deployment(
     python: str | None = None,
     backends: Path | None = None,
     fallback_python: str | None = None,
+    *,
+    triton: str = releases.DEFAULT_TRITON,
 ) -> Deployment:
-    """Read the model as Triton would: latest version, its file, its env, the stub's Python."""
-    info = modelrepo.read_config(model_dir)
-    model_dir = info.path.parent
-    versions = _versions(model_dir)
-    if not versions:
+    """The resolver's answer for the model, made runnable: latest version, its file, its env, one Python.
+
+    The Python: --python (which must agree with the stub's), else the stub's, else the env's, else
+    `fallback_python` (a BLS peer without stub or env borrows its caller's)."""
+    resolved = resolver.resolve(model_dir, triton=triton, backends=backends)
+    model_dir = resolved.model_dir
+    model_path = resolved.model_file
+    if model_path is None:
         raise RunnerError(
             f"{model_dir} has no version directory (1/, 2/, ...)", hint="put model.py into <model>/1/"
         )
-    version = versions[-1]
-    model_path = model_dir / version / (info.default_model_filename or "model.py")
     if not model_path.is_file():
         raise RunnerError(f"{model_path} does not exist", hint="the model's code must be at that path")
-    backend = info.backend or backend_dirs.STOCK
-    backend_dir = backends / backend if backends else None
-    runtime_dir = "DEFAULT"
-    if backend_dir is not None and backend != backend_dirs.STOCK and (backend_dir / "model.py").is_file():
-        runtime_dir = str(backend_dir)
-
-    env_path = None
-    value = info.parameters.get(modelrepo.EXECUTION_ENV_PATH)
-    if value:
-        env_path = modelrepo.validate_env_path(model_dir, value)
-    elif backend_dir is not None and (backend_dir / backend_dirs.DEFAULT_ENV).is_file():
-        env_path = backend_dir / backend_dirs.DEFAULT_ENV
+    runtime_dir = str(resolved.backend_dir) if resolved.runs_backend_model else "DEFAULT"
+    env = resolved.env
+    if env is not None and env.error is not None:
+        raise env.error
+    env_path = env.path if env is not None else None
 
     found: list[tuple[str, str]] = []
-    for stub in (model_dir / cache.STUB_NAME, backend_dir / cache.STUB_NAME if backend_dir else None):
-        if stub is not None and stub.is_file():
-            minor = backend_dirs.stub_python(stub)
-            if minor:
-                found.append((minor, f"the stub {stub}"))
-                break
+    stub = resolved.stub
+    if stub is not None and stub.python:
+        found.append((stub.python, f"the stub {stub.path}"))
     if python:
         wanted = pythons.resolve(python).minor
         if found and found[0][0] != wanted:
@@ -157,10 +147,8 @@ def deployment(
                 hint=f"drop --python, or pass --python {found[0][0]}",
             )
         found.insert(0, (wanted, f"--python {python}"))
-    if not found and env_path is not None:
-        minor = backend_dirs.env_python(env_path)
-        if minor:
-            found.append((minor, f"the env {env_path}"))
+    if not found and env is not None and env.python:
+        found.append((env.python, f"the env {env_path}"))
     if not found and fallback_python:
         found.append(
             (pythons.resolve(fallback_python).minor, f"{fallback_python}, the calling model's Python")
@@ -170,18 +158,19 @@ def deployment(
             f"which Python runs {model_dir.name}? No stub in the model directory, no env with a libpython",
             hint="pass --python 3.X",
         )
-    config = config_json(info.message)
+    config = config_json(resolved.config.message)
     config["name"] = config.get("name") or model_dir.name
     return Deployment(
         model_dir=model_dir,
-        name=info.name or model_dir.name,
-        version=version,
+        name=resolved.name,
+        version=model_path.parent.name,
         model_path=model_path,
         config=config,
         python=found[0][0],
         python_source=found[0][1],
         env_path=env_path,
         runtime_dir=runtime_dir,
+        resolved=resolved,
     )
 
 
@@ -633,7 +622,7 @@ class Repository:
         self._models: dict[str, Model] = {}
 
     def names(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if (p / "config.pbtxt").is_file())
+        return [p.name for p in resolver.list_models(self.root)]
 
     def model(self, name: str) -> Model:
         if name not in self._models:

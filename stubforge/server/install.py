@@ -1,4 +1,8 @@
-"""Put stubs where Triton looks for them, and register stubs built elsewhere (TRITON_FACTS §1, §3, §4)."""
+"""Put stubs where Triton looks for them, and register stubs built elsewhere.
+
+Where Triton looks: docs/triton-behaviour.md, "The stub process contract", "EXECUTION_ENV_PATH" and
+"python_3_X backend directories".
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,7 @@ import datetime
 import os
 import platform
 import shutil
-import subprocess
-import tarfile
 import tempfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,25 +22,26 @@ from stubforge.errors import StubforgeError
 from stubforge.stubs import build as stub_mod
 from stubforge.stubs import probe as verify
 from stubforge.triton import backends as backend_dirs
-from stubforge.triton import modelrepo
+from stubforge.triton import deployment, libpython, modelrepo, stubinfo
+from stubforge.triton.envinfo import READ_ERRORS, EnvContents
 
-SIDECAR = ".stubforge.json"  # <stub>.stubforge.json beside an installed stub
+SIDECAR = stubinfo.MODEL_SIDECAR_SUFFIX  # <stub>.stubforge.json beside an installed stub
 
 
 class InstallError(StubforgeError):
     """A stub cannot be installed or imported."""
 
 
-def stub_python(stub: Path) -> str:
-    """'3.8' from NEEDED libpython3.8.so.1.0 (or libpython3.7m.so.1.0)."""
-    minor = backend_dirs.stub_python(stub)
+def _stub_python(stub: Path) -> str:
+    """The X.Y the stub embeds; a stub that links no libpython cannot be installed."""
+    minor = stubinfo.python_of(stub)
     if minor:
         return minor
     raise InstallError(f"{stub} links no libpython", hint="pass a triton_python_backend_stub")
 
 
 def _interpreter_for(stub: Path, python: str | None) -> pythons.Interpreter:
-    minor = stub_python(stub)
+    minor = _stub_python(stub)
     spec = python or minor
     interp = pythons.resolve(spec)
     if interp.minor != minor:
@@ -197,7 +199,7 @@ def install_model_stub(
     machine the server runs on (None: this one), recorded in the sidecar."""
     info = modelrepo.read_config(model_dir)
     stub = _choose_stub(python, stub, triton, target)
-    minor = stub_python(stub)
+    minor = _stub_python(stub)
     dest = info.path.parent / cache.STUB_NAME
     digest = cache.sha256_of(stub)
     changed = True
@@ -226,92 +228,47 @@ def install_model_stub(
         "sha256": digest,
         "python": minor,
         "target": as_target(target).to_dict(),
-        "manifest": _manifest_of(stub),
+        "manifest": stubinfo.read_manifest(stub),
     }
     cache.write_json_atomic(dest.with_name(dest.name + SIDECAR), sidecar)
-    warnings = libpython_reachability(dest, model_dir, info, triton)
+    installed = deployment.resolve(info.path.parent, triton=releases.as_release(triton).branch, config=info)
+    reach = libpython.reachability(installed)
+    warnings = _libpython_warnings(reach, installed, releases.as_release(triton)) if reach is not None else []
     return InstallResult(dest, changed, stub, warnings)
 
 
 def _safe_python(stub: Path) -> str:
-    try:
-        return stub_python(stub)
-    except StubforgeError:
-        return "unknown"
+    return stubinfo.read_stub(stub).python or "unknown"
 
 
-def _manifest_of(stub: Path) -> dict[str, Any] | None:
-    try:
-        data = cache.read_json(stub.parent / cache.MANIFEST_NAME)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _system_libraries() -> set[str]:
-    try:
-        out = subprocess.run(
-            ["ldconfig", "-p"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return set()
-    return {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
-
-
-def libpython_reachability(
-    stub: Path,
-    model_dir: Path,
-    info: modelrepo.ModelConfigInfo,
-    triton: releases.Release | str = releases.DEFAULT_TRITON,
+def _libpython_warnings(
+    reach: libpython.Reachability, installed: deployment.Deployment, release: releases.Release
 ) -> list[str]:
-    """Where the server will find the stub's libpython; a warning when nowhere (the stub cannot start, and
-    releases with `hangs_on_dead_stub` then hang forever)."""
-    outcome = releases.as_release(triton).dead_stub_outcome()
-    soname = next((n for n in elf.read(stub).needed if n.startswith("libpython")), None)
-    if soname is None:
-        return [f"{stub} links no libpython"]
-    for directory in elf.read(stub).runpath:
-        if (Path(directory) / soname).exists():
-            return []
-    env_value = info.parameters.get(modelrepo.EXECUTION_ENV_PATH)
-    if env_value:
-        try:
-            env = modelrepo.validate_env_path(model_dir, env_value)
-        except StubforgeError as exc:
-            return [f"EXECUTION_ENV_PATH is not usable: {exc.message}"]
-        if env.is_dir() and (env / "lib" / soname).exists():
-            return []
-        if env.is_file() and _archive_has(env, f"lib/{soname}"):
-            return []
+    """What the user must know after installing: the server will not find the stub's libpython (the stub
+    cannot start, and releases with `hangs_on_dead_stub` then hang forever)."""
+    where, soname = reach.where, reach.soname
+    outcome = release.dead_stub_outcome()
+    if where is libpython.Where.NOT_LINKED:
+        return [f"{reach.stub} links no libpython"]
+    if where is libpython.Where.ENV_UNUSABLE:
+        error = installed.env.error if installed.env else None
+        return [f"EXECUTION_ENV_PATH is not usable: {error.message if error else 'see stubforge check'}"]
+    if where is libpython.Where.NOT_IN_ENV:
         return [
-            f"the env {env} has no lib/{soname}: the stub will not start and {outcome}; "
+            f"the env {reach.env} has no lib/{soname}: the stub will not start and {outcome}; "
             "pack the env with the stub's Python (stubforge pack-env --stub)"
         ]
-    on_path = any(
-        (Path(d) / soname).exists() for d in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if d
-    )
-    if on_path or soname in _system_libraries():
-        return []
-    return [
-        f"nothing provides {soname} to the server (no RUNPATH, no EXECUTION_ENV_PATH, not in the system's "
-        f"library cache): the stub will not start and {outcome}; give the model an env "
-        "(stubforge pack-env --model) or put that libpython on the server's LD_LIBRARY_PATH"
-    ]
-
-
-def _archive_has(archive: Path, member: str) -> bool:
-    try:
-        with tarfile.open(archive) as tar:
-            for name in tar.getnames():
-                if name.lstrip("./") == member:
-                    return True
-    except (OSError, tarfile.TarError, EOFError, zlib.error):  # a truncated or damaged archive
-        return False
-    return False
+    if where is libpython.Where.NOWHERE:
+        return [
+            f"nothing provides {soname} to the server (no RUNPATH, no EXECUTION_ENV_PATH, not in the system's "
+            f"library cache): the stub will not start and {outcome}; give the model an env "
+            "(stubforge pack-env --model) or put that libpython on the server's LD_LIBRARY_PATH"
+        ]
+    return []
 
 
 BACKEND_SIDECAR = backend_dirs.SIDECAR
-DEFAULT_ENV_NAME = backend_dirs.DEFAULT_ENV  # a Python-based backend's default env (TRITON_FACTS §3)
+DEFAULT_ENV_NAME = backend_dirs.DEFAULT_ENV  # a Python-based backend's default env
 UTILS = "triton_python_backend_utils.py"
 
 
@@ -331,8 +288,8 @@ def install_backend(
     force: bool = False,
     target: Target | None = None,
 ) -> InstallResult:
-    """A python_3_X backend directory that works in Triton (TRITON_FACTS §4), written atomically. `target`: the
-    machine the server runs on (None: this one), recorded in the sidecar."""
+    """A python_3_X backend directory that works in Triton, written atomically. `target`: the machine the
+    server runs on (None: this one), recorded in the sidecar."""
     stock = backends / "python"
     if not (stock / UTILS).is_file():
         raise InstallError(
@@ -341,7 +298,7 @@ def install_backend(
             "(stubforge never ships upstream files; it copies them from there)",
         )
     stub = _choose_stub(python, stub, triton, target)
-    minor = stub_python(stub)
+    minor = _stub_python(stub)
     name = name or f"python_{minor.replace('.', '_')}"
     if name == "python" or "/" in name or not name:
         raise InstallError(f"--name {name!r} is not allowed", hint="use a new name such as python_3_8")
@@ -385,7 +342,7 @@ def _write_backend(
             "env": str(env) if env else None,
             "stub_sha256": cache.sha256_of(stub),
             "target": target.to_dict(),
-            "manifest": _manifest_of(stub),
+            "manifest": stubinfo.read_manifest(stub),
         }
         cache.write_json_atomic(staging / BACKEND_SIDECAR, sidecar)
         if dest.exists():
@@ -413,3 +370,10 @@ def _env_warning(dest: Path, minor: str, env: Path | None) -> list[str]:
     if env is not None and not _archive_has(env, f"lib/libpython{minor}.so.1.0"):
         return [f"{env} has no lib/libpython{minor}.so.1.0: it is not an env of Python {minor}"]
     return []
+
+
+def _archive_has(archive: Path, member: str) -> bool:
+    try:
+        return EnvContents(archive).has(member)
+    except READ_ERRORS:  # a truncated or damaged archive
+        return False

@@ -21,6 +21,7 @@ from stubforge.progress import QUIET, Progress
 from stubforge.stubs import probe as verify
 from stubforge.stubs import sources as sources_mod
 from stubforge.stubs import upstream
+from stubforge.triton import stubinfo
 
 MANIFEST_SCHEMA = 1
 MODES = ("auto", "unity", "plain")
@@ -162,13 +163,9 @@ def _remove_stale_build_dirs(key: str) -> None:
 
 
 def _cached_manifest(artifact: Path) -> dict[str, Any] | None:
-    if not (artifact / cache.STUB_NAME).is_file():
-        return None
-    try:
-        manifest = cache.read_json(artifact / cache.MANIFEST_NAME)
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
+    """The manifest of a complete artifact (stub and manifest both there), else None."""
+    stub = artifact / cache.STUB_NAME
+    return stubinfo.read_manifest(stub) if stub.is_file() else None
 
 
 def _build_and_store(

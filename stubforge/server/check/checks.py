@@ -1,5 +1,7 @@
-"""`stubforge check`: the known pitfalls of a model repository, found from its files alone (TRITON_FACTS §1–§5).
+"""`stubforge check`: the known pitfalls of a model repository, found from its files alone.
 
+What Triton does with the files: docs/triton-behaviour.md. Which stub, env and Python serve a model is the
+resolver's answer (stubforge.triton.deployment); this module words findings from it.
 Nothing is started and nothing is extracted: archives are read for their member list and a few small members.
 Each finding names the model, what Triton would do, and a one-line fix.
 """
@@ -10,8 +12,6 @@ import ast
 import os
 import re
 import stat
-import tarfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,9 @@ from stubforge.core import cache, elf, releases
 from stubforge.core.targets import Target
 from stubforge.envs import archive as archive_rules
 from stubforge.errors import StubforgeError
-from stubforge.triton import backends as backend_dirs
-from stubforge.triton import modelrepo
+from stubforge.triton import deployment, libpython, modelrepo
+from stubforge.triton.envinfo import EnvContents
+from stubforge.triton.stubinfo import StubInfo
 
 ERROR, WARN = "ERROR", "WARN"
 HEAVY_MODULES = {"torch", "tensorflow", "transformers", "jax", "onnxruntime", "tensorrt", "cv2", "vllm"}
@@ -95,61 +96,23 @@ class CheckReport:
         }
 
 
-class _Env:
-    """What an env offers, read without extracting it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.names: list[str] = []
-        self.members: dict[str, tarfile.TarInfo] = {}
-        self.unsafe: str | None = None
-        if path.is_dir():
-            self.names = [str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() or p.is_symlink()]
-        else:
-            with tarfile.open(path) as tar:
-                members = tar.getmembers()
-            for member in members:
-                name = member.name.lstrip("./") if member.name.startswith("./") else member.name
-                self.members[name] = member
-            # The same rules extraction applies (the runner refuses exactly what is flagged here).
-            finding = archive_rules.audit(members)
-            if finding is not None:
-                self.unsafe = f"{path}: unsafe member {finding.member!r}: {finding.reason}"
-            self.names = list(self.members)
-        self.name_set = set(self.names)
-
-    def has(self, name: str) -> bool:
-        return name in self.name_set
-
-    def python(self) -> str | None:
-        for name in self.names:
-            match = re.fullmatch(r"lib/libpython(\d+\.\d+)m?\.so\.1\.0", name)
-            if match:
-                return match.group(1)
+def _unsafe_member(contents: EnvContents) -> str | None:
+    """The first archive member the runner (and r26.06+) refuses to extract, worded; None when all are safe."""
+    # The same rules extraction applies: the runner refuses exactly what is flagged here.
+    finding = archive_rules.audit(contents.member_list)
+    if finding is None:
         return None
+    return f"{contents.path}: unsafe member {finding.member!r}: {finding.reason}"
 
-    def numpy(self, minor: str) -> str | bool | None:
-        """numpy's version from its dist-info; True when numpy is there without one; None when absent."""
-        site = f"lib/python{minor}/site-packages/"
-        for name in self.names:
-            match = re.fullmatch(re.escape(site) + r"numpy-([^/]+)\.dist-info/METADATA", name)
-            if match:
-                return match.group(1)
-        return True if self.has(site + "numpy/__init__.py") else None
 
-    def read(self, name: str) -> bytes | None:
-        if self.path.is_dir():
-            target = self.path / name
-            return target.read_bytes() if target.is_file() else None
-        member = self.members.get(name)
-        if member is None or not member.isfile():
-            return None
-        try:
-            with tarfile.open(self.path) as tar:
-                handle = tar.extractfile(member)
-                return handle.read() if handle else None
-        except (OSError, tarfile.TarError, EOFError, zlib.error):
-            return None
+def _numpy(contents: EnvContents, minor: str) -> str | bool | None:
+    """numpy's version from its dist-info; True when numpy is there without one; None when absent."""
+    site = f"lib/python{minor}/site-packages/"
+    for name in contents.under(site):
+        match = re.fullmatch(re.escape(site) + r"numpy-([^/]+)\.dist-info/METADATA", name)
+        if match:
+            return match.group(1)
+    return True if contents.has(site + "numpy/__init__.py") else None
 
 
 def _model_code(check: ModelCheck, model_file: Path) -> None:
@@ -197,18 +160,9 @@ def _model_code(check: ModelCheck, model_file: Path) -> None:
         )
 
 
-def _stub_for(model_dir: Path, backend: str, backends: Path | None) -> Path | None:
-    candidates = [model_dir / cache.STUB_NAME]
-    if backends is not None:
-        candidates += [backends / backend / cache.STUB_NAME, backends / backend_dirs.STOCK / cache.STUB_NAME]
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def _backend(check: ModelCheck, backend: str, backends: Path | None) -> None:
-    if backend == backend_dirs.STOCK or backends is None:
-        return
-    directory = backends / backend
-    if not directory.is_dir():
+def _backend(check: ModelCheck, resolved: deployment.Deployment, backends: Path | None) -> None:
+    backend, directory = resolved.backend, resolved.backend_dir
+    if resolved.backend_kind is deployment.BackendKind.MISSING:
         check.add(
             ERROR,
             "backend",
@@ -216,7 +170,8 @@ def _backend(check: ModelCheck, backend: str, backends: Path | None) -> None:
             f"backend library for backend '{backend}'\"",
             f"stubforge install backend --backends {backends} --python X.Y --name {backend}",
         )
-    elif not (directory / "model.py").is_file() and not (directory / f"libtriton_{backend}.so").is_file():
+    elif resolved.backend_kind is deployment.BackendKind.INCOMPLETE:
+        assert directory is not None
         lib = (directory / "libtriton_python.so").is_file()
         check.add(
             ERROR,
@@ -229,7 +184,8 @@ def _backend(check: ModelCheck, backend: str, backends: Path | None) -> None:
         )
 
 
-def _stub_checks(check: ModelCheck, stub: Path) -> None:
+def _stub_checks(check: ModelCheck, info: StubInfo) -> None:
+    stub = info.path
     mode = stat.S_IMODE(stub.stat().st_mode)
     if mode == 0o100:
         # Left on disk by whichever server ran it: only releases that probe the stub do this.
@@ -243,33 +199,34 @@ def _stub_checks(check: ModelCheck, stub: Path) -> None:
         )
     elif not mode & 0o111:
         check.add(ERROR, "stub-mode", f"{stub} is not executable (mode {mode:04o})", f"chmod 755 {stub}")
-    try:
-        check.stub_python = backend_dirs.stub_python(stub)
-    except StubforgeError as exc:
-        check.add(ERROR, "stub", exc.message, "use a triton_python_backend_stub")
+    if info.elf_error:
+        check.add(ERROR, "stub", info.elf_error, "use a triton_python_backend_stub")
         return
+    check.stub_python = info.python
     if check.stub_python is None:
         check.add(ERROR, "stub", f"{stub} links no libpython", "use a triton_python_backend_stub")
 
 
 def _env_checks(
-    check: ModelCheck, env_path: Path, stub: Path | None, release: releases.Release
-) -> tuple[_Env | None, bool]:
-    """(what the env offers, whether it is an archive)."""
-    try:
-        env = _Env(env_path)
-    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
+    check: ModelCheck, info: deployment.EnvInfo, stub_info: StubInfo | None, release: releases.Release
+) -> None:
+    env_path = info.path
+    stub = stub_info.path if stub_info else None
+    env = info.contents
+    if env_path is None:
+        return
+    if env is None:
         check.add(
             ERROR,
             "env",
-            f"{env_path}: archive_read_open_filename() failed. ({exc or 'a truncated archive'})",
+            f"{env_path}: archive_read_open_filename() failed. ({info.read_error or 'a truncated archive'})",
             "Triton reads only tar and tar.gz: repack it (stubforge pack-env -o NAME.tar.gz)",
         )
-        return None, False
-    archive = not env_path.is_dir()
-    if env.unsafe:
+        return
+    unsafe = None if env.is_dir else _unsafe_member(env)
+    if unsafe:
         # stubforge run refuses exactly this archive; the release decides what Triton does with it.
-        check.add(ERROR, "env-archive", env.unsafe, archive_rules.unsafe_hint(release))
+        check.add(ERROR, "env-archive", unsafe, archive_rules.unsafe_hint(release))
     if not env.has("bin/activate"):
         check.add(
             ERROR,
@@ -277,7 +234,7 @@ def _env_checks(
             f'{env_path} has no bin/activate: Triton fails with "Path <env>/bin/activate does not exist"',
             "pack the env with stubforge pack-env or conda-pack (a venv archive will not do)",
         )
-    hooks = [n for n in env.names if n.startswith("etc/conda/activate.d/")]
+    hooks = env.under("etc/conda/activate.d/")
     if hooks:
         check.add(
             WARN,
@@ -285,7 +242,7 @@ def _env_checks(
             _hooks_message(env_path, len(hooks), release),
             "set what they set in the server's environment instead",
         )
-    check.env_python = env.python()
+    check.env_python = info.python
     if check.env_python is None:
         check.add(
             ERROR,
@@ -304,7 +261,7 @@ def _env_checks(
         )
     minor = check.env_python or check.stub_python
     if minor:
-        numpy = env.numpy(minor)
+        numpy = _numpy(env, minor)
         if numpy is None:
             check.add(
                 ERROR,
@@ -314,9 +271,7 @@ def _env_checks(
                 + ("" if release.allows_numpy2 else f" (numpy<2 for Triton {release.branch}'s stubs)"),
             )
         elif isinstance(numpy, str) and not releases.older(numpy, "2"):
-            manifest = backend_dirs.stub_manifest(stub) if stub else None
-            _, pybind11 = backend_dirs.manifest_release(manifest)
-            pybind11 = pybind11 or release.pybind11
+            pybind11 = (stub_info.pybind11 if stub_info else None) or release.pybind11
             if releases.numpy2_breaks(numpy, pybind11):
                 check.add(
                     ERROR,
@@ -327,10 +282,9 @@ def _env_checks(
                 )
     if stub is not None and env.has("lib/libstdc++.so.6"):
         _glibcxx(check, env, stub)
-    return env, archive
 
 
-def _glibcxx(check: ModelCheck, env: _Env, stub: Path) -> None:
+def _glibcxx(check: ModelCheck, env: EnvContents, stub: Path) -> None:
     needed = elf.read(stub).floors.get("GLIBCXX")
     data = env.read("lib/libstdc++.so.6")
     if not needed or data is None:
@@ -379,7 +333,8 @@ def _paths(check: ModelCheck, paths: list[Path], release: releases.Release) -> N
 
 
 def _path_python(check: ModelCheck) -> None:
-    """A model without an env runs in the first python3 on the server's PATH (TRITON_FACTS §2): this host's."""
+    """A model without an env runs in the first python3 on the server's PATH: this host's (docs/triton-behaviour.md,
+    "How the embedded interpreter finds its environment")."""
     import shutil
     import subprocess
 
@@ -456,62 +411,55 @@ def _tensor_bytes(spec: dict[str, Any], max_batch: int) -> int | None:
 def check_model(model_dir: Path, release: releases.Release, backends: Path | None) -> ModelCheck:
     check = ModelCheck(name=model_dir.name, path=str(model_dir))
     try:
-        info = modelrepo.read_config(model_dir)
+        resolved = deployment.resolve(model_dir, triton=release.branch, backends=backends)
     except StubforgeError as exc:
         check.add(ERROR, "config", exc.message, exc.hint or "fix config.pbtxt")
         return check
-    backend = info.backend or backend_dirs.STOCK
-    check.backend = backend
-    if info.platform and not info.backend:
+    check.backend = resolved.backend
+    if not resolved.python_family:
         return check  # not a Python model (an ensemble or another platform): nothing of ours to check
-    if backend != backend_dirs.STOCK and not backend.startswith("python"):
-        return check
-    versions = sorted((p.name for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=int)
-    if not versions:
+    model_file = resolved.model_file
+    if model_file is None:
         check.add(
             ERROR, "model-file", f"{model_dir} has no version directory", "put model.py into <model>/1/"
         )
+    elif not model_file.is_file():
+        check.add(
+            ERROR, "model-file", f"{model_file} does not exist", "the model's code must be at that path"
+        )
     else:
-        model_file = model_dir / versions[-1] / (info.default_model_filename or "model.py")
-        if not model_file.is_file():
-            check.add(
-                ERROR, "model-file", f"{model_file} does not exist", "the model's code must be at that path"
-            )
-        else:
-            _model_code(check, model_file)
-    _backend(check, backend, backends)
-    stub = _stub_for(model_dir, backend, backends)
+        _model_code(check, model_file)
+    _backend(check, resolved, backends)
+    stub = resolved.stub
     if stub is not None:
-        check.stub = str(stub)
+        check.stub = str(stub.path)
         _stub_checks(check, stub)
-    env_path: Path | None = None
-    value = info.parameters.get(modelrepo.EXECUTION_ENV_PATH)
-    if value:
-        try:
-            env_path = modelrepo.validate_env_path(model_dir, value)
-        except StubforgeError as exc:
-            check.add(ERROR, "env-path", exc.message, exc.hint or "fix EXECUTION_ENV_PATH")
-    elif backends is not None and (backends / backend / backend_dirs.DEFAULT_ENV).is_file():
-        env_path = backends / backend / backend_dirs.DEFAULT_ENV
+    env = resolved.env
+    if env is not None and env.error is not None:
+        check.add(ERROR, "env-path", env.error.message, env.error.hint or "fix EXECUTION_ENV_PATH")
+    env_path = env.path if env is not None else None
     paths = [model_dir]
-    if env_path is not None:
+    if env is not None and env_path is not None:
         check.env = str(env_path)
         paths.append(env_path)
-        _env_checks(check, env_path, stub, release)
+        _env_checks(check, env, stub, release)
     _paths(check, paths, release)
     if stub is not None:
-        from stubforge.server.install import libpython_reachability
-
-        for problem in libpython_reachability(stub, model_dir, info, release):
-            if "EXECUTION_ENV_PATH is not usable" in problem:
-                continue
-            if env_path is not None and check.env_python and check.env_python != check.stub_python:
-                continue  # already reported as the mismatch
+        reach = libpython.reachability(resolved)
+        # An unusable EXECUTION_ENV_PATH, a stub without libpython and a stub and env of different Pythons are
+        # findings of their own; the libpython finding is for a stub that cannot find an existing libpython.
+        mismatch = env_path is not None and check.env_python and check.env_python != check.stub_python
+        if (
+            reach is not None
+            and reach.where in (libpython.Where.NOT_IN_ENV, libpython.Where.NOWHERE)
+            and not mismatch
+        ):
             check.add(
                 ERROR,
                 "libpython",
-                problem.replace(release.dead_stub_outcome(), release.dead_stub_outcome(at_load=True)),
-                f"give the model an env of the stub's Python: stubforge pack-env --stub {stub} --model {model_dir}",
+                _unreachable(reach, release),
+                "give the model an env of the stub's Python: "
+                f"stubforge pack-env --stub {stub.path} --model {model_dir}",
             )
     elif backends is None:
         check.add(
@@ -533,6 +481,20 @@ def check_model(model_dir: Path, release: releases.Release, backends: Path | Non
     return check
 
 
+def _unreachable(reach: libpython.Reachability, release: releases.Release) -> str:
+    outcome = release.dead_stub_outcome(at_load=True)
+    if reach.where is libpython.Where.NOT_IN_ENV:
+        return (
+            f"the env {reach.env} has no lib/{reach.soname}: the stub will not start and {outcome}; "
+            "pack the env with the stub's Python (stubforge pack-env --stub)"
+        )
+    return (
+        f"nothing provides {reach.soname} to the server (no RUNPATH, no EXECUTION_ENV_PATH, not in the system's "
+        f"library cache): the stub will not start and {outcome}; give the model an env "
+        "(stubforge pack-env --model) or put that libpython on the server's LD_LIBRARY_PATH"
+    )
+
+
 def check(
     repository: Path,
     *,
@@ -547,10 +509,10 @@ def check(
         raise StubforgeError(
             f"{repository}: no such directory", hint="pass a model repository or a model directory"
         )
-    if (repository / "config.pbtxt").is_file():
+    if (repository / deployment.CONFIG_NAME).is_file():
         model_dirs = [repository]
     else:
-        model_dirs = sorted(p for p in repository.iterdir() if p.is_dir() and (p / "config.pbtxt").is_file())
+        model_dirs = deployment.list_models(repository)
         if not model_dirs:
             raise StubforgeError(
                 f"{repository} holds no model (no config.pbtxt in it or its subdirectories)",

@@ -4,7 +4,8 @@ Models load one at a time with explicit model control. Releases with `hangs_on_d
 nvidia-pytriton ships) wait forever for a stub that died before its first message (docs/triton-behaviour.md,
 "Health, failures, lifecycle"); such a stub shows up as an unreaped child of the server, so a load with a dead stub
 and no answer after a grace period is reported as that hang, the server is killed and restarted for the remaining
-models. The release is the one the server reports (its version), not a --triton option.
+models. The release is the one the server reports (its version), not a --triton option. Which stub and env a
+model gets is the resolver's answer (stubforge.triton.deployment).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from stubforge.progress import QUIET, Progress
 from stubforge.server.verify import synthetic
 from stubforge.server.verify import tritonserver as server_mod
 from stubforge.triton import backends as backend_dirs
-from stubforge.triton import modelrepo
+from stubforge.triton import deployment, stubinfo
 
 DEAD_STUB_GRACE_S = 3.0  # r25.08+ notices a dead stub itself; give it time to answer before calling it a hang
 LOG_EXCERPT_LINES = 25
@@ -90,7 +91,7 @@ class VerifyReport:
 def repository_models(repository: Path, names: tuple[str, ...] = ()) -> list[str]:
     if not repository.is_dir():
         raise VerifyError(f"{repository}: no such model repository", hint="pass the directory holding models")
-    found = sorted(p.name for p in repository.iterdir() if p.is_dir() and (p / "config.pbtxt").is_file())
+    found = [p.name for p in deployment.list_models(repository)]
     if names:
         missing = [n for n in names if n not in found]
         if missing:
@@ -197,42 +198,25 @@ def explain(
 def model_stub(model_dir: Path, backends: Path) -> Path | None:
     """The stub Triton starts for a model: its own, its Python-based backend's, or the stock backend's."""
     try:
-        backend = modelrepo.read_config(model_dir).backend or backend_dirs.STOCK
+        stub = deployment.resolve(model_dir, backends=backends).stub
     except StubforgeError:
         return None
-    candidates = [
-        model_dir / cache.STUB_NAME,
-        backends / backend / cache.STUB_NAME,
-        backends / backend_dirs.STOCK / cache.STUB_NAME,
-    ]
-    return next((c for c in candidates if c.is_file()), None)
+    return stub.path if stub is not None else None
 
 
 def env_mismatch(model_dir: Path, backends: Path) -> str | None:
     """The stub a model will start and the env it gets, when their Pythons differ: a stub that cannot start."""
-    stub = model_stub(model_dir, backends)
-    if stub is None:
+    try:
+        resolved = deployment.resolve(model_dir, backends=backends)
+    except StubforgeError:
         return None
-    info = modelrepo.read_config(model_dir)
-    backend = info.backend or backend_dirs.STOCK
-    value = info.parameters.get(modelrepo.EXECUTION_ENV_PATH)
-    env: Path | None = None
-    if value:
-        try:
-            env = modelrepo.validate_env_path(model_dir, value)
-        except StubforgeError:
-            return None
-    elif (backends / backend / backend_dirs.DEFAULT_ENV).is_file():
-        env = backends / backend / backend_dirs.DEFAULT_ENV
-    if env is None:
+    stub, env = resolved.stub, resolved.env
+    if deployment.Problem.PYTHON_MISMATCH not in resolved.problems or stub is None or env is None:
         return None
-    stub_minor, env_minor = backend_dirs.stub_python(stub), backend_dirs.env_python(env)
-    if stub_minor and env_minor and stub_minor != env_minor:
-        return (
-            f"the stub {stub} embeds Python {stub_minor}, but the env {env} carries Python {env_minor}: "
-            f"pack the env for that stub (stubforge pack-env --stub {stub} --model {model_dir})"
-        )
-    return None
+    return (
+        f"the stub {stub.path} embeds Python {stub.python}, but the env {env.path} carries Python {env.python}: "
+        f"pack the env for that stub (stubforge pack-env --stub {stub.path} --model {model_dir})"
+    )
 
 
 def _numpy_version(numpy_dir: str | None) -> str | None:
@@ -254,7 +238,7 @@ def _numpy_version(numpy_dir: str | None) -> str | None:
 def _stub_pybind11(stub: str | None, server_version: str | None) -> str | None:
     """The pybind11 a stub was built with: its stubforge manifest, else the release's pin."""
     if stub:
-        _, pybind11 = backend_dirs.manifest_release(backend_dirs.stub_manifest(Path(stub)))
+        pybind11 = stubinfo.ManifestFacts.of(stubinfo.read_manifest(Path(stub))).pybind11
         if pybind11:
             return pybind11
     release = release_of(server_version)
@@ -474,8 +458,7 @@ def _verify_model(
         report.stub = stub.exe
         report.libpython = stub.libpython
         if stub.libpython:
-            match = re.match(r"libpython(\d+\.\d+)", Path(stub.libpython).name)
-            report.python = match.group(1) if match else None
+            report.python = stubinfo.libpython_minor(Path(stub.libpython).name)
         report.numpy = _numpy_version(stub.numpy)
         pybind11 = _stub_pybind11(stub.exe, server_version)
         if report.numpy and pybind11 and releases.numpy2_breaks(report.numpy, pybind11):

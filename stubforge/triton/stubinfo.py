@@ -1,0 +1,146 @@
+"""What a stub binary is: the Python it embeds (from its ELF), and the manifest stubforge recorded for it.
+
+The one place that reads a stub's NEEDED libpython and the one manifest reader: build, install, pack-env, the
+backend listing, check, verify and the runner all ask here.
+
+A manifest is found, in this order, in the sidecar `stubforge install backend` writes into a backend directory,
+in the `<stub>.stubforge.json` sidecar `stubforge install model` writes beside a per-model stub, or in the
+`manifest.json` of an artifact in stubforge's cache.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stubforge.core import cache, elf
+from stubforge.errors import StubforgeError
+
+BACKEND_SIDECAR = "stubforge-backend.json"  # written by `stubforge install backend`
+MODEL_SIDECAR_SUFFIX = ".stubforge.json"  # <stub>.stubforge.json, written by `stubforge install model`
+
+# libpython3.8.so.1.0, libpython3.7m.so.1.0 (3.7 and older carry the ABI flag), libpython3.10.so
+_LIBPYTHON = re.compile(r"^libpython(\d+\.\d+)m?\.so")
+
+
+class StubSource(enum.Enum):
+    """Where a stub was found: decides which models it serves and how messages name it."""
+
+    MODEL = "per-model"  # <model_dir>/triton_python_backend_stub
+    BACKEND = "backend"  # <backends>/<backend>/triton_python_backend_stub of a Python-based backend
+    STOCK = "stock backend"  # <backends>/python/triton_python_backend_stub
+    CACHE = "cache"  # an artifact in stubforge's cache
+    GIVEN = "given"  # a path the user passed (--stub)
+
+
+def libpython_minor(name: str) -> str | None:
+    """'3.8' from a libpython file or soname ('libpython3.8.so.1.0', 'libpython3.7m.so.1.0'); else None."""
+    match = _LIBPYTHON.match(name)
+    return match.group(1) if match else None
+
+
+def python_of(stub: Path) -> str | None:
+    """The X.Y a stub embeds, from its NEEDED libpython; None when it links none. Raises StubforgeError when
+    the file is not a readable ELF binary."""
+    return _libpython(elf.read(stub).needed)[1]
+
+
+def _libpython(needed: list[str]) -> tuple[str | None, str | None]:
+    for name in needed:
+        minor = libpython_minor(name)
+        if minor:
+            return name, minor
+    return None, None
+
+
+def read_manifest(stub: Path) -> dict[str, Any] | None:
+    """The build/import manifest stubforge recorded for this stub (see the module docstring), or None."""
+    for sidecar in (stub.parent / BACKEND_SIDECAR, stub.with_name(stub.name + MODEL_SIDECAR_SUFFIX)):
+        data = _json_object(sidecar)
+        if data is not None:
+            manifest = data.get("manifest")
+            return manifest if isinstance(manifest, dict) else None
+    return _json_object(stub.parent / cache.MANIFEST_NAME)
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    try:
+        data = cache.read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class ManifestFacts:
+    """The manifest fields other modules decide on."""
+
+    release: str | None  # rYY.MM branch the stub was built from
+    pybind11: str | None  # None when unknown (imported stubs record 'unknown')
+    arch: str | None  # platform.machine() of the build
+    gpu: bool | None
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any] | None) -> ManifestFacts:
+        if not manifest:
+            return cls(None, None, None, None)
+        triton = manifest.get("triton")
+        branch = triton.get("release") if isinstance(triton, dict) else triton
+        pybind11 = manifest.get("pybind11")
+        if pybind11 in ("unknown", ""):
+            pybind11 = None
+        arch = manifest.get("arch")
+        gpu = manifest.get("gpu")
+        return cls(
+            release=str(branch) if branch else None,
+            pybind11=str(pybind11) if pybind11 else None,
+            arch=str(arch) if arch else None,
+            gpu=bool(gpu) if gpu is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class StubInfo:
+    """One stub binary, read once: its ELF facts and its manifest."""
+
+    path: Path
+    source: StubSource
+    python: str | None  # X.Y from NEEDED libpython; None when it links none or is unreadable
+    libpython: str | None  # that soname, e.g. libpython3.8.so.1.0
+    runpath: tuple[str, ...]
+    machine: str | None  # ELF e_machine, e.g. EM_X86_64
+    manifest: dict[str, Any] | None = field(repr=False, compare=False)
+    facts: ManifestFacts
+    elf_error: str | None  # why the file could not be read as ELF, when it could not
+
+    @property
+    def release(self) -> str | None:
+        return self.facts.release
+
+    @property
+    def pybind11(self) -> str | None:
+        return self.facts.pybind11
+
+
+def read_stub(path: Path, source: StubSource = StubSource.GIVEN) -> StubInfo:
+    """Never raises for a file that is not ELF: elf_error says why (check reports it, install refuses it)."""
+    manifest = read_manifest(path)
+    try:
+        info = elf.read(path)
+    except StubforgeError as exc:
+        return StubInfo(path, source, None, None, (), None, manifest, ManifestFacts.of(manifest), exc.message)
+    soname, minor = _libpython(info.needed)
+    return StubInfo(
+        path=path,
+        source=source,
+        python=minor,
+        libpython=soname,
+        runpath=tuple(info.runpath),
+        machine=info.machine,
+        manifest=manifest,
+        facts=ManifestFacts.of(manifest),
+        elf_error=None,
+    )
