@@ -3,8 +3,10 @@
 A member is refused, and nothing at all is written, when its name is absolute, empty or contains `..`; when its
 path passes through a symbolic link of the archive (Triton r26.06 and newer refuse these too); when it is a
 symbolic link that is absolute or resolves, through the archive's own links, outside the archive's root; when it
-is a hard link to anything but an earlier regular file; when it is a device, FIFO or other special file; or when
-the archive expands beyond its size or member limits.
+is a hard link to anything but an earlier regular file; when it is a device, FIFO or other special file; when it
+does not fit the tree the earlier members made (a path below a file, a directory over a link, a file over a
+directory); or when the archive expands beyond its size or member limits. Names are compared as the kernel
+sees them ('a//b', 'a/./b' and 'a/b' are one path).
 
 Extraction does not rely on tarfile's filters (their realpath checks have been bypassed with paths longer than
 PATH_MAX): every directory is opened relative to its parent's descriptor with O_NOFOLLOW and every file created
