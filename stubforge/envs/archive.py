@@ -3,8 +3,10 @@
 A member is refused, and nothing at all is written, when its name is absolute, empty or contains `..`; when its
 path passes through a symbolic link of the archive (Triton r26.06 and newer refuse these too); when it is a
 symbolic link that is absolute or resolves, through the archive's own links, outside the archive's root; when it
-is a hard link to anything but an earlier regular file; when it is a device, FIFO or other special file; or when
-the archive expands beyond its size or member limits.
+is a hard link to anything but an earlier regular file; when it is a device, FIFO or other special file; when it
+does not fit the tree the earlier members made (a path below a file, a directory over a link, a file over a
+directory); or when the archive expands beyond its size or member limits. Names are compared as the kernel
+sees them ('a//b', 'a/./b' and 'a/b' are one path).
 
 Extraction does not rely on tarfile's filters (their realpath checks have been bypassed with paths longer than
 PATH_MAX): every directory is opened relative to its parent's descriptor with O_NOFOLLOW and every file created
@@ -118,11 +120,32 @@ def _parts(name: str) -> list[str]:
     return [p for p in name.split("/") if p not in ("", ".")]
 
 
-def _resolve(start: list[str], target: str, links: dict[str, str], hops: int = 0) -> list[str] | None:
+def _path(name: str) -> str:
+    """The path a member name lands on: 'a//b', './a/./b/' and 'a/b' are the same file to the kernel."""
+    return "/".join(_parts(_clean_name(name)))
+
+
+class _HopBudget:
+    """Link expansions left for one resolution. The kernel allows MAX_LINK_HOPS per path lookup in total, not
+    per nesting level; a per-level count lets links that each name the previous one several times
+    ('l2 -> l1/l1', 'l3 -> l2/l2', ...) take exponential time to audit."""
+
+    def __init__(self) -> None:
+        self.left = MAX_LINK_HOPS
+
+    def take(self) -> bool:
+        self.left -= 1
+        return self.left >= 0
+
+
+def _resolve(
+    start: list[str], target: str, links: dict[str, str], budget: _HopBudget | None = None
+) -> list[str] | None:
     """Where `target`, read in directory `start`, leads inside the archive; None when it leaves the root
     (or loops). Links of the archive are followed as the kernel would."""
     if target.startswith("/"):
         return None
+    budget = budget or _HopBudget()
     stack = list(start)
     for part in target.split("/"):
         if part in ("", "."):
@@ -135,9 +158,9 @@ def _resolve(start: list[str], target: str, links: dict[str, str], hops: int = 0
         stack.append(part)
         here = "/".join(stack)
         if here in links:
-            if hops >= MAX_LINK_HOPS:
+            if not budget.take():
                 return None
-            resolved = _resolve(stack[:-1], links[here], links, hops + 1)
+            resolved = _resolve(stack[:-1], links[here], links, budget)
             if resolved is None:
                 return None
             stack = resolved
@@ -147,7 +170,7 @@ def _resolve(start: list[str], target: str, links: dict[str, str], hops: int = 0
 def audit(members: Iterable[tarfile.TarInfo]) -> Finding | None:
     """The first reason to refuse these members, or None. Looks at names, types and link targets only."""
     members = list(members)
-    links = {_clean_name(m.name): m.linkname for m in members if m.issym()}
+    links = {_path(m.name): m.linkname for m in members if m.issym()}
     files: set[str] = set()
     for member in members:
         name = _clean_name(member.name)
@@ -173,6 +196,8 @@ def audit(members: Iterable[tarfile.TarInfo]) -> Finding | None:
                     "would follow the link",
                 )
         if member.issym():
+            if not member.linkname:
+                return Finding(member.name, "it is a link with an empty target")
             if member.linkname.startswith("/"):
                 return Finding(
                     member.name,
@@ -183,7 +208,7 @@ def audit(members: Iterable[tarfile.TarInfo]) -> Finding | None:
                     member.name, f"it is a link that points outside the env (to {member.linkname!r})"
                 )
         elif member.islnk():
-            target = _clean_name(member.linkname)
+            target = _path(member.linkname)
             if target not in files:
                 return Finding(
                     member.name,
@@ -195,6 +220,52 @@ def audit(members: Iterable[tarfile.TarInfo]) -> Finding | None:
         elif not member.isdir():
             kind = "a FIFO" if member.isfifo() else "a device" if member.isdev() else "a special file"
             return Finding(member.name, f"it is {kind}; an env holds only files, directories and links")
+    return _conflict(members)
+
+
+_KIND_WORDS = {"dir": "a directory", "file": "a regular file", "link": "a symbolic link"}
+
+
+def _conflict(members: list[tarfile.TarInfo]) -> Finding | None:
+    """The first member that does not fit the tree the earlier members made, in archive order: a path below a
+    file, a directory where a file or link is, anything but a directory where a directory is, a hard link to
+    what is by then no regular file (a symbolic link would be linked as is, its relative target read from
+    another directory). Extraction cannot write these faithfully, so check names them instead of the runner
+    failing half-way. Members through links were refused before, by audit's first pass."""
+    state: dict[str, str] = {}  # path -> "dir", "file" or "link", as extraction leaves it so far
+    for member in members:
+        parts = _parts(_clean_name(member.name))
+        if not parts:
+            continue  # the root: audit allowed only a directory there
+        for depth in range(1, len(parts)):
+            prefix = "/".join(parts[:depth])
+            kind = state.setdefault(prefix, "dir")
+            if kind != "dir":
+                return Finding(
+                    member.name, f"its parent {prefix!r} is {_KIND_WORDS[kind]} earlier in the archive"
+                )
+        path = "/".join(parts)
+        existing = state.get(path)
+        if member.isdir():
+            if existing not in (None, "dir"):
+                return Finding(
+                    member.name, f"it is a directory where the archive already has {_KIND_WORDS[existing]}"
+                )
+            state[path] = "dir"
+            continue
+        if existing == "dir":
+            return Finding(member.name, "it would replace the directory of the same name")
+        if member.islnk():
+            target = _path(member.linkname)
+            if target == path:
+                return Finding(member.name, "it is a hard link to itself")
+            if state.get(target) != "file":
+                what = _KIND_WORDS.get(state.get(target, ""), "nothing")
+                return Finding(
+                    member.name,
+                    f"it is a hard link to {member.linkname!r}, which is {what} at that point of the archive",
+                )
+        state[path] = "link" if member.issym() else "file"
     return None
 
 
