@@ -28,8 +28,8 @@ import posix_ipc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stubforge.runner import api as harness  # noqa: E402
 from stubforge.envs import packenv  # noqa: E402
+from stubforge.runner import api as harness  # noqa: E402
 
 IDENTITY = textwrap.dedent(
     """
