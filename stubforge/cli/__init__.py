@@ -322,17 +322,17 @@ def param_cmd(
     model_dir: Path, env: Path, write: bool, allow_host_path: bool, no_backup: bool, as_json: bool
 ) -> None:
     """Print the EXECUTION_ENV_PATH block for ENV (an archive or directory env), or --write it."""
-    from stubforge.triton import modelrepo
+    from stubforge.triton import envpath
 
     if not write:
-        value = modelrepo.plan_env_path(model_dir, env, allow_host_path=allow_host_path)
-        modelrepo.validate_env_path(model_dir, value)
+        value = envpath.plan_env_path(model_dir, env, allow_host_path=allow_host_path)
+        envpath.validate_env_path(model_dir, value)
         if as_json:
-            _emit_json({"key": modelrepo.EXECUTION_ENV_PATH, "value": value})
+            _emit_json({"key": envpath.EXECUTION_ENV_PATH, "value": value})
         else:
-            click.echo(modelrepo.param_block(value), nl=False)
+            click.echo(envpath.param_block(value), nl=False)
         return
-    written = modelrepo.set_env_path(model_dir, env, allow_host_path=allow_host_path, backup=not no_backup)
+    written = envpath.set_env_path(model_dir, env, allow_host_path=allow_host_path, backup=not no_backup)
     if as_json:
         _emit_json(written.to_dict())
         return

@@ -1,7 +1,7 @@
 """Write an env directory as a deterministic tar.gz, or prune it.
 
 Triton reads tar or tar+gzip only (libarchive with the gzip filter): `.tar.xz`, `.tar.bz2`, `.tar.zst` and
-`.zip` fail at load time with `archive_read_open_filename() failed.` (TRITON_FACTS §3).
+`.zip` fail at load time with `archive_read_open_filename() failed.` (docs/triton-behaviour.md, "EXECUTION_ENV_PATH").
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import os
 import shutil
 import stat
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from stubforge.core import fsutil
 from stubforge.errors import StubforgeError
-from stubforge.triton import modelrepo
+from stubforge.triton import envpath
 
 # A fixed, non-zero timestamp (2020-01-01): some tools treat mtime 0 as "missing".
 FIXED_MTIME = 1577836800
-# What pack-env writes; modelrepo knows every format Triton can or cannot read.
+# What pack-env writes; envpath knows every format Triton can or cannot read.
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 
 
@@ -29,9 +29,9 @@ def check_archive_name(path: Path) -> None:
     name = path.name.lower()
     if name.endswith(ARCHIVE_SUFFIXES):
         return
-    kind = modelrepo.unsupported_archive(name)
+    kind = envpath.unsupported_archive(name)
     if kind is not None:
-        stem = path.name[: -len(next(s for s in modelrepo.UNSUPPORTED_SUFFIXES if name.endswith(s)))]
+        stem = path.name[: -len(next(s for s in envpath.UNSUPPORTED_SUFFIXES if name.endswith(s)))]
         raise StubforgeError(
             f"{path}: Triton cannot read {kind} archives (it fails with 'archive_read_open_filename() failed.')",
             hint=f"name it {stem}.tar.gz, or use --dir for a directory env (fastest to load)",
@@ -81,28 +81,20 @@ COMPRESS_LEVEL = 4
 def write_archive(env_dir: Path, output: Path, compresslevel: int = COMPRESS_LEVEL) -> None:
     """Pack env_dir's contents (not the dir itself) into output, atomically and byte-for-byte reproducibly."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-    tmp = Path(tmp_name)
-    try:
-        with (
-            os.fdopen(fd, "wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel) as gz,
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            for path in _walk(env_dir):
-                if _is_bytecode(path):
-                    continue
-                info = _tarinfo(tar, path, path.relative_to(env_dir).as_posix())
-                if info.isfile():
-                    with open(path, "rb") as fh:
-                        tar.addfile(info, fh)
-                else:
-                    tar.addfile(info)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, output)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with (
+        fsutil.atomic_file(output) as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for path in _walk(env_dir):
+            if _is_bytecode(path):
+                continue
+            info = _tarinfo(tar, path, path.relative_to(env_dir).as_posix())
+            if info.isfile():
+                with open(path, "rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                tar.addfile(info)
 
 
 _PRUNE_DIRS = {"__pycache__", "tests", "test"}

@@ -32,7 +32,8 @@ from stubforge.runner.launcher import stub as stub_mod
 from stubforge.runner.runtime import _stubforge_wire as wire
 from stubforge.stubs import runner_stub as harness_build
 from stubforge.triton import backends as backend_dirs
-from stubforge.triton import modelrepo
+from stubforge.triton import envpath
+from stubforge.triton.config import config_json, read_config
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 # Numeric Triton types and their numpy dtypes: the runtime's table (BYTES travels encoded, see _stubforge_wire).
@@ -65,50 +66,6 @@ def _versions(model_dir: Path) -> list[str]:
     return sorted((p.name for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=int)
 
 
-def config_json(message: Any) -> dict[str, Any]:
-    """The config as Triton hands it to initialize(): every field, proto names, int64 as numbers."""
-    from google.protobuf import json_format
-
-    try:
-        data = json_format.MessageToDict(
-            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-        )
-    except TypeError:  # protobuf < 5 names the option differently
-        data = json_format.MessageToDict(
-            message, preserving_proto_field_name=True, including_default_value_fields=True
-        )
-    _int64_as_numbers(message.DESCRIPTOR, data)
-    return data
-
-
-_INT64 = {3, 4, 6, 16, 18}  # FieldDescriptor.TYPE_INT64, UINT64, FIXED64, SFIXED64, SINT64
-
-
-def _int64_as_numbers(descriptor: Any, data: dict[str, Any]) -> None:
-    # protobuf's JSON writes 64-bit integers as strings; Triton's config JSON has numbers ("dims": [-1]).
-    # Only those fields change: a parameter's string_value "42" stays a string.
-    for key, value in data.items():
-        field = descriptor.fields_by_name.get(key)
-        if field is None:
-            continue
-        if field.message_type is not None:
-            if field.message_type.GetOptions().map_entry:
-                value_field = field.message_type.fields_by_name["value"]
-                if value_field.message_type is not None:
-                    for item in value.values():
-                        _int64_as_numbers(value_field.message_type, item)
-                elif value_field.type in _INT64:
-                    for k in value:
-                        value[k] = int(value[k])
-            elif isinstance(value, list):
-                for item in value:
-                    _int64_as_numbers(field.message_type, item)
-            elif isinstance(value, dict):
-                _int64_as_numbers(field.message_type, value)
-        elif field.type in _INT64:
-            data[key] = [int(v) for v in value] if isinstance(value, list) else int(value)
-
-
 def deployment(
     model_dir: Path,
     python: str | None = None,
@@ -116,7 +73,7 @@ def deployment(
     fallback_python: str | None = None,
 ) -> Deployment:
     """Read the model as Triton would: latest version, its file, its env, the stub's Python."""
-    info = modelrepo.read_config(model_dir)
+    info = read_config(model_dir)
     model_dir = info.path.parent
     versions = _versions(model_dir)
     if not versions:
@@ -134,9 +91,9 @@ def deployment(
         runtime_dir = str(backend_dir)
 
     env_path = None
-    value = info.parameters.get(modelrepo.EXECUTION_ENV_PATH)
+    value = info.parameters.get(envpath.EXECUTION_ENV_PATH)
     if value:
-        env_path = modelrepo.validate_env_path(model_dir, value)
+        env_path = envpath.validate_env_path(model_dir, value)
     elif backend_dir is not None and (backend_dir / backend_dirs.DEFAULT_ENV).is_file():
         env_path = backend_dir / backend_dirs.DEFAULT_ENV
 

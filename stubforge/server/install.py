@@ -20,7 +20,8 @@ from stubforge.errors import StubforgeError
 from stubforge.stubs import build as stub_mod
 from stubforge.stubs import probe as verify
 from stubforge.triton import backends as backend_dirs
-from stubforge.triton import modelrepo
+from stubforge.triton import envpath
+from stubforge.triton.config import ModelConfigInfo, read_config
 
 SIDECAR = ".stubforge.json"  # <stub>.stubforge.json beside an installed stub
 
@@ -187,7 +188,7 @@ def install_model_stub(
     force: bool = False,
 ) -> InstallResult:
     """Put a stub at <model_dir>/triton_python_backend_stub (beside config.pbtxt), atomically."""
-    info = modelrepo.read_config(model_dir)
+    info = read_config(model_dir)
     stub = _choose_stub(python, stub, triton)
     minor = stub_python(stub)
     target = info.path.parent / cache.STUB_NAME
@@ -249,7 +250,7 @@ def _system_libraries() -> set[str]:
     return {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
 
 
-def libpython_reachability(stub: Path, model_dir: Path, info: modelrepo.ModelConfigInfo) -> list[str]:
+def libpython_reachability(stub: Path, model_dir: Path, info: ModelConfigInfo) -> list[str]:
     """Where the server will find the stub's libpython; a warning when nowhere (r24.10 then hangs forever)."""
     soname = next((n for n in elf.read(stub).needed if n.startswith("libpython")), None)
     if soname is None:
@@ -257,10 +258,10 @@ def libpython_reachability(stub: Path, model_dir: Path, info: modelrepo.ModelCon
     for directory in elf.read(stub).runpath:
         if (Path(directory) / soname).exists():
             return []
-    env_value = info.parameters.get(modelrepo.EXECUTION_ENV_PATH)
+    env_value = info.parameters.get(envpath.EXECUTION_ENV_PATH)
     if env_value:
         try:
-            env = modelrepo.validate_env_path(model_dir, env_value)
+            env = envpath.validate_env_path(model_dir, env_value)
         except StubforgeError as exc:
             return [f"EXECUTION_ENV_PATH is not usable: {exc.message}"]
         if env.is_dir() and (env / "lib" / soname).exists():

@@ -20,7 +20,8 @@ from stubforge.core import cache, elf, releases
 from stubforge.errors import StubforgeError
 from stubforge.runner.launcher.envmanager import EnvError, _check_member
 from stubforge.triton import backends as backend_dirs
-from stubforge.triton import modelrepo
+from stubforge.triton import envpath
+from stubforge.triton.config import read_config, schema
 
 ERROR, WARN = "ERROR", "WARN"
 HEAVY_MODULES = {"torch", "tensorflow", "transformers", "jax", "onnxruntime", "tensorrt", "cv2", "vllm"}
@@ -438,7 +439,7 @@ def _tensor_bytes(spec: dict[str, Any], max_batch: int) -> int | None:
 def check_model(model_dir: Path, release: releases.Release, backends: Path | None) -> ModelCheck:
     check = ModelCheck(name=model_dir.name, path=str(model_dir))
     try:
-        info = modelrepo.read_config(model_dir)
+        info = read_config(model_dir)
     except StubforgeError as exc:
         check.add(ERROR, "config", exc.message, exc.hint or "fix config.pbtxt")
         return check
@@ -467,10 +468,10 @@ def check_model(model_dir: Path, release: releases.Release, backends: Path | Non
         check.stub = str(stub)
         _stub_checks(check, stub)
     env_path: Path | None = None
-    value = info.parameters.get(modelrepo.EXECUTION_ENV_PATH)
+    value = info.parameters.get(envpath.EXECUTION_ENV_PATH)
     if value:
         try:
-            env_path = modelrepo.validate_env_path(model_dir, value)
+            env_path = envpath.validate_env_path(model_dir, value)
         except StubforgeError as exc:
             check.add(ERROR, "env-path", exc.message, exc.hint or "fix EXECUTION_ENV_PATH")
     elif backends is not None and (backends / backend / backend_dirs.DEFAULT_ENV).is_file():
@@ -556,7 +557,7 @@ def _repository_checks(models: list[ModelCheck]) -> list[Finding]:
     need = 0
     for model in models:
         try:
-            info = modelrepo.read_config(Path(model.path))
+            info = read_config(Path(model.path))
         except StubforgeError:
             continue
         config = info.message
@@ -583,7 +584,7 @@ def _repository_checks(models: list[ModelCheck]) -> list[Finding]:
 
 
 def _type_name(number: int) -> str:
-    """TYPE_FP32 from 11, with the same generated schema modelrepo loaded (no tritonclient[grpc] needed)."""
-    descriptor = modelrepo._proto().model_config.DESCRIPTOR
+    """TYPE_FP32 from 11, with the same generated schema read_config uses (no tritonclient[grpc] needed)."""
+    descriptor = schema().model_config.DESCRIPTOR
     enum = descriptor.fields_by_name["input"].message_type.fields_by_name["data_type"].enum_type
     return str(enum.values_by_number[number].name)

@@ -26,7 +26,8 @@ from stubforge.errors import StubforgeError
 from stubforge.server.verify import synthetic
 from stubforge.server.verify import tritonserver as server_mod
 from stubforge.triton import backends as backend_dirs
-from stubforge.triton import modelrepo
+from stubforge.triton import envpath
+from stubforge.triton.config import read_config
 
 DEAD_STUB_GRACE_S = 3.0  # r25.08+ notices a dead stub itself; give it time to answer before calling it a hang
 LOG_EXCERPT_LINES = 25
@@ -194,7 +195,7 @@ def explain(
 def model_stub(model_dir: Path, backends: Path) -> Path | None:
     """The stub Triton starts for a model: its own, its Python-based backend's, or the stock backend's."""
     try:
-        backend = modelrepo.read_config(model_dir).backend or backend_dirs.STOCK
+        backend = read_config(model_dir).backend or backend_dirs.STOCK
     except StubforgeError:
         return None
     candidates = [
@@ -210,13 +211,13 @@ def env_mismatch(model_dir: Path, backends: Path) -> str | None:
     stub = model_stub(model_dir, backends)
     if stub is None:
         return None
-    info = modelrepo.read_config(model_dir)
+    info = read_config(model_dir)
     backend = info.backend or backend_dirs.STOCK
-    value = info.parameters.get(modelrepo.EXECUTION_ENV_PATH)
+    value = info.parameters.get(envpath.EXECUTION_ENV_PATH)
     env: Path | None = None
     if value:
         try:
-            env = modelrepo.validate_env_path(model_dir, value)
+            env = envpath.validate_env_path(model_dir, value)
         except StubforgeError:
             return None
     elif (backends / backend / backend_dirs.DEFAULT_ENV).is_file():
