@@ -2,7 +2,8 @@
 
 `$$TRITON_MODEL_DIRECTORY` counts only as a leading prefix and must stay inside the model directory (no `..` or
 symlink escapes); any other value is an absolute host path; the target is a directory with bin/activate or a
-tar / tar.gz archive, the only formats Triton can open (docs/triton-behaviour.md, "EXECUTION_ENV_PATH").
+tar / tar.gz archive, the only formats Triton can open (docs/triton-behaviour.md, "EXECUTION_ENV_PATH and
+extraction").
 """
 
 from __future__ import annotations
