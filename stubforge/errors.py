@@ -42,3 +42,7 @@ class BuildError(StubforgeError):
 
 class ReleaseError(StubforgeError):
     """A Triton release name that cannot be understood."""
+
+
+class RunnerError(StubforgeError):
+    """The runner cannot run the model as asked (before any stub starts, or after the model was closed)."""
