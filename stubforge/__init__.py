@@ -42,7 +42,7 @@ _EXPORTS: dict[str, str] = {
     "Interpreter": "stubforge.core.pythons",
     "BuildResult": "stubforge.stubs.build",
     "PackResult": "stubforge.envs.packenv",
-    "WriteResult": "stubforge.triton.modelrepo",
+    "WriteResult": "stubforge.triton.pbtxt",
     "CheckReport": "stubforge.server.check.checks",
     "Verification": "stubforge.api",
     "VerifyReport": "stubforge.server.verify.session",
@@ -112,7 +112,7 @@ if TYPE_CHECKING:  # what mypy and editors see; at run time __getattr__ imports 
     from stubforge.server.install import InstallResult, install_backend, install_model_stub
     from stubforge.server.verify.session import VerifyReport
     from stubforge.stubs.build import BuildResult
-    from stubforge.triton.modelrepo import WriteResult
+    from stubforge.triton.pbtxt import WriteResult
 
 
 def __getattr__(name: str) -> Any:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from stubforge.server.verify.session import VerifyReport
     from stubforge.server.verify.tritonserver import ServerInstall
     from stubforge.stubs.build import BuildResult
-    from stubforge.triton.modelrepo import WriteResult
+    from stubforge.triton.pbtxt import WriteResult
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -205,10 +205,10 @@ def pack_env(
 
 def plan_env_path(model_dir: PathLike, env: PathLike, *, allow_host_path: bool = False) -> str:
     """The EXECUTION_ENV_PATH value `set_env_path` would write for `env`, checked; nothing is written."""
-    from stubforge.triton import modelrepo
+    from stubforge.triton import envpath
 
-    value = modelrepo.plan_env_path(Path(model_dir), Path(env), allow_host_path=allow_host_path)
-    modelrepo.validate_env_path(Path(model_dir), value)
+    value = envpath.plan_env_path(Path(model_dir), Path(env), allow_host_path=allow_host_path)
+    envpath.validate_env_path(Path(model_dir), value)
     return value
 
 
@@ -219,9 +219,9 @@ def set_env_path(
 
     The value is `$$TRITON_MODEL_DIRECTORY/...` for an env inside the model directory; an env elsewhere needs
     allow_host_path=True (an absolute path). Only that parameter changes; config.pbtxt.bak keeps the old file."""
-    from stubforge.triton import modelrepo
+    from stubforge.triton import envpath
 
-    return modelrepo.set_env_path(Path(model_dir), Path(env), allow_host_path=allow_host_path, backup=backup)
+    return envpath.set_env_path(Path(model_dir), Path(env), allow_host_path=allow_host_path, backup=backup)
 
 
 # ------------------------------------------------------------------------------------------ server side

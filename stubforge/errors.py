@@ -46,3 +46,7 @@ class EnvError(StubforgeError):
 
 class ReleaseError(StubforgeError):
     """A Triton release name that cannot be understood."""
+
+
+class RunnerError(StubforgeError):
+    """The runner cannot run the model as asked (before any stub starts, or after the model was closed)."""

@@ -20,7 +20,7 @@ from stubforge.cli import (
 )
 
 if TYPE_CHECKING:
-    from stubforge.triton.modelrepo import WriteResult
+    from stubforge.triton.pbtxt import WriteResult
 
 
 def show_config_write(written: WriteResult) -> None:
@@ -44,14 +44,14 @@ def param_cmd(
     model_dir: Path, env: Path, write: bool, allow_host_path: bool, no_backup: bool, as_json: bool
 ) -> None:
     """Print the EXECUTION_ENV_PATH block for ENV (an archive or directory env), or --write it."""
-    from stubforge.triton import modelrepo
+    from stubforge.triton import envpath
 
     if not write:
         value = api.plan_env_path(model_dir, env, allow_host_path=allow_host_path)
         if as_json:
-            emit_json({"key": modelrepo.EXECUTION_ENV_PATH, "value": value})
+            emit_json({"key": envpath.EXECUTION_ENV_PATH, "value": value})
         else:
-            click.echo(modelrepo.param_block(value), nl=False)
+            click.echo(envpath.param_block(value), nl=False)
         return
     written = api.set_env_path(model_dir, env, allow_host_path=allow_host_path, backup=not no_backup)
     if as_json:

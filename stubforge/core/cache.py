@@ -15,8 +15,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,9 @@ from typing import Any
 import filelock
 import platformdirs
 
+# Re-exported for callers that still reach them through cache (install, build, packenv ...); they live in fsutil.
+from stubforge.core.fsutil import staging_dir as staging_dir
+from stubforge.core.fsutil import write_json_atomic as write_json_atomic
 from stubforge.errors import StubforgeError
 
 STUB_NAME = "triton_python_backend_stub"
@@ -98,45 +99,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def read_json(path: Path) -> Any:
     with open(path) as fh:
         return json.load(fh)
-
-
-@contextlib.contextmanager
-def staging_dir(final: Path) -> Iterator[Path]:
-    """A temp dir beside `final` that replaces it on success and disappears on any failure or Ctrl-C."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    # mkdtemp makes 0700; artifacts must be readable by other accounts (a tritonserver user).
-    os.chmod(tmp, 0o755)
-    try:
-        yield tmp
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
-            os.replace(final, old / "x")
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def stub_artifacts() -> list[dict[str, Any]]:

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from stubforge.errors import StubforgeError
-from stubforge.triton import modelrepo
+from stubforge.triton import envpath
 
 # A fixed, non-zero timestamp (2020-01-01): some tools treat mtime 0 as "missing".
 FIXED_MTIME = 1577836800
-# What pack-env writes; modelrepo knows every format Triton can or cannot read.
+# What pack-env writes; triton/envpath.py knows every format Triton can or cannot read.
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 
 
@@ -30,9 +30,9 @@ def check_archive_name(path: Path) -> None:
     name = path.name.lower()
     if name.endswith(ARCHIVE_SUFFIXES):
         return
-    kind = modelrepo.unsupported_archive(name)
+    kind = envpath.unsupported_archive(name)
     if kind is not None:
-        stem = path.name[: -len(next(s for s in modelrepo.UNSUPPORTED_SUFFIXES if name.endswith(s)))]
+        stem = path.name[: -len(next(s for s in envpath.UNSUPPORTED_SUFFIXES if name.endswith(s)))]
         raise StubforgeError(
             f"{path}: Triton cannot read {kind} archives (it fails with 'archive_read_open_filename() failed.')",
             hint=f"name it {stem}.tar.gz, or use --dir for a directory env (fastest to load)",

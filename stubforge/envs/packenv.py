@@ -20,7 +20,7 @@ from stubforge.envs import condapack, create, inspect, pack
 from stubforge.envs import spec as spec_mod
 from stubforge.envs.create import EnvError
 from stubforge.progress import QUIET, Progress
-from stubforge.triton import modelrepo, stubinfo
+from stubforge.triton import envpath, pbtxt, stubinfo
 
 MANIFEST_SUFFIX = ".stubforge.json"  # beside an archive; inside a directory env as stubforge-env.json
 DIR_MANIFEST = "stubforge-env.json"
@@ -58,7 +58,7 @@ class PackResult:
     path: Path
     kind: str  # archive | directory
     manifest: dict[str, Any]
-    config: modelrepo.WriteResult | None = None  # the config.pbtxt edit, with --model
+    config: pbtxt.WriteResult | None = None  # the config.pbtxt edit, with --model
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,16 +146,17 @@ def pack_env(options: PackOptions, progress: Progress = QUIET) -> PackResult:
         directory=options.directory.absolute() if options.directory else None,
         model_dir=options.model_dir.absolute() if options.model_dir else None,
     )
-    if options.model_dir is not None:
+    model_dir = options.model_dir
+    if model_dir is not None:
         if options.output is None and options.directory is None:
-            options = dataclasses.replace(options, output=options.model_dir / "env.tar.gz")
+            options = dataclasses.replace(options, output=model_dir / "env.tar.gz")
         # Fail before a long pack: env outside the model dir, bad archive name, broken or duplicate config.
         target = options.output or options.directory
         assert target is not None
-        modelrepo.plan_env_path(options.model_dir, target, allow_host_path=options.allow_host_path)
+        envpath.plan_env_path(model_dir, target, allow_host_path=options.allow_host_path)
     result = _pack(options, progress)
     if options.model_dir is not None:
-        result.config = modelrepo.set_env_path(
+        result.config = envpath.set_env_path(
             options.model_dir, result.path, allow_host_path=options.allow_host_path, backup=options.backup
         )
     return result

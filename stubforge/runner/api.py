@@ -3,18 +3,18 @@
     with stubforge.runner.api.load("models/add_sub", python="3.10") as model:
         outputs = model.infer({"INPUT0": a, "INPUT1": b})
 
-A separate stub process of the model's Python (stubforge's harness stub, built on demand), the env activated as
+A separate stub process of the model's Python (the runner's own stub, built on demand), the env activated as
 the chosen Triton release does, tensors over shared memory, Triton's initialize arguments, health monitoring.
+
+This module is the public face: load(), Model, Repository, and which stub, env and Python serve a model
+(deployment()). The work is done by instances (launch plan, one stub process per instance), protocol (the
+messages and tensors exchanged with a stub), bls (calls to the other models of the repository) and batching.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,26 +24,23 @@ from typing import Any
 import numpy as np
 
 from stubforge.core import pythons, releases
-from stubforge.errors import PythonNotFound, StubforgeError
-from stubforge.runner import backend_config as backend_config_rules
-from stubforge.runner import batching
-from stubforge.runner import requests as validate
-from stubforge.runner.launcher import envmanager
-from stubforge.runner.launcher import stub as stub_mod
-from stubforge.runner.runtime import _stubforge_wire as wire
-from stubforge.stubs import runner_stub as harness_build
+from stubforge.errors import PythonNotFound, RunnerError, StubforgeError
+from stubforge.runner import batching, bls, instances, protocol
+from stubforge.runner.launcher.stub import LaunchSpec, ModelError, StubProcess
+from stubforge.stubs import runner_stub
 from stubforge.triton import deployment as resolver
+from stubforge.triton.config import config_json
 
-RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
-# Numeric Triton types and their numpy dtypes: the runtime's table (BYTES travels encoded, see _stubforge_wire).
-TRITON_TO_NUMPY = {k: np.dtype(v) for k, v in wire._TRITON_TO_NUMPY.items() if k != "BYTES"}
-NUMPY_TO_TRITON = {v: k for k, v in TRITON_TO_NUMPY.items()}
-DEFAULT_SHM_PREFIX = "triton_python_backend_shm_region_"
-MIN_SHM_SIZE = 1 << 20
-
-
-class RunnerError(StubforgeError):
-    """The model cannot be run as asked (before any stub starts)."""
+__all__ = [
+    "Deployment",
+    "Model",
+    "ModelOptions",
+    "Repository",
+    "RunnerError",
+    "Timings",
+    "deployment",
+    "load",
+]
 
 
 @dataclass
@@ -63,57 +60,13 @@ class Deployment:
     resolved: resolver.Deployment | None = field(default=None, repr=False, compare=False)
 
 
-def config_json(message: Any) -> dict[str, Any]:
-    """The config as Triton hands it to initialize(): every field, proto names, int64 as numbers."""
-    from google.protobuf import json_format
-
-    try:
-        data = json_format.MessageToDict(
-            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-        )
-    except TypeError:  # protobuf < 5 names the option differently
-        data = json_format.MessageToDict(
-            message, preserving_proto_field_name=True, including_default_value_fields=True
-        )
-    _int64_as_numbers(message.DESCRIPTOR, data)
-    return data
-
-
-_INT64 = {3, 4, 6, 16, 18}  # FieldDescriptor.TYPE_INT64, UINT64, FIXED64, SFIXED64, SINT64
-
-
-def _int64_as_numbers(descriptor: Any, data: dict[str, Any]) -> None:
-    # protobuf's JSON writes 64-bit integers as strings; Triton's config JSON has numbers ("dims": [-1]).
-    # Only those fields change: a parameter's string_value "42" stays a string.
-    for key, value in data.items():
-        field = descriptor.fields_by_name.get(key)
-        if field is None:
-            continue
-        if field.message_type is not None:
-            if field.message_type.GetOptions().map_entry:
-                value_field = field.message_type.fields_by_name["value"]
-                if value_field.message_type is not None:
-                    for item in value.values():
-                        _int64_as_numbers(value_field.message_type, item)
-                elif value_field.type in _INT64:
-                    for k in value:
-                        value[k] = int(value[k])
-            elif isinstance(value, list):
-                for item in value:
-                    _int64_as_numbers(field.message_type, item)
-            elif isinstance(value, dict):
-                _int64_as_numbers(field.message_type, value)
-        elif field.type in _INT64:
-            data[key] = [int(v) for v in value] if isinstance(value, list) else int(value)
-
-
 def deployment(
     model_dir: Path,
     python: str | None = None,
     backends: Path | None = None,
     fallback_python: str | None = None,
     *,
-    triton: str = releases.DEFAULT_TRITON,
+    triton: releases.Release | str = releases.DEFAULT_TRITON,
 ) -> Deployment:
     """The resolver's answer for the model, made runnable: latest version, its file, its env, one Python.
 
@@ -190,50 +143,69 @@ def _interpreter(spec: str | None, minor: str) -> pythons.Interpreter:
         return (pyenv or candidates)[0]
 
 
-def _shm_settings(backend_config: dict[str, str]) -> tuple[str, int, int]:
-    """The python backend's own keys and rules, validated (runner/backend_config.py)."""
-    settings = backend_config_rules.shm_settings(backend_config)
-    return settings.prefix, settings.default_size, settings.growth
-
-
 @dataclass
 class Timings:
     load_s: float = 0.0
     requests: list[float] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ModelOptions:
+    """How models are loaded: load() and Model take these as keyword arguments, a Repository hands them to every
+    model it loads, and a model's BLS peers load with them too (see Model.__init__ for what each means)."""
+
+    python: str | None = None
+    triton: releases.Release | str = releases.DEFAULT_TRITON
+    backends: Path | str | None = None
+    backend_config: dict[str, str] | None = None
+    startup_timeout: float = 30.0
+    execute_timeout: float | None = None
+    auto_complete: bool = True
+    fallback_python: str | None = None
+
+    def for_peer(self) -> ModelOptions:
+        """A BLS peer's options: its own deployment decides its Python, the caller's is the fallback."""
+        return dataclasses.replace(self, python=None, fallback_python=self.python or self.fallback_python)
+
+
+_DEFAULTS = ModelOptions()
+
+
 class Model:
-    """One loaded model: one stub process (one instance), ready for infer()."""
+    """One loaded model: a stub process per instance, ready for infer()."""
 
     def __init__(
         self,
         model_dir: Path | str,
         *,
-        python: str | None = None,
-        triton: releases.Release | str = releases.DEFAULT_TRITON,
-        backends: Path | str | None = None,
-        backend_config: dict[str, str] | None = None,
-        startup_timeout: float = 30.0,
-        execute_timeout: float | None = None,
-        auto_complete: bool = True,
-        fallback_python: str | None = None,
+        python: str | None = _DEFAULTS.python,
+        triton: releases.Release | str = _DEFAULTS.triton,
+        backends: Path | str | None = _DEFAULTS.backends,
+        backend_config: dict[str, str] | None = _DEFAULTS.backend_config,
+        startup_timeout: float = _DEFAULTS.startup_timeout,
+        execute_timeout: float | None = _DEFAULTS.execute_timeout,
+        auto_complete: bool = _DEFAULTS.auto_complete,
+        fallback_python: str | None = _DEFAULTS.fallback_python,
     ) -> None:
-        """auto_complete=False is tritonserver's --disable-auto-complete-config. fallback_python: the Python for
-        a model whose deployment names none (BLS peers of a model run with --python)."""
+        """python: the stub's Python (a version or an interpreter path) when the deployment names none or the
+        same; triton: the release whose launcher and env activation to follow; backends: the server's backends
+        directory (a python_3_X backend's stub, env and model.py); backend_config: the python backend's
+        --backend-config keys (shm-*); auto_complete=False is tritonserver's --disable-auto-complete-config;
+        fallback_python: the Python for a model whose deployment names none (BLS peers of a model run with
+        --python)."""
         started = time.monotonic()
         # Settings first: a bad value is an error before anything is resolved, built or started.
-        prefix, default, growth = _shm_settings(backend_config or {})
-        self._peers: dict[str, Model] = {}
-        self._peer_lock = threading.Lock()
-        self._options: dict[str, Any] = {
-            "triton": triton,
-            "backends": backends,
-            "backend_config": backend_config,
-            "startup_timeout": startup_timeout,
-            "execute_timeout": execute_timeout,
-            "auto_complete": auto_complete,
-            "fallback_python": python or fallback_python,
-        }
+        shm = instances.shm_settings(backend_config or {})
+        self.options = ModelOptions(
+            python=python,
+            triton=triton,
+            backends=backends,
+            backend_config=backend_config,
+            startup_timeout=startup_timeout,
+            execute_timeout=execute_timeout,
+            auto_complete=auto_complete,
+            fallback_python=fallback_python,
+        )
         self.release = releases.as_release(triton)
         self.deployment = deployment(
             Path(model_dir), python, Path(backends) if backends else None, fallback_python=fallback_python
@@ -241,53 +213,34 @@ class Model:
         self.execute_timeout = execute_timeout
         self.logs: list[dict[str, str]] = []
         self.timings = Timings()
+        self._peers: bls.Peers[Model] = bls.Peers(
+            self.deployment.model_dir.parent, lambda peer_dir: _load(peer_dir, self.options.for_peer())
+        )
+        self._pool = instances.InstancePool()
+        self._encoder = protocol.RequestEncoder()
+        self._batcher: batching.Batcher | None = None
         interp = _interpreter(
             python or (fallback_python if "calling model" in self.deployment.python_source else None),
             self.deployment.python,
         )
-        stub = harness_build.build_harness(interp).stub
-        self._stubs: list[stub_mod.StubProcess] = []
-        self._free: queue.Queue[stub_mod.StubProcess] = queue.Queue()
-        self._single = threading.Lock()
-        self._checked: tuple[Any, dict[str, list[int]]] = (None, {})
-        self._batcher: batching.Batcher | None = None
+        stub = runner_stub.build_harness(interp).stub
         try:
-            env_dir = (
-                envmanager.shared().resolve(self.deployment.env_path, self.release)
-                if self.deployment.env_path
-                else None
-            )
-            base_env = dict(os.environ)
-            base_env.setdefault("PYTHONUNBUFFERED", "1")  # the model's print() reaches output() as it happens
-            if env_dir is None:
-                # No env: stand in for a server whose first python3 is this interpreter.
-                assert interp.libpython
-                base_env["PATH"] = os.pathsep.join(
-                    p for p in (os.path.dirname(interp.executable), base_env.get("PATH", "")) if p
-                )
-                base_env["LD_LIBRARY_PATH"] = os.pathsep.join(
-                    p for p in (os.path.dirname(interp.libpython), base_env.get("LD_LIBRARY_PATH", "")) if p
-                )
-            spec = stub_mod.LaunchSpec(
+            spec = instances.launch_spec(
                 stub=stub,
                 model_path=self.deployment.model_path,
-                python_lib=RUNTIME_DIR,
-                instance="",
                 runtime_dir=self.deployment.runtime_dir,
-                env_dir=env_dir,
+                env_path=self.deployment.env_path,
+                interpreter=interp,
                 release=self.release,
-                base_env=base_env,
-                shm_prefix=prefix,
-                default_size=default,
-                growth=growth,
+                shm=shm,
             )
             # The first instance also runs auto_complete_config (Triton's auto-complete stub); the config it
             # returns decides how many instances there are and whether requests are batched.
             first = self._launch(
-                spec, instance_names(self.deployment.config)[0], startup_timeout, auto_complete
+                spec, instances.instance_names(self.deployment.config)[0], startup_timeout, auto_complete
             )
             self.info = first.info
-            for name in instance_names(self.deployment.config)[1:]:
+            for name in instances.instance_names(self.deployment.config)[1:]:
                 self._launch(spec, name, startup_timeout, False)
             policy = self.deployment.config.get("dynamic_batching")
             if policy is not None and not self.decoupled:
@@ -300,218 +253,87 @@ class Model:
         self.timings.load_s = time.monotonic() - started
 
     def _launch(
-        self, spec: stub_mod.LaunchSpec, instance: str, startup_timeout: float, auto_complete: bool
-    ) -> stub_mod.StubProcess:
-        stub = stub_mod.StubProcess(dataclasses.replace(spec, instance=instance), startup_timeout)
-        self._stubs.append(stub)
-        args = {
-            "model_config": json.dumps(self.deployment.config),
-            "model_instance_kind": "CPU",
-            "model_instance_name": instance,
-            "model_instance_device_id": "0",
-            "model_repository": str(self.deployment.model_dir),
-            "model_version": self.deployment.version,
-            "model_name": self.deployment.name,
-        }
-        header = {"op": "initialize", "args": args, "auto_complete": auto_complete}
+        self, spec: LaunchSpec, instance: str, startup_timeout: float, auto_complete: bool
+    ) -> StubProcess:
+        stub = self._pool.start(spec, instance, startup_timeout)
+        header = protocol.initialize_header(
+            config=self.deployment.config,
+            instance=instance,
+            model_dir=self.deployment.model_dir,
+            version=self.deployment.version,
+            name=self.deployment.name,
+            auto_complete=auto_complete,
+        )
         reply = self._check(stub.request(header, timeout=startup_timeout))
         if "model_config" in reply:  # auto_complete_config() completed it: requests are checked against that
             self.deployment.config = json.loads(reply["model_config"])
             self.deployment.config["name"] = self.deployment.config.get("name") or self.deployment.name
-        self._free.put(stub)
+        self._pool.ready(stub)
         return stub
 
     @property
-    def _stub(self) -> stub_mod.StubProcess | None:
+    def _stub(self) -> StubProcess | None:
         """The first instance (tests and single-instance callers)."""
-        return self._stubs[0] if self._stubs else None
+        return self._pool.stubs[0] if self._pool.stubs else None
 
     def output(self) -> str:
         """What the model printed (stdout and stderr of every instance), as Triton would log it."""
-        return "".join(stub.output(limit=1 << 20) for stub in self._stubs)
+        return self._pool.output()
 
     @property
     def pids(self) -> list[int]:
-        return [s.pid for s in self._stubs]
+        return self._pool.pids
 
     @property
     def pid(self) -> int | None:
-        return self._stubs[0].pid if self._stubs else None
-
-    @contextlib.contextmanager
-    def _instance(self) -> Iterator[stub_mod.StubProcess]:
-        """A free instance for one execute; concurrent callers run on different instances."""
-        if not self._stubs:
-            raise RunnerError("the model is closed", hint="load it again")
-        if len(self._stubs) == 1:  # the common case: a lock is a fraction of a queue's cost per request
-            with self._single:
-                yield self._stubs[0]
-            return
-        stub = self._free.get()
-        try:
-            yield stub
-        finally:
-            self._free.put(stub)
-
-    def _check(self, reply: dict[str, Any]) -> dict[str, Any]:
-        self.logs.extend(reply.get("logs", []))
-        if not reply.get("ok"):
-            error = reply.get("error", {})
-            if error.get("origin") == "region":
-                raise stub_mod.StubError(
-                    f"{self.deployment.name}: {error.get('message', '')}",
-                    hint="/dev/shm has too little room for the region (`df -h /dev/shm`; in a container raise "
-                    "--shm-size), or a file-size limit applies to the stub (ulimit -f); the model's outputs did "
-                    "not fit in the region",
-                    details=error.get("traceback", ""),
-                )
-            raise stub_mod.ModelError(
-                f"{self.deployment.name}: {error.get('type', 'Error')}: {error.get('message', '')}",
-                hint="the model's own error; its Python traceback is shown above",
-                details=error.get("traceback", ""),
-                error_type=error.get("type", ""),
-            )
-        return reply
-
-    def _request_message(
-        self, inputs: dict[str, np.ndarray], outputs: list[str] | None
-    ) -> tuple[dict[str, Any], list[np.ndarray]]:
-        arrays, specs, wires = [], [], {}
-        for name, value in inputs.items():
-            array = np.asarray(value)
-            if array.dtype not in NUMPY_TO_TRITON and not wire._is_bytes(array):
-                raise RunnerError(
-                    f"input {name}: dtype {array.dtype} is not a Triton tensor type",
-                    hint="numeric types, bool, and bytes/str (object, S or U arrays) for BYTES",
-                )
-            datatype, shape, payload = wire._wire(array)
-            wires[name] = (datatype, shape)
-            arrays.append(payload)
-            specs.append({"name": name, "datatype": datatype, "shape": shape, "nbytes": int(payload.nbytes)})
-        # Triton's checks and wording; a reshape in the config changes the shape the model sees.
-        signature = (id(self.deployment.config), tuple((n, d, tuple(sh)) for n, (d, sh) in wires.items()))
-        if signature == self._checked[0]:  # the same names, types and shapes as the last request: same answer
-            reached = self._checked[1]
-        else:
-            reached = validate.check(self.deployment.config, wires)
-            self._checked = (signature, reached)
-        for spec in specs:
-            spec["shape"] = reached[spec["name"]]
-        return {"inputs": specs, "requested_output_names": list(outputs or [])}, arrays
+        return self._pool.stubs[0].pid if self._pool.stubs else None
 
     @property
     def decoupled(self) -> bool:
         return bool((self.deployment.config.get("model_transaction_policy") or {}).get("decoupled"))
 
+    def _check(self, reply: dict[str, Any]) -> dict[str, Any]:
+        return protocol.check_reply(self.deployment.name, reply, self.logs)
+
     def _execute(
-        self, stub: stub_mod.StubProcess, batch: list[dict[str, np.ndarray]], outputs: list[str] | None
-    ) -> Iterator[tuple[Any, ...]]:
-        """The events of one execute() on one instance: ("response", index, tensors, flags, error) for each
-        response a decoupled model sends, BLS calls answered on the way, then ("done", reply)."""
+        self, stub: StubProcess, batch: list[dict[str, np.ndarray]], outputs: list[str] | None
+    ) -> Iterator[protocol.Event]:
+        """The events of one execute() with these requests on one instance (see protocol.execute); the final
+        reply is checked, its time recorded."""
         requests, arrays = [], []
         for inputs in batch:
-            message, request_arrays = self._request_message(inputs, outputs)
+            message, request_arrays = self._encoder.encode(self.deployment.config, inputs, outputs)
             requests.append(message)
             arrays.extend(request_arrays)
-        offsets = iter(stub_mod.place([a.nbytes for a in arrays]))
-        for message in requests:
-            for spec in message["inputs"]:
-                spec["offset"] = next(offsets)
         t0 = time.monotonic()
-        finished = False
+        exchange = protocol.execute(
+            stub,
+            requests,
+            arrays,
+            timeout=self.execute_timeout,
+            answer_bls=lambda caller, call: self._peers.answer(caller, call, self.execute_timeout),
+        )
         try:
-            reply = stub.request(
-                {"op": "execute", "requests": requests}, arrays, timeout=self.execute_timeout
-            )
-            while reply.get("op") in ("response", "bls"):
-                if reply["op"] == "response":
-                    tensors = {t["name"]: _read(stub, t) for t in reply["tensors"]}
-                    yield ("response", reply["request"], tensors, reply["flags"], reply.get("error"))
-                    reply = stub.request(
-                        {"op": "ack"}, start=stub.message_end(), timeout=self.execute_timeout
-                    )
-                else:
-                    reply = self._answer_bls(stub, reply)
-            finished = True
+            for event in exchange:
+                if isinstance(event, protocol.Finished):
+                    self.timings.requests.append(time.monotonic() - t0)
+                    event = protocol.Finished(self._check(event.reply))
+                yield event
         finally:
-            if not finished and stub.alive() and not stub.exit_reason:
-                # Left in the middle of an exchange (the caller stopped, an error, Ctrl-C): the stub waits for an
-                # answer that will not come, and the next request would be read as that answer. Stop it.
-                stub.kill()
-                stub.exit_reason = "interrupted in the middle of a request"
-        self.timings.requests.append(time.monotonic() - t0)
-        yield ("done", self._check(reply))
-
-    def _peer(self, name: str) -> Model:
-        """Another model of the same repository for BLS, loaded on first use in its own stub."""
-        with self._peer_lock:
-            if name not in self._peers:
-                model_dir = self.deployment.model_dir.parent / name
-                if not (model_dir / "config.pbtxt").is_file():
-                    raise RunnerError(f"Request for unknown model: '{name}' is not found", hint="")
-                self._peers[name] = Model(model_dir, **self._options)
-            return self._peers[name]
-
-    def _answer_bls(self, stub: stub_mod.StubProcess, message: dict[str, Any]) -> dict[str, Any]:
-        inputs = {t["name"]: _read(stub, t) for t in message["tensors"]}
-        error, payloads, specs = None, [], []
-        try:
-            peer = self._peer(message["model"])
-            if peer.decoupled:
-                raise RunnerError(
-                    f"model '{message['model']}' is decoupled: the runner does not run decoupled BLS requests yet",
-                    hint="",
-                )
-            result = peer.infer(inputs, message.get("requested_output_names") or None)
-            for name, array in result.items():
-                datatype, shape, payload = wire._wire(array)
-                payloads.append(payload)
-                specs.append(
-                    {"name": name, "datatype": datatype, "shape": shape, "nbytes": int(payload.nbytes)}
-                )
-        except StubforgeError as exc:
-            error = exc.message
-        except Exception as exc:  # anything else still gets an answer: the stub waits for one
-            error = f"{type(exc).__name__}: {exc}"
-            payloads, specs = [], []
-        start = stub.message_end()
-        for spec, offset in zip(specs, stub_mod.place([p.nbytes for p in payloads], start)):
-            spec["offset"] = offset
-        header = {"op": "bls_reply", "error": error, "tensors": specs}
-        return stub.request(header, payloads, start=start, timeout=self.execute_timeout)
+            exchange.close()  # now, not when collected: a half-done exchange stops its stub (see execute)
 
     def _run_batch(
         self, batch: list[dict[str, np.ndarray]], outputs: list[str] | None
     ) -> list[dict[str, np.ndarray] | StubforgeError]:
         """One execute() with these requests on a free instance: each request's outputs, or its error."""
-        with self._instance() as stub:
-            reply = list(self._execute(stub, batch, outputs))[-1][1]
-            results: list[dict[str, np.ndarray] | StubforgeError] = []
-            for response in reply["responses"]:
-                if response.get("error"):
-                    results.append(
-                        stub_mod.ModelError(
-                            f"{self.deployment.name}: the response carries an error: {response['error']}",
-                            hint="the model returned InferenceResponse(error=...)",
-                        )
-                    )
-                    continue
-                tensors = {o["name"]: _read(stub, o) for o in response["outputs"]}
-                if outputs:  # the server drops what was not requested
-                    tensors = {k: v for k, v in tensors.items() if k in outputs}
-                results.append(tensors)
-            return results
+        with self._pool.borrow() as stub:
+            finished = list(self._execute(stub, batch, outputs))[-1]
+            assert isinstance(finished, protocol.Finished)
+            return protocol.responses(stub, finished.reply, outputs, self.deployment.name)
 
     def check_request(self, inputs: dict[str, np.ndarray]) -> None:
         """Triton's request checks (names, data types, shapes, batch size), without sending anything."""
-        wires = {}
-        for name, value in inputs.items():
-            array = np.asarray(value)
-            datatype = (
-                "BYTES" if wire._is_bytes(array) else NUMPY_TO_TRITON.get(array.dtype, str(array.dtype))
-            )
-            wires[name] = (datatype, list(array.shape))
-        validate.check(self.deployment.config, wires)
+        protocol.check_request(self.deployment.config, inputs)
 
     def infer_many(
         self, batch: list[dict[str, np.ndarray]], outputs: list[str] | None = None
@@ -534,21 +356,20 @@ class Model:
         """A decoupled model's responses to one request, as they are sent (the final-flag-only send ends it).
 
         A response carrying an error is raised after the stream has ended; stopping early answers the rest."""
-        with self._instance() as stub:
+        with self._pool.borrow() as stub:
             events = self._execute(stub, [inputs], outputs)
             failure: StubforgeError | None = None
             try:
                 for event in events:
-                    if event[0] != "response":
+                    if not isinstance(event, protocol.StreamedResponse):
                         continue
-                    _, _, tensors, _flags, error = event
-                    if error and failure is None:
-                        failure = stub_mod.ModelError(
-                            f"{self.deployment.name}: a response carries an error: {error}",
+                    if event.error and failure is None:
+                        failure = ModelError(
+                            f"{self.deployment.name}: a response carries an error: {event.error}",
                             hint="the model sent InferenceResponse(error=...)",
                         )
-                    if tensors and failure is None:
-                        yield tensors
+                    if event.tensors and failure is None:
+                        yield event.tensors
             finally:
                 for _ in events:  # let the stream end, so the stub is not left waiting for an answer
                     pass
@@ -570,12 +391,8 @@ class Model:
         if self._batcher is not None:
             self._batcher.stop()
             self._batcher = None
-        for peer in self._peers.values():
-            peer.close()
-        self._peers.clear()
-        stubs, self._stubs = self._stubs, []
-        for stub in stubs:
-            stub.close()
+        self._peers.close()
+        self._pool.close()
 
     def __enter__(self) -> Model:
         return self
@@ -584,41 +401,53 @@ class Model:
         self.close()
 
 
-def _read(stub: stub_mod.StubProcess, spec: dict[str, Any]) -> np.ndarray:
-    """One output (or BLS input) out of an instance's region."""
-    region = stub.region
-    if spec["datatype"] == "BYTES":
-        raw = bytes(region.map[spec["offset"] : spec["offset"] + spec["nbytes"]])
-        return wire.deserialize_bytes_tensor(raw).reshape(spec["shape"])
-    return region.read_array(spec["offset"], TRITON_TO_NUMPY[spec["datatype"]], spec["shape"])
-
-
-def instance_names(config: dict[str, Any]) -> list[str]:
-    """Triton's instance names, <model>_<group>_<n>, one per instance of every instance_group."""
-    name = config.get("name", "")
-    groups = config.get("instance_group") or [{"count": 1}]
-    names = []
-    for index, group in enumerate(groups):
-        if group.get("kind") == "KIND_GPU":
-            raise RunnerError(
-                f"{name}: instance_group {index} is KIND_GPU; the runner has CPU instances only",
-                hint="use KIND_CPU (or KIND_AUTO) for tests with the runner",
-            )
-        group_name = group.get("name") or f"{name}_{index}"
-        names += [f"{group_name}_{n}" for n in range(max(1, int(group.get("count", 1) or 1)))]
-    return names
+def _load(model_dir: Path | str, options: ModelOptions) -> Model:
+    return Model(
+        model_dir,
+        python=options.python,
+        triton=options.triton,
+        backends=options.backends,
+        backend_config=options.backend_config,
+        startup_timeout=options.startup_timeout,
+        execute_timeout=options.execute_timeout,
+        auto_complete=options.auto_complete,
+        fallback_python=options.fallback_python,
+    )
 
 
 class Repository:
-    """A model repository: each model is loaded in its own stub on first use, all closed together."""
+    """A model repository: each model is loaded in its own stub on first use, all closed together.
 
-    def __init__(self, root: Path | str, **options: Any) -> None:
+    The keyword arguments are load()'s, for every model."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        python: str | None = _DEFAULTS.python,
+        triton: releases.Release | str = _DEFAULTS.triton,
+        backends: Path | str | None = _DEFAULTS.backends,
+        backend_config: dict[str, str] | None = _DEFAULTS.backend_config,
+        startup_timeout: float = _DEFAULTS.startup_timeout,
+        execute_timeout: float | None = _DEFAULTS.execute_timeout,
+        auto_complete: bool = _DEFAULTS.auto_complete,
+        fallback_python: str | None = _DEFAULTS.fallback_python,
+    ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise RunnerError(
                 f"{self.root}: no such model repository", hint="pass the directory holding models"
             )
-        self.options = options
+        self.options = ModelOptions(
+            python=python,
+            triton=triton,
+            backends=backends,
+            backend_config=backend_config,
+            startup_timeout=startup_timeout,
+            execute_timeout=execute_timeout,
+            auto_complete=auto_complete,
+            fallback_python=fallback_python,
+        )
         self._models: dict[str, Model] = {}
 
     def names(self) -> list[str]:
@@ -631,7 +460,7 @@ class Repository:
                     f"{name}: not a model of {self.root}",
                     hint="models there: " + (", ".join(self.names()) or "none"),
                 )
-            self._models[name] = Model(self.root / name, **self.options)
+            self._models[name] = _load(self.root / name, self.options)
         return self._models[name]
 
     def close(self) -> None:
@@ -646,5 +475,27 @@ class Repository:
         self.close()
 
 
-def load(model_dir: Path | str, **options: Any) -> Model:
-    return Model(model_dir, **options)
+def load(
+    model_dir: Path | str,
+    *,
+    python: str | None = _DEFAULTS.python,
+    triton: releases.Release | str = _DEFAULTS.triton,
+    backends: Path | str | None = _DEFAULTS.backends,
+    backend_config: dict[str, str] | None = _DEFAULTS.backend_config,
+    startup_timeout: float = _DEFAULTS.startup_timeout,
+    execute_timeout: float | None = _DEFAULTS.execute_timeout,
+    auto_complete: bool = _DEFAULTS.auto_complete,
+    fallback_python: str | None = _DEFAULTS.fallback_python,
+) -> Model:
+    """Load the model in `model_dir` as Triton would and start its instances (see Model.__init__)."""
+    return Model(
+        model_dir,
+        python=python,
+        triton=triton,
+        backends=backends,
+        backend_config=backend_config,
+        startup_timeout=startup_timeout,
+        execute_timeout=execute_timeout,
+        auto_complete=auto_complete,
+        fallback_python=fallback_python,
+    )

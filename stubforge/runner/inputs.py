@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from stubforge.core import fsutil
 from stubforge.errors import StubforgeError
 from stubforge.runner.runtime._stubforge_config import TRITON_STRING_TO_NUMPY
 
@@ -87,14 +86,8 @@ def save(outputs: dict[str, np.ndarray], directory: Path) -> dict[str, str]:
     written = {}
     for name, array in outputs.items():
         target = directory / f"{name}.npy"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".npy", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, array, allow_pickle=False)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with fsutil.atomic_file(target) as fh:
+            np.save(fh, array, allow_pickle=False)
         written[name] = str(target)
     return written
 

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from stubforge import __version__
 from stubforge.core import cache, elf, pythons, releases
@@ -22,7 +22,8 @@ from stubforge.errors import StubforgeError
 from stubforge.stubs import build as stub_mod
 from stubforge.stubs import probe as verify
 from stubforge.triton import backends as backend_dirs
-from stubforge.triton import deployment, libpython, modelrepo, stubinfo
+from stubforge.triton import deployment, libpython, stubinfo
+from stubforge.triton.config import read_config
 from stubforge.triton.envinfo import READ_ERRORS, EnvContents
 
 SIDECAR = stubinfo.MODEL_SIDECAR_SUFFIX  # <stub>.stubforge.json beside an installed stub
@@ -90,13 +91,19 @@ def import_stub(
             try:
                 verified = verify.verify(staged, interp, label=str(path), library_path=library_path)
             except StubforgeError as exc:
-                if "exit 127" in exc.message and gpu and not library_path:
+                # 127: the loader found no CUDA runtime for a GPU build.
+                if (
+                    isinstance(exc, verify.ProbeFailed)
+                    and exc.exit_status == 127
+                    and gpu
+                    and not library_path
+                ):
                     exc.hint = (
                         "it is a GPU build: pass the directory holding its CUDA runtime with --library-path "
                         "(for nvidia-pytriton: site-packages/nvidia_pytriton.libs)"
                     )
                 raise
-            info = verified["elf"]
+            info = cast("dict[str, Any]", verified["elf"])
             manifest: dict[str, Any] = {
                 "schema": stub_mod.MANIFEST_SCHEMA,
                 "key": key,
@@ -197,7 +204,7 @@ def install_model_stub(
 ) -> InstallResult:
     """Put a stub at <model_dir>/triton_python_backend_stub (beside config.pbtxt), atomically. `target`: the
     machine the server runs on (None: this one), recorded in the sidecar."""
-    info = modelrepo.read_config(model_dir)
+    info = read_config(model_dir)
     stub = _choose_stub(python, stub, triton, target)
     minor = _stub_python(stub)
     dest = info.path.parent / cache.STUB_NAME

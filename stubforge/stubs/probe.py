@@ -35,6 +35,14 @@ def probe(
         ) from exc
 
 
+class ProbeFailed(BuildError):
+    """The stub did not answer the no-argument probe as Triton's stub does; `exit_status` says how it ended."""
+
+    def __init__(self, exit_status: int, message: str, hint: str = "", *, details: str = "") -> None:
+        super().__init__(message, hint, details=details)
+        self.exit_status = exit_status
+
+
 def _run_probe(stub: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(stub)],
@@ -70,7 +78,8 @@ def verify(
         )
     proc = probe(stub, interpreter, library_path)
     if proc.returncode != 1 or PROBE_MESSAGE not in proc.stderr:
-        raise BuildError(
+        raise ProbeFailed(
+            proc.returncode,
             f"{name} answered the no-argument probe with exit {proc.returncode} "
             f"instead of exit 1 and {PROBE_MESSAGE!r}",
             hint="exit 127 means the loader could not find a library (see details); Triton would chmod "

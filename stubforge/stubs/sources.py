@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from stubforge.core import cache, releases
+from stubforge.core import cache, fsutil, releases
 from stubforge.errors import SourcesError
 from stubforge.progress import QUIET, Progress
 from stubforge.stubs import pins as pins_mod
@@ -208,7 +208,7 @@ def _record_path(kind: str, version: str, form: str = "tree") -> Path:
 
 
 def _save(record: Input) -> None:
-    cache.write_json_atomic(_record_path(record.kind, record.version, record.form), record.to_dict())
+    fsutil.write_json_atomic(_record_path(record.kind, record.version, record.form), record.to_dict())
 
 
 def _load_file(path: Path) -> Input | None:
@@ -235,7 +235,7 @@ def _stored(kind: str) -> list[Input]:
 
 def _copy_tree(src: Path, dest: Path) -> None:
     """Copy a checkout into the store atomically; .git stays behind (the commit is recorded instead)."""
-    with cache.staging_dir(dest) as staging:
+    with fsutil.staging_dir(dest) as staging:
         shutil.copytree(src, staging / "t", symlinks=True, ignore=shutil.ignore_patterns(".git"))
         for entry in (staging / "t").iterdir():
             os.replace(entry, staging / entry.name)
@@ -270,7 +270,7 @@ def _check_tarball(archive: Path, expected_sha256: str | None) -> tuple[str, str
 def store_boost_tarball(archive: Path, expected_sha256: str | None, origin: str) -> Input:
     version, digest = _check_tarball(archive, expected_sha256)
     dest_dir = _lib_dir("boost", version)
-    with cache.staging_dir(dest_dir) as staging:
+    with fsutil.staging_dir(dest_dir) as staging:
         shutil.copyfile(archive, staging / archive.name)
     record = Input(
         kind="boost",
@@ -371,7 +371,7 @@ def import_sources(
 def _store_boost_headers(headers: Input) -> Input:
     """Copy an imported header tree into the store: the import directory may be a USB stick."""
     dest = _lib_dir("boost", f"headers-{headers.version}")
-    with cache.staging_dir(dest) as staging:
+    with fsutil.staging_dir(dest) as staging:
         # Follow symlinks: an import dir often links boost/ to a system tree.
         shutil.copytree(Path(headers.path) / "boost", staging / "boost", symlinks=False)
     record = Input(
@@ -487,9 +487,8 @@ def boost_download_url(release: releases.Release, pin: pins_mod.BoostPin | None,
 def download(url: str, dest: Path, progress: Progress = QUIET, timeout: float = 60.0) -> None:
     """Stream url into dest (atomically: a broken download leaves nothing)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with fsutil.atomic_file(dest) as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
             step = 16 << 20
@@ -502,16 +501,12 @@ def download(url: str, dest: Path, progress: Progress = QUIET, timeout: float = 
                         "download", f"{done >> 20} MiB" + (f" of {total >> 20} MiB" if total else "")
                     )
                     next_report += step
-        os.replace(tmp, dest)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise SourcesError(
             f"download of {url} failed ({getattr(exc, 'reason', exc)})",
             hint="use --mirror URL, or download it elsewhere and pass --archive FILE; or build with a "
             "local header tree (--boost /usr/include after apt-get install libboost-dev)",
         ) from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def fetch_sources(

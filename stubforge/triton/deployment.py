@@ -23,7 +23,8 @@ from pathlib import Path
 
 from stubforge.core import cache, releases
 from stubforge.errors import StubforgeError
-from stubforge.triton import modelrepo
+from stubforge.triton import envpath
+from stubforge.triton.config import ModelConfigInfo, read_config
 from stubforge.triton.envinfo import READ_ERRORS, EnvContents
 from stubforge.triton.stubinfo import StubInfo, StubSource, read_stub
 
@@ -63,7 +64,7 @@ class EnvInfo:
     origin: EnvOrigin
     written: str  # the EXECUTION_ENV_PATH value as written, or the default env's path
     path: Path | None  # where it really is; None when the value is not usable
-    error: StubforgeError | None = None  # why the value is not usable (modelrepo's rules)
+    error: StubforgeError | None = None  # why the value is not usable (triton/envpath.py's rules)
 
     @property
     def kind(self) -> str | None:
@@ -126,7 +127,7 @@ class Deployment:
 
     model_dir: Path
     name: str  # as config.pbtxt names it, else the directory's name
-    config: modelrepo.ModelConfigInfo
+    config: ModelConfigInfo
     versions: list[str]
     backend: str
     backend_dir: Path | None  # <backends>/<backend>, when a backend directory was given
@@ -211,11 +212,11 @@ def resolve(
     *,
     triton: releases.Release | str = releases.DEFAULT_TRITON,
     backends: Path | None = None,
-    config: modelrepo.ModelConfigInfo | None = None,
+    config: ModelConfigInfo | None = None,
 ) -> Deployment:
     """Resolve one model. Raises the config's StubforgeError when config.pbtxt cannot be read; every other
     problem is data (Deployment.problems). `config`: an already-read config.pbtxt of this model."""
-    info = config or modelrepo.read_config(model_dir)
+    info = config or read_config(model_dir)
     model_dir = info.path.parent
     backend = info.backend or STOCK
     backend_dir = backends / backend if backends is not None else None
@@ -261,11 +262,11 @@ def _find_stub(model_dir: Path, backend: str, backends: Path | None) -> StubInfo
     return None
 
 
-def _find_env(model_dir: Path, info: modelrepo.ModelConfigInfo, backend_dir: Path | None) -> EnvInfo | None:
-    value = info.parameters.get(modelrepo.EXECUTION_ENV_PATH)
+def _find_env(model_dir: Path, info: ModelConfigInfo, backend_dir: Path | None) -> EnvInfo | None:
+    value = info.parameters.get(envpath.EXECUTION_ENV_PATH)
     if value:
         try:
-            return EnvInfo(EnvOrigin.CONFIG, value, modelrepo.validate_env_path(model_dir, value))
+            return EnvInfo(EnvOrigin.CONFIG, value, envpath.validate_env_path(model_dir, value))
         except StubforgeError as exc:
             return EnvInfo(EnvOrigin.CONFIG, value, None, exc)
     if backend_dir is not None and (backend_dir / DEFAULT_ENV).is_file():

@@ -20,7 +20,8 @@ from stubforge.core import cache, elf, releases
 from stubforge.core.targets import Target
 from stubforge.envs import archive as archive_rules
 from stubforge.errors import StubforgeError
-from stubforge.triton import deployment, libpython, modelrepo
+from stubforge.triton import deployment, libpython
+from stubforge.triton.config import read_config, schema
 from stubforge.triton.envinfo import EnvContents
 from stubforge.triton.stubinfo import StubInfo
 
@@ -544,7 +545,7 @@ def _repository_checks(models: list[ModelCheck], release: releases.Release) -> l
     need = 0
     for model in models:
         try:
-            info = modelrepo.read_config(Path(model.path))
+            info = read_config(Path(model.path))
         except StubforgeError:
             continue
         config = info.message
@@ -571,7 +572,7 @@ def _repository_checks(models: list[ModelCheck], release: releases.Release) -> l
 
 
 def _type_name(number: int) -> str:
-    """TYPE_FP32 from 11, with the same generated schema modelrepo loaded (no tritonclient[grpc] needed)."""
-    descriptor = modelrepo._proto().model_config.DESCRIPTOR
+    """TYPE_FP32 from 11, with the same generated schema triton/config.py loads (no tritonclient[grpc] needed)."""
+    descriptor = schema().model_config.DESCRIPTOR
     enum = descriptor.fields_by_name["input"].message_type.fields_by_name["data_type"].enum_type
     return str(enum.values_by_number[number].name)

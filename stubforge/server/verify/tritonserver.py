@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from stubforge.core import cache
+from stubforge.core import cache, fsutil
 from stubforge.errors import StubforgeError
 
 SHM_DIR = Path("/dev/shm")
@@ -111,11 +110,7 @@ def _executable(binary: Path) -> Path:
     copy = cache.root() / "servers" / digest / "tritonserver"
     if not copy.is_file():
         copy.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=copy.parent)
-        os.close(fd)
-        shutil.copyfile(binary, tmp)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, copy)
+        fsutil.copy_atomic(binary, copy, mode=0o755)
     return copy
 
 
