@@ -1,4 +1,5 @@
-"""Empty model repository → verified, answering server: stubforge vs the manual TRITON_FACTS §8 steps, one run.
+"""Empty model repository → verified, answering server: stubforge vs the manual docs/triton-behaviour.md: "A
+real server to test against" steps, one run.
 
 The model is add/sub (FP32 INPUT0/INPUT1 dims [-1] → OUTPUT0=a+b, OUTPUT1=a-b) on Python 3.10 + numpy<2, served
 by nvidia-pytriton 0.7.0's tritonserver (r24.10) while the default python3 on PATH is something else.

@@ -1,7 +1,7 @@
 /*
  * stubforge's harness stub: the process side of `stubforge run`.
  *
- * Same command line as Triton's triton_python_backend_stub (TRITON_FACTS section 1):
+ * Same command line as Triton's triton_python_backend_stub (docs/triton-behaviour.md: "The stub process and its probe"):
  *   stub MODEL_PATH SHM_REGION DEFAULT_SIZE GROWTH_SIZE PARENT_PID PYTHON_LIB CONTROL_OFFSET INSTANCE RUNTIME_DIR
  * and, probed with no arguments, the same message and exit status 1.
  *

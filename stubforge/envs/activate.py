@@ -1,7 +1,8 @@
 """bin/activate for an execution environment.
 
 r24.10 sources it with bash before exec'ing the stub; r25.08+ never runs it and sets VIRTUAL_ENV, PATH and
-LD_LIBRARY_PATH itself (TRITON_FACTS §3). So the script only repeats what r25.08 does, finds the env from its
+LD_LIBRARY_PATH itself (docs/triton-behaviour.md: "EXECUTION_ENV_PATH and extraction"). So the script only
+repeats what r25.08 does, finds the env from its
 own location (the env is extracted to a random /tmp/python_env_XXXXXX/N), and nothing else depends on it.
 """
 

@@ -3,7 +3,7 @@
 conda-pack lays the env out in a scratch directory (its no-archive format, with its own bin/activate and
 conda-unpack); it is validated there as Triton will start it, and only then written as stubforge's
 deterministic tar.gz (or kept as a directory). conda-pack's failure messages become errors that say what to
-do (TRITON_FACTS §3, §9).
+do (docs/triton-behaviour.md: "EXECUTION_ENV_PATH and extraction"; "What users run into").
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Create a self-contained execution environment from a shared-library CPython (TRITON_FACTS §3).
+"""Create a self-contained execution environment from a shared-library CPython (docs/triton-behaviour.md:
+"EXECUTION_ENV_PATH and extraction").
 
 The result is a relocatable copy of the interpreter's prefix: bin/python3 (run path rewritten to
 $ORIGIN/../lib), lib/libpythonX.Y.so.1.0, the stdlib without tests/idle/tkinter/ensurepip, and an empty

@@ -1,7 +1,8 @@
 """Write an env directory as a deterministic tar.gz, or prune it.
 
 Triton reads tar or tar+gzip only (libarchive with the gzip filter): `.tar.xz`, `.tar.bz2`, `.tar.zst` and
-`.zip` fail at load time with `archive_read_open_filename() failed.` (TRITON_FACTS §3).
+`.zip` fail at load time with `archive_read_open_filename() failed.` (docs/triton-behaviour.md:
+"EXECUTION_ENV_PATH and extraction").
 """
 
 from __future__ import annotations

@@ -183,7 +183,8 @@ def _pack(options: PackOptions, progress: Progress) -> PackResult:
     names = inspect.requirement_names(requirements + _file_requirements(options.requirement_files))
     has_numpy = venv_site is not None and any(venv_site.glob("numpy-*.dist-info"))
     if "numpy" not in names and not has_numpy:
-        # The backend utils import numpy; old stubs need numpy<2 (TRITON_FACTS §7).
+        # The backend utils import numpy; old stubs need numpy<2 (docs/triton-behaviour.md: "Building the
+        # stub offline, and pins").
         requirements.append("numpy" if numpy2_ok else "numpy<2")
 
     log = cache.logs_dir() / f"pack-env-{interp.minor}-{os.getpid()}-{int(time.time())}.log"

@@ -80,7 +80,8 @@ def artifact_key(
 
 
 def numpy2_warning(interp: pythons.Interpreter, pybind11: str) -> str | None:
-    """pybind11 < 2.12 stubs return wrong shapes with numpy 2 (TRITON_FACTS §7)."""
+    """pybind11 < 2.12 stubs return wrong shapes with numpy 2 (docs/triton-behaviour.md: "Building the stub
+    offline, and pins")."""
     pyb = tuple(int(p) for p in pybind11.split(".")[:2])
     needs_numpy2 = interp.version_tuple[:2] >= (3, 13)
     has_numpy2 = (

@@ -1,4 +1,5 @@
-"""Prove a freshly built stub is what it claims before it is cached (TRITON_FACTS §1)."""
+"""Prove a freshly built stub is what it claims before it is cached (docs/triton-behaviour.md: "The stub
+process and its probe")."""
 
 from __future__ import annotations
 

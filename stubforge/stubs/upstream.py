@@ -30,7 +30,8 @@ BUILD_TIMEOUT_S = 2 * 3600.0
 # CMake 4 refuses cmake_minimum_required() below 3.5, which pybind11 2.10 and dlpack 0.8 still declare.
 POLICY_VERSION_MINIMUM = "3.5"
 # Two translation units per batch keeps both cores busy on 2-core machines; a single batch (size 0)
-# serialises the whole stub on one core (TRITON_FACTS §7: 16 and 0 measured alike on 2 cores).
+# serialises the whole stub on one core (docs/triton-behaviour.md: "Building the stub offline, and pins": 16
+# and 0 measured alike on 2 cores).
 UNITY_BATCH_SIZE = 16
 
 

@@ -1,4 +1,5 @@
-"""A real Triton 2.51 (r24.10) from the nvidia-pytriton wheel, in a venv of its own (TRITON_FACTS §8).
+"""A real Triton 2.51 (r24.10) from the nvidia-pytriton wheel, in a venv of its own
+(docs/triton-behaviour.md: "A real server to test against").
 
 The venv's Python 3.8 with numpy<2 is also the first python3 on the server's PATH, which is where the stock
 backend's stub finds its packages. nvidia-pytriton is installed without its dependencies: only its tritonserver,

@@ -157,7 +157,8 @@ def test_list_backends_reads_python_release_and_default_env(
 
 def test_verify_four_deployments_in_one_server(world: World, deployment: dict[str, Path]) -> None:
     before = set(map(str, Path("/tmp").glob("python_env_*")))
-    # The stock backend's stub has no env: its libpython must be on LD_LIBRARY_PATH (TRITON_FACTS §8).
+    # The stock backend's stub has no env: its libpython must be on LD_LIBRARY_PATH
+    # (docs/triton-behaviour.md: "A real server to test against").
     rc, report = _verify(
         world, deployment["repo"], deployment["backends"], ld_library_path=world.ld_with_python38
     )

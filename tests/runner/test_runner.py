@@ -249,7 +249,8 @@ def test_stubs_that_cannot_start(
         harness.load(model_dir, python="3.8", backend_config=CONFIG)
     assert "libpython3.8.so.1.0" in info.value.details and "libpython" in info.value.hint
     # libpython3.8 reachable (LD_LIBRARY_PATH), but the env's python3 is 3.10: Python 3.8 finds no lib/python3.8
-    # there and falls back to its compiled-in prefix, which has no numpy (TRITON_FACTS §2: "No module named").
+    # there and falls back to its compiled-in prefix, which has no numpy (docs/triton-behaviour.md: "How the
+    # embedded interpreter finds its environment": "No module named").
     from tests.conftest import interpreter
 
     py38 = interpreter("3.8")

@@ -28,7 +28,8 @@ def align(value: int) -> int:
 
 
 def grown_size(current: int, needed: int, growth: int) -> int:
-    """Triton's rule: grow by whole growth steps, growth * (need / growth + 1) (TRITON_FACTS §6)."""
+    """Triton's rule: grow by whole growth steps, growth * (need / growth + 1) (docs/triton-behaviour.md:
+    "Shared-memory IPC")."""
     if needed <= current:
         return current
     missing = needed - current

@@ -1,4 +1,5 @@
-"""One shared-memory region and its two semaphores, created by the parent for one stub (TRITON_FACTS §6).
+"""One shared-memory region and its two semaphores, created by the parent for one stub
+(docs/triton-behaviour.md: "Shared-memory IPC").
 
 The names follow Triton's (`<shm-region-prefix-name><uuid4>`); they are unlinked as soon as the stub has
 opened them, so nothing is left in /dev/shm whatever happens to either process afterwards.

@@ -126,7 +126,8 @@ class Stub:
         self._finals = 0  # final flags forwarded during the current execute
 
     def _import_model(self):
-        # Triton's stub appends <model_dir>/<version>, <model_dir> and the python-lib dir (TRITON_FACTS §1).
+        # Triton's stub appends <model_dir>/<version>, <model_dir> and the python-lib dir
+        # (docs/triton-behaviour.md: "The stub process and its probe").
         version_dir = os.path.dirname(self.model_path)
         model_dir = os.path.dirname(version_dir)
         self.model_dir = model_dir

@@ -1,4 +1,5 @@
-"""Find, start, watch and stop a real tritonserver, and remove what it leaves behind (TRITON_FACTS §5, §8).
+"""Find, start, watch and stop a real tritonserver, and remove what it leaves behind
+(docs/triton-behaviour.md: "Health, failures and lifecycle"; "A real server to test against").
 
 The server runs in its own session so stopping it also stops its stubs. Every python-family backend gets a
 shared-memory prefix unique to this run, which is how its /dev/shm regions are found afterwards;
