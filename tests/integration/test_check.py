@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from stubforge.core import cache, elf
-from stubforge.server.check import checks as doctor
+from stubforge.server import check as checker
 from tests.conftest import interpreter
 
 GOOD_CODE = (
@@ -88,14 +88,14 @@ def model(
     return model_dir
 
 
-def findings(target: Path, **options: object) -> dict[str, list[doctor.Finding]]:
-    report = doctor.check(target, **options)  # type: ignore[arg-type]
+def findings(target: Path, **options: object) -> dict[str, list[checker.Finding]]:
+    report = checker.check(target, **options)  # type: ignore[arg-type]
     found = {m.name: m.findings for m in report.models}
     found["(repository)"] = report.repository
     return found
 
 
-def only(found: list[doctor.Finding], check: str) -> doctor.Finding:
+def only(found: list[checker.Finding], check: str) -> checker.Finding:
     match = [f for f in found if f.check == check]
     assert len(match) == 1, found
     return match[0]
@@ -104,7 +104,7 @@ def only(found: list[doctor.Finding], check: str) -> doctor.Finding:
 def test_a_clean_repository_has_no_finding(tmp_path: Path) -> None:
     m = model(tmp_path / "repo")
     env_tree(m / "env")
-    report = doctor.check(tmp_path / "repo")
+    report = checker.check(tmp_path / "repo")
     assert report.errors == 0 and report.warnings == 0, report.to_dict()
     assert report.models[0].stub_python == "3.8" and report.models[0].env_python == "3.8"
 
