@@ -37,11 +37,16 @@ def stub(dest: Path, minor: str = "3.8", mode: int = 0o755) -> Path:
     return dest
 
 
-def env_tree(root: Path, minor: str = "3.8", numpy: str | None = "1.24.4", activate: bool = True) -> Path:
+def env_tree(
+    root: Path, minor: str = "3.8", numpy: str | None = "1.24.4", activate: bool = True, python3: bool = True
+) -> Path:
     (root / "bin").mkdir(parents=True)
     (root / "lib").mkdir()
     if activate:
         (root / "bin" / "activate").write_text("# activate\n")
+    if python3:
+        (root / "bin" / f"python{minor}").write_bytes(b"")
+        (root / "bin" / "python3").symlink_to(f"python{minor}")
     (root / "lib" / f"libpython{minor}.so.1.0").write_bytes(b"")
     site = root / "lib" / f"python{minor}" / "site-packages"
     site.mkdir(parents=True)
@@ -251,6 +256,20 @@ def test_old_libstdcxx_in_the_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(elf, "read", newer_need)
     finding = only(findings(tmp_path / "repo")["m"], "glibcxx")
     assert f"provides up to {provided}, the stub needs GLIBCXX_3.4.99" in finding.message
+
+
+def test_env_without_bin_python3(tmp_path: Path) -> None:
+    """The stub takes its prefix from the first python3 on PATH: without <env>/bin/python3 that is not the env's."""
+    m = model(tmp_path / "repo")
+    env_tree(m / "env", python3=False)
+    found = only(findings(tmp_path / "repo")["m"], "env-python3")
+    assert found.level == "ERROR"
+    assert f"{m / 'env'} has no bin/python3" in found.message and "first python3" in found.message
+    assert "stubforge pack-env" in found.fix
+    # The same for an archive, read from its member list.
+    archived = model(tmp_path / "repo2", env="$$TRITON_MODEL_DIRECTORY/env.tar.gz")
+    archive_of(env_tree(tmp_path / "tree", python3=False), archived / "env.tar.gz")
+    assert only(findings(tmp_path / "repo2")["m"], "env-python3").level == "ERROR"
 
 
 @pytest.mark.parametrize(

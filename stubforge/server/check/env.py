@@ -1,5 +1,5 @@
 """Rules on the model's execution environment: env-path, env, env-archive, env-activate, env-hooks, env-python,
-python-mismatch, numpy, numpy2, glibcxx.
+env-python3, python-mismatch, numpy, numpy2, glibcxx.
 
 What Triton does with an env: docs/triton-behaviour.md, "EXECUTION_ENV_PATH and extraction". Archives are read
 for their member list and a few small members; nothing is extracted.
@@ -52,6 +52,17 @@ def env_contents(
             "env-activate",
             f'{env_path} has no bin/activate: Triton fails with "Path <env>/bin/activate does not exist"',
             "pack the env with stubforge pack-env or conda-pack (a venv archive will not do)",
+        )
+    if not env.has("bin/python3"):
+        # docs/triton-behaviour.md, "How the embedded interpreter finds its environment": the stub's libpython
+        # takes sys.prefix from the first python3 on PATH; the env's bin/ is first only if it has one.
+        check.add(
+            ERROR,
+            "env-python3",
+            f"{env_path} has no bin/python3: the stub takes its Python's prefix from the first python3 on the "
+            "server's PATH, another Python's, so the env's packages are never seen (\"No module named ...\")",
+            "pack the env with stubforge pack-env (it keeps bin/python3), or add bin/python3 of the stub's "
+            "Python to it",
         )
     hooks = env.under("etc/conda/activate.d/")
     if hooks:

@@ -37,6 +37,7 @@ _ALL = (
     Rule("env-activate", "env", (ERROR,), "the env has no bin/activate"),
     Rule("env-hooks", "env", (WARN,), "conda activate.d hooks the release does not run"),
     Rule("env-python", "env", (ERROR,), "the env has no lib/libpythonX.Y.so.1.0"),
+    Rule("env-python3", "env", (ERROR,), "the env has no bin/python3, so its packages are never seen"),
     Rule("python-mismatch", "env", (ERROR,), "the stub and the env are of different Pythons"),
     Rule("numpy", "env", (ERROR,), "the env has no numpy"),
     Rule("numpy2", "env", (ERROR,), "numpy 2 with a stub built against pybind11 before 2.12"),
