@@ -289,6 +289,56 @@ def test_shell_characters_in_paths(tmp_path: Path) -> None:
     assert "' '" in only(findings(tmp_path / "my repo")["m"], "path-chars").message
 
 
+def test_a_semicolon_in_a_directory_env_is_an_error_naming_the_release(tmp_path: Path) -> None:
+    """issue 12 item 6: r24.10's bash launcher ends the command at ';', and the dynamic loader splits
+    LD_LIBRARY_PATH there, so <env>/lib (the env's libpython) is never searched: the model cannot load."""
+    m = model(tmp_path / "repo", env="$$TRITON_MODEL_DIRECTORY/env;v2")
+    env_tree(m / "env;v2")
+    found = only(findings(tmp_path / "repo")["m"], "path-chars")
+    assert found.level == "ERROR"
+    assert f"{m / 'env;v2'} contains ';'" in found.message
+    assert "Triton r24.10 starts the stub through an unquoted bash" in found.message
+    assert "LD_LIBRARY_PATH" in found.message and "will not load" in found.message
+    # From r25.08 no shell, but the name is refused, and the loader still splits the path.
+    newer = only(findings(tmp_path / "repo", triton="25.08")["m"], "path-chars")
+    assert newer.level == "ERROR" and "Triton r25.08 rejects names containing it" in newer.message
+    assert "r24.10" not in newer.message
+
+
+def test_a_colon_in_a_directory_env_breaks_ld_library_path_on_every_release(tmp_path: Path) -> None:
+    m = model(tmp_path / "repo", env="$$TRITON_MODEL_DIRECTORY/env:v2")
+    env_tree(m / "env:v2")
+    for triton in ("24.10", "25.08"):
+        found = only(findings(tmp_path / "repo", triton=triton)["m"], "path-chars")
+        assert found.level == "ERROR", triton
+        assert "':'" in found.message and f"Triton r{triton} puts" in found.message
+        assert "LD_LIBRARY_PATH" in found.message
+
+
+def test_characters_bash_keeps_as_written_stay_a_warning(tmp_path: Path) -> None:
+    """A glob character mid-path is kept by r24.10's bash unless it matches a file; r25.08 refuses the name."""
+    m = model(tmp_path / "repo", env="$$TRITON_MODEL_DIRECTORY/env*1")
+    env_tree(m / "env*1")
+    assert only(findings(tmp_path / "repo")["m"], "path-chars").level == "WARN"
+    assert only(findings(tmp_path / "repo", triton="25.08")["m"], "path-chars").level == "ERROR"
+
+
+def test_an_archive_env_path_is_not_seen_by_the_launcher(tmp_path: Path) -> None:
+    """Triton extracts an archive to /tmp/python_env_* and launches from there: its own name stays a warning."""
+    m = model(tmp_path / "repo", env="$$TRITON_MODEL_DIRECTORY/env;v2.tar.gz")
+    archive_of(env_tree(tmp_path / "tree"), m / "env;v2.tar.gz")
+    found = only(findings(tmp_path / "repo")["m"], "path-chars")
+    assert found.level == "WARN" and "env;v2.tar.gz contains ';'" in found.message
+
+
+def test_the_worst_path_is_reported(tmp_path: Path) -> None:
+    """One path-chars finding per model: an ERROR on the env wins over a WARN on the model directory."""
+    m = model(tmp_path / "re*po", env="$$TRITON_MODEL_DIRECTORY/env;v2")
+    env_tree(m / "env;v2")
+    found = only(findings(tmp_path / "re*po")["m"], "path-chars")
+    assert found.level == "ERROR" and "env;v2 contains" in found.message
+
+
 def test_repository_wide_parallel_tarballs_and_shm(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     for name, backend in (("a", "python"), ("b", "python_3_8")):

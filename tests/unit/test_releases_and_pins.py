@@ -223,15 +223,15 @@ def test_check_findings_under_2508_do_not_claim_r2410_behaviour(tmp_path: Path) 
     r2410, r2508 = releases.as_release("24.10"), releases.as_release("25.08")
     spaced = tmp_path / "my repo" / "m"
     old, new = ModelCheck("m", str(spaced)), ModelCheck("m", str(spaced))
-    paths.path_chars(old, r2410, [spaced])
-    paths.path_chars(new, r2508, [spaced])
+    paths.path_chars(old, r2410, spaced)
+    paths.path_chars(new, r2508, spaced)
     assert (
         len(old.findings) == 1
         and "Triton r24.10 starts the stub through an unquoted bash" in old.findings[0].message
     )
     assert new.findings == []  # no shell from r25.08: a space is just a character
     model = ModelCheck("m", "x")
-    paths.path_chars(model, r2508, [tmp_path / "a;b"])
+    paths.path_chars(model, r2508, tmp_path / "a;b")
     assert "Triton r25.08 rejects names containing it" in model.findings[0].message
     assert "r24.10" not in model.findings[0].message and "bash" not in model.findings[0].message
 
@@ -243,6 +243,17 @@ def test_check_findings_under_2508_do_not_claim_r2410_behaviour(tmp_path: Path) 
     envs = [ModelCheck(n, n, env=str(tmp_path / f"{n}.tar.gz"), backend=n) for n in ("python", "python_3_8")]
     race = [f for f in repository.repository_findings(envs, r2508) if f.check == "parallel-envs"]
     assert race and "Triton r25.08 extracts them" in race[0].message and "r24.10" not in race[0].message
+
+
+def test_name_rules_say_which_characters_stop_the_launcher() -> None:
+    r2410, r2508 = releases.as_release("24.10"), releases.as_release("25.08")
+    # bash -c, unquoted: a space or ';' always breaks the command; a '*' mid-path is kept unless a glob matches.
+    assert r2410.name_rules.breaks("/m/a b;c*d") == [" ", ";"]
+    assert r2410.name_rules.offending("/m/a b;c*d") == [" ", "*", ";"]
+    # execve: every character it refuses fails the load; a space is just a character.
+    assert r2508.name_rules.breaks("/m/a b;c*d") == ["*", ";"]
+    assert r2508.name_rules.breaking <= r2508.name_rules.characters
+    assert r2410.name_rules.breaking <= r2410.name_rules.characters
 
 
 def test_verify_dead_stub_message_follows_the_server_release() -> None:

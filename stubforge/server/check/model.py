@@ -36,7 +36,14 @@ def check_model(model_dir: Path, release: releases.Release, backends: Path | Non
     if env is not None and env_path is not None:
         check.env = str(env_path)
         env_rules.env_contents(check, env, stub, release)
-    paths.path_chars(check, release, [model_dir] if env_path is None else [model_dir, env_path])
+    env_is_dir = env_path is not None and env_path.is_dir()
+    paths.path_chars(
+        check,
+        release,
+        model_dir,
+        env_dir=env_path if env_is_dir else None,
+        env_archive=None if env_is_dir else env_path,
+    )
     if stub is not None:
         stub_rules.libpython_reach(check, resolved, stub, release)
     else:

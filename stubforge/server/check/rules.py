@@ -43,7 +43,7 @@ _ALL = (
     Rule("numpy2", "env", (ERROR,), "numpy 2 with a stub built against pybind11 before 2.12"),
     Rule("glibcxx", "env", (ERROR,), "the env's libstdc++ is older than the stub needs"),
     # paths.py
-    Rule("path-chars", "paths", (WARN,), "characters in the model or env path the release cannot take"),
+    Rule("path-chars", "paths", (ERROR, WARN), "characters in the model or env path the release cannot take"),
     # host.py
     Rule("path-python", "host", (WARN,), "no env: this host's python3 is another version or lacks numpy"),
     Rule("user-site", "host", (WARN,), "no env: the user site-packages of the stub's Python leaks in"),
