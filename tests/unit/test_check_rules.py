@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,28 @@ def test_the_old_module_still_exports_the_same_names() -> None:
 
     assert checks.check is checker.check and checks.CheckReport is checker.CheckReport
     assert checks.Finding is checker.Finding and checks.ModelCheck is checker.ModelCheck
+
+
+CHECK_PAGE = Path(__file__).resolve().parents[2] / "docs" / "check.md"
+_RULE_HEADING = re.compile(r"^#### `([^`]+)`\n(.*?)(?=^#)", re.M | re.S)
+
+
+def documented_rules() -> dict[str, str]:
+    """Rule id -> its section of docs/check.md (the text under `#### `id``)."""
+    return dict(_RULE_HEADING.findall(CHECK_PAGE.read_text()))
+
+
+def test_docs_check_lists_every_rule_and_only_those() -> None:
+    documented = documented_rules()
+    assert sorted(documented) == sorted(RULES), (
+        f"missing from docs/check.md: {sorted(set(RULES) - set(documented))}; "
+        f"not a rule: {sorted(set(documented) - set(RULES))}"
+    )
+
+
+def test_each_documented_rule_states_its_levels_what_triton_does_and_the_fix() -> None:
+    for rule_id, section in documented_rules().items():
+        for level in RULES[rule_id].levels:
+            assert level in section, (rule_id, level)
+        assert "Fix:" in section, rule_id
+        assert "Triton" in section or "r24.10" in section, rule_id
