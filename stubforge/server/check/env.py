@@ -46,6 +46,33 @@ def env_contents(
     if unsafe:
         # stubforge run refuses exactly this archive; the release decides what Triton does with it.
         check.add(ERROR, "env-archive", unsafe, archive_rules.unsafe_hint(release))
+    _activation(check, env, env_path, release)
+    check.env_python = info.python
+    if check.env_python is None:
+        check.add(
+            ERROR,
+            "env-python",
+            f"{env_path} has no lib/libpythonX.Y.so.1.0: the stub cannot start in it",
+            "pack it with stubforge pack-env --stub STUB (it copies the interpreter's libpython)",
+        )
+    elif check.stub_python and check.env_python != check.stub_python:
+        check.add(
+            ERROR,
+            "python-mismatch",
+            f"the stub embeds Python {check.stub_python}, the env carries Python "
+            f"{check.env_python}: the stub exits before its first message "
+            f"({release.dead_stub_outcome(at_load=True)})",
+            f"pack the env for the stub: stubforge pack-env --stub {stub} --model {check.path}",
+        )
+    minor = check.env_python or check.stub_python
+    if minor:
+        _numpy_rules(check, env, env_path, minor, stub_info, release)
+    if stub is not None and env.has("lib/libstdc++.so.6"):
+        _glibcxx(check, env, stub)
+
+
+def _activation(check: ModelCheck, env: EnvContents, env_path: Path, release: releases.Release) -> None:
+    """env-activate, env-python3, env-hooks: what starting the stub in the env needs from it."""
     if not env.has("bin/activate"):
         check.add(
             ERROR,
@@ -72,28 +99,6 @@ def env_contents(
             hooks_message(env_path, len(hooks), release),
             "set what they set in the server's environment instead",
         )
-    check.env_python = info.python
-    if check.env_python is None:
-        check.add(
-            ERROR,
-            "env-python",
-            f"{env_path} has no lib/libpythonX.Y.so.1.0: the stub cannot start in it",
-            "pack it with stubforge pack-env --stub STUB (it copies the interpreter's libpython)",
-        )
-    elif check.stub_python and check.env_python != check.stub_python:
-        check.add(
-            ERROR,
-            "python-mismatch",
-            f"the stub embeds Python {check.stub_python}, the env carries Python "
-            f"{check.env_python}: the stub exits before its first message "
-            f"({release.dead_stub_outcome(at_load=True)})",
-            f"pack the env for the stub: stubforge pack-env --stub {stub} --model {check.path}",
-        )
-    minor = check.env_python or check.stub_python
-    if minor:
-        _numpy_rules(check, env, env_path, minor, stub_info, release)
-    if stub is not None and env.has("lib/libstdc++.so.6"):
-        _glibcxx(check, env, stub)
 
 
 def _numpy_rules(
