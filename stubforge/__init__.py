@@ -43,7 +43,7 @@ _EXPORTS: dict[str, str] = {
     "BuildResult": "stubforge.stubs.build",
     "PackResult": "stubforge.envs.packenv",
     "WriteResult": "stubforge.triton.pbtxt",
-    "CheckReport": "stubforge.server.check.checks",
+    "CheckReport": "stubforge.server.check",
     "Verification": "stubforge.api",
     "VerifyReport": "stubforge.server.verify.session",
     "InstallResult": "stubforge.server.install",
@@ -108,7 +108,7 @@ if TYPE_CHECKING:  # what mypy and editors see; at run time __getattr__ imports 
     from stubforge.errors import StubforgeError
     from stubforge.progress import EventLog, Progress, TextProgress
     from stubforge.runner.api import Model, Repository, load
-    from stubforge.server.check.checks import CheckReport
+    from stubforge.server.check import CheckReport
     from stubforge.server.install import InstallResult, install_backend, install_model_stub
     from stubforge.server.verify.session import VerifyReport
     from stubforge.stubs.build import BuildResult

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from stubforge.core.leftovers import Leftover
     from stubforge.core.pythons import Interpreter
     from stubforge.envs.packenv import PackResult
-    from stubforge.server.check.checks import CheckReport
+    from stubforge.server.check import CheckReport
     from stubforge.server.verify.session import VerifyReport
     from stubforge.server.verify.tritonserver import ServerInstall
     from stubforge.stubs.build import BuildResult
@@ -231,9 +231,9 @@ def check(target: PathLike, *, triton: str = DEFAULT_TRITON, backends: PathLike 
     """Every known pitfall of a model repository (or one model directory), found from its files alone.
 
     backends: Triton's backend directory, to check backend stubs and their default envs too."""
-    from stubforge.server.check import checks
+    from stubforge.server.check import check as check_repository
 
-    return checks.check(Path(target), triton=triton, backends=_path(backends))
+    return check_repository(Path(target), triton=triton, backends=_path(backends))
 
 
 def server_install(tritonserver: PathLike | None = None, *, pytriton: bool = False) -> ServerInstall:

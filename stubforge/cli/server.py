@@ -21,7 +21,7 @@ from stubforge.cli import (
 )
 
 if TYPE_CHECKING:  # imported for annotations only: the server side (numpy, tritonclient) loads on use
-    from stubforge.server.check.checks import CheckReport
+    from stubforge.server.check import CheckReport
     from stubforge.server.verify.session import VerifyReport
 
 CACHED_STUB_RELEASE_HELP = "Release of the cached stub to use."

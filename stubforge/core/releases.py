@@ -54,19 +54,32 @@ class NameRules:
 
     characters: frozenset[str]
     effect: str  # completes "Triton rYY.MM ...": what the launcher does with such a path
+    # The subset that always stops the stub from starting; the rest is mangled only in some positions or when it
+    # happens to match a file (a glob pattern left unexpanded is kept as written).
+    breaking: frozenset[str] = frozenset()
 
     def offending(self, text: str) -> list[str]:
         return sorted(set(text) & self.characters)
 
+    def breaks(self, text: str) -> list[str]:
+        """The characters of `text` that stop the launcher from starting the stub."""
+        return sorted(set(text) & self.breaking)
+
 
 # r25.08+ reject stub, instance and region names holding any of these (docs/triton-behaviour.md, "Newer releases").
 _REJECTED_BY_EXECV = frozenset(";|&$`<>()[]{}\\\"'*?~#!")
-# The bash launcher pastes paths unquoted into `bash -c`: a space splits them, the rest is shell syntax.
+# The bash launcher pastes paths unquoted into `bash -c`: a space splits them, `;|&` end the command, `<>`
+# redirect, `()` are a syntax error, `$` and a backquote expand, quotes and backslashes are removed. Mid-path,
+# `*?[]{}~#!` stay as written unless a glob happens to match.
 BASH_NAME_RULES = NameRules(
     characters=_REJECTED_BY_EXECV | {" "},
     effect="starts the stub through an unquoted bash -c command, which splits or interprets it",
+    breaking=frozenset(" ;|&<>()$`\"'\\"),
 )
-EXECV_NAME_RULES = NameRules(characters=_REJECTED_BY_EXECV, effect="rejects names containing it")
+# A refused name fails the model's load.
+EXECV_NAME_RULES = NameRules(
+    characters=_REJECTED_BY_EXECV, effect="rejects names containing it", breaking=_REJECTED_BY_EXECV
+)
 
 
 @dataclass(frozen=True)

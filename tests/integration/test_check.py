@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from stubforge.core import cache, elf
-from stubforge.server.check import checks as doctor
+from stubforge.server import check as checker
 from tests.conftest import interpreter
 
 GOOD_CODE = (
@@ -37,11 +37,16 @@ def stub(dest: Path, minor: str = "3.8", mode: int = 0o755) -> Path:
     return dest
 
 
-def env_tree(root: Path, minor: str = "3.8", numpy: str | None = "1.24.4", activate: bool = True) -> Path:
+def env_tree(
+    root: Path, minor: str = "3.8", numpy: str | None = "1.24.4", activate: bool = True, python3: bool = True
+) -> Path:
     (root / "bin").mkdir(parents=True)
     (root / "lib").mkdir()
     if activate:
         (root / "bin" / "activate").write_text("# activate\n")
+    if python3:
+        (root / "bin" / f"python{minor}").write_bytes(b"")
+        (root / "bin" / "python3").symlink_to(f"python{minor}")
     (root / "lib" / f"libpython{minor}.so.1.0").write_bytes(b"")
     site = root / "lib" / f"python{minor}" / "site-packages"
     site.mkdir(parents=True)
@@ -88,14 +93,14 @@ def model(
     return model_dir
 
 
-def findings(target: Path, **options: object) -> dict[str, list[doctor.Finding]]:
-    report = doctor.check(target, **options)  # type: ignore[arg-type]
+def findings(target: Path, **options: object) -> dict[str, list[checker.Finding]]:
+    report = checker.check(target, **options)  # type: ignore[arg-type]
     found = {m.name: m.findings for m in report.models}
     found["(repository)"] = report.repository
     return found
 
 
-def only(found: list[doctor.Finding], check: str) -> doctor.Finding:
+def only(found: list[checker.Finding], check: str) -> checker.Finding:
     match = [f for f in found if f.check == check]
     assert len(match) == 1, found
     return match[0]
@@ -104,7 +109,7 @@ def only(found: list[doctor.Finding], check: str) -> doctor.Finding:
 def test_a_clean_repository_has_no_finding(tmp_path: Path) -> None:
     m = model(tmp_path / "repo")
     env_tree(m / "env")
-    report = doctor.check(tmp_path / "repo")
+    report = checker.check(tmp_path / "repo")
     assert report.errors == 0 and report.warnings == 0, report.to_dict()
     assert report.models[0].stub_python == "3.8" and report.models[0].env_python == "3.8"
 
@@ -253,6 +258,20 @@ def test_old_libstdcxx_in_the_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert f"provides up to {provided}, the stub needs GLIBCXX_3.4.99" in finding.message
 
 
+def test_env_without_bin_python3(tmp_path: Path) -> None:
+    """The stub takes its prefix from the first python3 on PATH: without <env>/bin/python3 that is not the env's."""
+    m = model(tmp_path / "repo")
+    env_tree(m / "env", python3=False)
+    found = only(findings(tmp_path / "repo")["m"], "env-python3")
+    assert found.level == "ERROR"
+    assert f"{m / 'env'} has no bin/python3" in found.message and "first python3" in found.message
+    assert "stubforge pack-env" in found.fix
+    # The same for an archive, read from its member list.
+    archived = model(tmp_path / "repo2", env="$$TRITON_MODEL_DIRECTORY/env.tar.gz")
+    archive_of(env_tree(tmp_path / "tree", python3=False), archived / "env.tar.gz")
+    assert only(findings(tmp_path / "repo2")["m"], "env-python3").level == "ERROR"
+
+
 @pytest.mark.parametrize(
     ("mode", "level", "text"), [(0o100, "WARN", "mode 0100"), (0o644, "ERROR", "not executable")]
 )
@@ -268,6 +287,56 @@ def test_shell_characters_in_paths(tmp_path: Path) -> None:
     m = model(tmp_path / "my repo")
     env_tree(m / "env")
     assert "' '" in only(findings(tmp_path / "my repo")["m"], "path-chars").message
+
+
+def test_a_semicolon_in_a_directory_env_is_an_error_naming_the_release(tmp_path: Path) -> None:
+    """issue 12 item 6: r24.10's bash launcher ends the command at ';', and the dynamic loader splits
+    LD_LIBRARY_PATH there, so <env>/lib (the env's libpython) is never searched: the model cannot load."""
+    m = model(tmp_path / "repo", env="$$TRITON_MODEL_DIRECTORY/env;v2")
+    env_tree(m / "env;v2")
+    found = only(findings(tmp_path / "repo")["m"], "path-chars")
+    assert found.level == "ERROR"
+    assert f"{m / 'env;v2'} contains ';'" in found.message
+    assert "Triton r24.10 starts the stub through an unquoted bash" in found.message
+    assert "LD_LIBRARY_PATH" in found.message and "will not load" in found.message
+    # From r25.08 no shell, but the name is refused, and the loader still splits the path.
+    newer = only(findings(tmp_path / "repo", triton="25.08")["m"], "path-chars")
+    assert newer.level == "ERROR" and "Triton r25.08 rejects names containing it" in newer.message
+    assert "r24.10" not in newer.message
+
+
+def test_a_colon_in_a_directory_env_breaks_ld_library_path_on_every_release(tmp_path: Path) -> None:
+    m = model(tmp_path / "repo", env="$$TRITON_MODEL_DIRECTORY/env:v2")
+    env_tree(m / "env:v2")
+    for triton in ("24.10", "25.08"):
+        found = only(findings(tmp_path / "repo", triton=triton)["m"], "path-chars")
+        assert found.level == "ERROR", triton
+        assert "':'" in found.message and f"Triton r{triton} puts" in found.message
+        assert "LD_LIBRARY_PATH" in found.message
+
+
+def test_characters_bash_keeps_as_written_stay_a_warning(tmp_path: Path) -> None:
+    """A glob character mid-path is kept by r24.10's bash unless it matches a file; r25.08 refuses the name."""
+    m = model(tmp_path / "repo", env="$$TRITON_MODEL_DIRECTORY/env*1")
+    env_tree(m / "env*1")
+    assert only(findings(tmp_path / "repo")["m"], "path-chars").level == "WARN"
+    assert only(findings(tmp_path / "repo", triton="25.08")["m"], "path-chars").level == "ERROR"
+
+
+def test_an_archive_env_path_is_not_seen_by_the_launcher(tmp_path: Path) -> None:
+    """Triton extracts an archive to /tmp/python_env_* and launches from there: its own name stays a warning."""
+    m = model(tmp_path / "repo", env="$$TRITON_MODEL_DIRECTORY/env;v2.tar.gz")
+    archive_of(env_tree(tmp_path / "tree"), m / "env;v2.tar.gz")
+    found = only(findings(tmp_path / "repo")["m"], "path-chars")
+    assert found.level == "WARN" and "env;v2.tar.gz contains ';'" in found.message
+
+
+def test_the_worst_path_is_reported(tmp_path: Path) -> None:
+    """One path-chars finding per model: an ERROR on the env wins over a WARN on the model directory."""
+    m = model(tmp_path / "re*po", env="$$TRITON_MODEL_DIRECTORY/env;v2")
+    env_tree(m / "env;v2")
+    found = only(findings(tmp_path / "re*po")["m"], "path-chars")
+    assert found.level == "ERROR" and "env;v2 contains" in found.message
 
 
 def test_repository_wide_parallel_tarballs_and_shm(tmp_path: Path) -> None:

@@ -190,8 +190,7 @@ def test_no_library_default_is_a_literal_release() -> None:
 
     from stubforge.envs import packenv
     from stubforge.runner import api
-    from stubforge.server import install
-    from stubforge.server.check import checks
+    from stubforge.server import check, install
     from stubforge.stubs import build
 
     defaults = [
@@ -200,7 +199,7 @@ def test_no_library_default_is_a_literal_release() -> None:
         inspect.signature(api.Model).parameters["triton"].default,
         inspect.signature(install.install_model_stub).parameters["triton"].default,
         inspect.signature(install.install_backend).parameters["triton"].default,
-        inspect.signature(checks.check).parameters["triton"].default,
+        inspect.signature(check.check).parameters["triton"].default,
     ]
     assert all(d is releases.DEFAULT_TRITON for d in defaults)
 
@@ -219,34 +218,42 @@ def test_dead_stub_outcome_follows_the_release() -> None:
 
 
 def test_check_findings_under_2508_do_not_claim_r2410_behaviour(tmp_path: Path) -> None:
-    from stubforge.server.check import checks
+    from stubforge.server.check import ModelCheck, env, paths, repository
 
     r2410, r2508 = releases.as_release("24.10"), releases.as_release("25.08")
     spaced = tmp_path / "my repo" / "m"
-    old, new = checks.ModelCheck("m", str(spaced)), checks.ModelCheck("m", str(spaced))
-    checks._paths(old, [spaced], r2410)
-    checks._paths(new, [spaced], r2508)
+    old, new = ModelCheck("m", str(spaced)), ModelCheck("m", str(spaced))
+    paths.path_chars(old, r2410, spaced)
+    paths.path_chars(new, r2508, spaced)
     assert (
         len(old.findings) == 1
         and "Triton r24.10 starts the stub through an unquoted bash" in old.findings[0].message
     )
     assert new.findings == []  # no shell from r25.08: a space is just a character
-    model = checks.ModelCheck("m", "x")
-    checks._paths(model, [tmp_path / "a;b"], r2508)
+    model = ModelCheck("m", "x")
+    paths.path_chars(model, r2508, tmp_path / "a;b")
     assert "Triton r25.08 rejects names containing it" in model.findings[0].message
     assert "r24.10" not in model.findings[0].message and "bash" not in model.findings[0].message
 
-    hooks_old = checks._hooks_message(tmp_path / "env", 2, r2410)
-    hooks_new = checks._hooks_message(tmp_path / "env", 2, r2508)
+    hooks_old = env.hooks_message(tmp_path / "env", 2, r2410)
+    hooks_new = env.hooks_message(tmp_path / "env", 2, r2508)
     assert "Triton r24.10 runs them" in hooks_old and "from r25.08 on" in hooks_old
     assert "Triton r25.08 does not source bin/activate" in hooks_new and "r24.10" not in hooks_new
 
-    envs = [
-        checks.ModelCheck(n, n, env=str(tmp_path / f"{n}.tar.gz"), backend=n)
-        for n in ("python", "python_3_8")
-    ]
-    race = [f for f in checks._repository_checks(envs, r2508) if f.check == "parallel-envs"]
+    envs = [ModelCheck(n, n, env=str(tmp_path / f"{n}.tar.gz"), backend=n) for n in ("python", "python_3_8")]
+    race = [f for f in repository.repository_findings(envs, r2508) if f.check == "parallel-envs"]
     assert race and "Triton r25.08 extracts them" in race[0].message and "r24.10" not in race[0].message
+
+
+def test_name_rules_say_which_characters_stop_the_launcher() -> None:
+    r2410, r2508 = releases.as_release("24.10"), releases.as_release("25.08")
+    # bash -c, unquoted: a space or ';' always breaks the command; a '*' mid-path is kept unless a glob matches.
+    assert r2410.name_rules.breaks("/m/a b;c*d") == [" ", ";"]
+    assert r2410.name_rules.offending("/m/a b;c*d") == [" ", "*", ";"]
+    # execve: every character it refuses fails the load; a space is just a character.
+    assert r2508.name_rules.breaks("/m/a b;c*d") == ["*", ";"]
+    assert r2508.name_rules.breaking <= r2508.name_rules.characters
+    assert r2410.name_rules.breaking <= r2410.name_rules.characters
 
 
 def test_verify_dead_stub_message_follows_the_server_release() -> None:
