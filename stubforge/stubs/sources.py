@@ -95,6 +95,15 @@ class SourceSet:
         ]
 
 
+def input_digest(item: Input) -> str:
+    """sha256 of what one input contributes to a build: a tree's files, a tarball's bytes, a header tree's boost/."""
+    if item.form == "tarball":
+        return item.sha256 or cache.sha256_of(Path(item.path))
+    if item.form == "headers":
+        return tree_digest(Path(item.path) / "boost")
+    return tree_digest(Path(item.path))
+
+
 def tree_digest(root: Path) -> str:
     """sha256 over the relative paths and contents of a source tree (.git excluded); ~50 ms for r24.10."""
     digest = hashlib.sha256()
