@@ -53,9 +53,18 @@ def prefix_maps(named_dirs: Mapping[str, str | Path]) -> list[PrefixMap]:
 
 
 def compile_flags(maps: Iterable[PrefixMap], from_environment: str = "") -> str:
-    """CMAKE_<LANG>_FLAGS: the user's CFLAGS/CXXFLAGS first (setting the variable would drop them), then ours."""
-    ours = [m.flag() for m in maps] + list(DATE_TIME_FLAGS)
+    """CMAKE_<LANG>_FLAGS: the user's CFLAGS/CXXFLAGS first (setting the variable would drop them), then ours.
+
+    CMake pastes this string into shell command lines (Ninja and Make alike), so every map is quoted: a
+    directory may hold a space, and quoting them all keeps the recorded arguments equal between caches.
+    """
+    ours = [_always_quoted(m.flag()) for m in maps] + list(DATE_TIME_FLAGS)
     return " ".join(part for part in (from_environment.strip(), *ours) if part)
+
+
+def _always_quoted(word: str) -> str:
+    """Like shlex.quote, but also for words that need no quotes."""
+    return "'" + word.replace("'", "'\"'\"'") + "'"
 
 
 def build_environment(base: Mapping[str, str]) -> dict[str, str]:

@@ -39,10 +39,10 @@ def test_force_rebuild_of_the_same_inputs_gives_the_same_bytes(
 def test_another_cache_root_gives_the_same_bytes(
     imported: Path, py38: pythons.Interpreter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Another user's cache (other source and build paths) with the same sources: prefix maps keep
-    # every path out of the binary.
+    # Another user's cache (other source and build paths, one with a space) with the same sources: prefix
+    # maps keep every path out of the binary.
     first = _build(py38)
-    monkeypatch.setenv("STUBFORGE_CACHE", str(tmp_path / "another" / "deeper" / "cache"))
+    monkeypatch.setenv("STUBFORGE_CACHE", str(tmp_path / "another user" / "deeper" / "cache"))
     sources.import_sources("24.10", FIXTURE_SOURCES)
     elsewhere = _build(py38)
     assert elsewhere.stub != first.stub

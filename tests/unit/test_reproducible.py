@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -32,9 +33,15 @@ def test_prefix_maps_cover_the_real_path_of_a_symlink(tmp_path: Path) -> None:
 def test_compile_flags_keep_the_users_flags_first() -> None:
     maps = [reproducible.PrefixMap("/b", ".")]
     assert reproducible.compile_flags(maps, " -march=native ") == (
-        "-march=native -ffile-prefix-map=/b=. -Wdate-time -Wno-error=date-time"
+        "-march=native '-ffile-prefix-map=/b=.' -Wdate-time -Wno-error=date-time"
     )
-    assert reproducible.compile_flags(maps).startswith("-ffile-prefix-map=/b=.")
+    assert reproducible.compile_flags(maps).startswith("'-ffile-prefix-map=/b=.'")
+
+
+def test_compile_flags_are_shell_words_whatever_the_directory(tmp_path: Path) -> None:
+    odd = tmp_path / "my cache" / "it's here"
+    flags = reproducible.compile_flags([reproducible.PrefixMap(str(odd), ".")])
+    assert shlex.split(flags)[0] == f"-ffile-prefix-map={odd}=."
 
 
 def test_normalized_replaces_nested_directories_first() -> None:
