@@ -1,11 +1,12 @@
 """Same inputs, same bytes: the compiler settings and input records that make a stub reproducible.
 
-A stub used to differ from one `--force` rebuild to the next because paths reach the binary through `__FILE__`
-(boost's interprocess headers, copied into the build directory, record their error locations; python_backend's
-LOG_MESSAGE records its source file). Two things keep them out: a build directory named after the artifact key
-instead of a random one, and `-ffile-prefix-map` (which covers `__FILE__`, debug info and coverage paths) for the
-build directory and every source tree. `__DATE__`/`__TIME__` are pinned with SOURCE_DATE_EPOCH and reported with
-`-Wdate-time`. What went in is recorded with its digest, so two manifests show why two stubs differ.
+A stub used to differ from one `--force` rebuild to the next because paths reach the binary through `__FILE__`:
+python_backend's LOG_INFO/LOG_ERROR pass the source file, and boost code that records its header's location
+(e.g. BOOST_THROW_EXCEPTION) names the boost tree that the boost step puts in the build directory. Two things keep
+them out: a build directory named after the artifact key instead of a random one, and `-ffile-prefix-map` (which
+covers `__FILE__`, debug info and coverage paths) for the build directory and every source tree.
+`__DATE__`/`__TIME__` are pinned with SOURCE_DATE_EPOCH and reported with `-Wdate-time`. What went in is
+recorded with its digest, so two manifests show why two stubs differ.
 """
 
 from __future__ import annotations
