@@ -34,8 +34,8 @@ SYSTEM_BOOST_INCLUDE = Path("/usr/include")
 GIT_TIMEOUT_S = 900.0
 # The boost archive `sources fetch --mirror` would otherwise name, for scripts and CI images.
 BOOST_MIRROR_ENV = "STUBFORGE_BOOST_MIRROR"
-# Hosts python_backend pinned that no longer serve boost (JFrog ended boost's artifactory in 2024: r23.12 and
-# earlier pin it). The tarball is the same file on boost's own archive, and its sha256 is checked either way.
+# Hosts python_backend pinned that no longer serve boost: r23.12 and earlier pin boost's former JFrog download,
+# r24.01 and later archives.boost.io. The tarball is the same file there, and its sha256 is checked either way.
 RETIRED_BOOST_HOSTS = ("https://boostorg.jfrog.io/artifactory/main/release/",)
 
 Progress = Callable[[str], None]
