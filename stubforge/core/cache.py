@@ -5,7 +5,7 @@ Layout under the root (platformdirs' user cache dir, or $STUBFORGE_CACHE):
     sources/<pybind11|dlpack|googletest>/<version>/                 + <version>.json
     sources/boost/<version>.tar.gz | sources/boost/<name>.json (header trees are referenced, not copied)
     stubs/<key>/{triton_python_backend_stub,manifest.json,build.log}
-    builds/<key>.<random>/   (scratch build trees, removed after each build)
+    builds/<key>/            (the key's scratch build tree, removed after each build)
     logs/  locks/
 """
 

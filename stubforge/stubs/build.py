@@ -7,7 +7,6 @@ import hashlib
 import os
 import platform
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,8 @@ from stubforge.core.targets import Target, as_target
 from stubforge.errors import BuildError
 from stubforge.progress import QUIET, Progress
 from stubforge.stubs import probe as verify
+from stubforge.stubs import reproducible, upstream
 from stubforge.stubs import sources as sources_mod
-from stubforge.stubs import upstream
 from stubforge.triton import stubinfo
 
 MANIFEST_SCHEMA = 1
@@ -152,14 +151,25 @@ def build_one(
                 )
             report.step("rebuild", "the cached stub was built from other sources (re-import or --source)")
         manifest = _build_and_store(interp, options, srcs, key, final_dir, report, fingerprint)
+    for use in manifest["inputs"]["date_time_macros"]:
+        warnings.append(
+            f"{use} is compiled in; SOURCE_DATE_EPOCH pins it (docs/build.md, Reproducible builds)"
+        )
     return BuildResult(
         key, final_dir / cache.STUB_NAME, manifest, False, time.monotonic() - started, warnings
     )
 
 
+def _build_dir(key: str) -> Path:
+    """The key's build tree: one fixed path per artifact (not a random one), so that no build differs from the
+    next by where it ran. The key's lock makes it exclusive."""
+    return cache.builds_dir() / key
+
+
 def _remove_stale_build_dirs(key: str) -> None:
-    """Build trees of this key left by a killed process (we hold the key's lock, so none is in use)."""
-    for stale in cache.builds_dir().glob(f"{key}.*"):
+    """Build trees of this key left by a killed process (we hold the key's lock, so none is in use); `key.*`
+    are the random names of earlier stubforge versions."""
+    for stale in [_build_dir(key), *cache.builds_dir().glob(f"{key}.*")]:
         shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -188,7 +198,9 @@ def _build_and_store(
     modes = ["unity", "plain"] if _unity_first(options.mode, srcs.release) else ["plain"]
     result: upstream.CompileResult | None = None
     for mode in modes:
-        build_dir = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=cache.builds_dir()))
+        build_dir = _build_dir(key)
+        shutil.rmtree(build_dir, ignore_errors=True)  # a failed unity attempt's tree
+        build_dir.mkdir(parents=True)
         try:
             plan = upstream.Plan(
                 sources=srcs,
@@ -229,6 +241,7 @@ def _build_and_store(
                 interp, options, srcs, key, plan, result, verified, mode, attempts, log_path, jobs
             )
             manifest["sources_fingerprint"] = fingerprint
+            manifest["inputs"] = _recorded_inputs(interp, srcs, plan, result, fingerprint)
             manifest["timings"] = {
                 "configure_s": round(result.configure_s, 2),
                 "build_s": round(result.build_s, 2),
@@ -295,6 +308,36 @@ def _manifest(
         "elf": {"needed": elf_info["needed"], "runpath": elf_info["runpath"], "machine": elf_info["machine"]},
         "glibc_floor": elf_info["floors"],
         "log": str(log_path),
+    }
+
+
+def _recorded_inputs(
+    interp: pythons.Interpreter,
+    srcs: sources_mod.SourceSet,
+    plan: upstream.Plan,
+    result: upstream.CompileResult,
+    fingerprint: str,
+) -> dict[str, Any]:
+    """Everything that decides the stub's bytes, by digest and without cache paths: equal records from two
+    builds mean equal stubs, and a diff of two records names what changed (docs/build.md, Reproducible builds)."""
+    args = reproducible.normalized(plan.configure_args()[1:], plan.path_names())
+    return {
+        "sources": {
+            i.kind: {"version": i.version, "form": i.form, "sha256": sources_mod.input_digest(i)}
+            for i in srcs.inputs()
+        },
+        "sources_fingerprint": fingerprint,
+        "python": {
+            "version": interp.version,
+            "executable": interp.executable,
+            "headers_sha256": sources_mod.tree_digest(Path(interp.include_dir)),
+        },
+        "compiler": result.compiler_identity,
+        "cmake": plan.cmake.version,
+        "cmake_args": args,
+        "cmake_args_sha256": reproducible.digest_of(args),
+        "source_date_epoch": reproducible.build_environment(os.environ)["SOURCE_DATE_EPOCH"],
+        "date_time_macros": result.date_time_macros,
     }
 
 

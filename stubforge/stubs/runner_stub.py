@@ -20,10 +20,12 @@ from stubforge import __version__
 from stubforge.core import cache, elf, pythons, targets
 from stubforge.errors import BuildError
 from stubforge.stubs import probe as verify
+from stubforge.stubs import reproducible, sources
 from stubforge.stubs.build import BuildResult
 
 SOURCE = Path(__file__).resolve().parent.parent / "runner" / "stub_src" / "sfstub.c"
-FLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-std=gnu99")
+# -Wdate-time under -Werror: our own stub never compiles in a date (same source, same bytes).
+FLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-Wdate-time", "-std=gnu99")
 LIBS = ("-lpthread", "-lrt")
 
 
@@ -66,9 +68,12 @@ def build_harness(python: str | pythons.Interpreter, *, force: bool = False) -> 
 def _compile(interp: pythons.Interpreter, output: Path, key: str) -> dict[str, Any]:
     assert interp.libpython
     compiler = _compiler()
+    # The source's directory differs from one installation to the next; the binary names it stub_src/.
+    maps = [m.flag() for m in reproducible.prefix_maps({"stub_src": SOURCE.parent})]
     command = [
         compiler,
         *FLAGS,
+        *maps,
         f"-I{interp.include_dir}",
         str(SOURCE),
         interp.libpython,  # by path: NEEDED gets the soname, and no RUNPATH is recorded (like Triton's stub)
@@ -78,7 +83,14 @@ def _compile(interp: pythons.Interpreter, output: Path, key: str) -> dict[str, A
     ]
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        proc = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            env=reproducible.build_environment(os.environ),
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BuildError(
             f"{compiler} could not compile {SOURCE.name}: {exc}", hint="check the compiler"
@@ -108,9 +120,40 @@ def _compile(interp: pythons.Interpreter, output: Path, key: str) -> dict[str, A
             "libpython": interp.libpython,
         },
         "source_sha256": cache.sha256_of(SOURCE),
+        "inputs": _recorded_inputs(interp, compiler, maps),
         "build": {"compiler": compiler, "command": command, "mode": "harness"},
         "timings": {"compile_s": round(compile_s, 3)},
         "elf": elf.read(output).to_dict(),
         "probe": checked["probe"],
         "sha256": cache.sha256_of(output),
     }
+
+
+def _recorded_inputs(interp: pythons.Interpreter, compiler: str, maps: list[str]) -> dict[str, Any]:
+    """What decides the runner stub's bytes, by digest and without installation paths (equal records, equal
+    stubs; docs/build.md, Reproducible builds)."""
+    flags = reproducible.normalized([*FLAGS, *maps, *LIBS], {"stub_src": SOURCE.parent})
+    return {
+        "source_sha256": cache.sha256_of(SOURCE),
+        "python": {
+            "version": interp.version,
+            "executable": interp.executable,
+            "headers_sha256": sources.tree_digest(Path(interp.include_dir)),
+        },
+        "compiler": {"path": shutil.which(compiler) or compiler, "version": _compiler_version(compiler)},
+        "flags": flags,
+        "flags_sha256": reproducible.digest_of(flags),
+        "source_date_epoch": reproducible.build_environment(os.environ)["SOURCE_DATE_EPOCH"],
+    }
+
+
+def _compiler_version(compiler: str) -> str:
+    """The first line of `cc --version`, e.g. 'cc (Debian 12.2.0-14+deb12u1) 12.2.0'."""
+    try:
+        proc = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    lines = proc.stdout.splitlines()
+    return lines[0].strip() if proc.returncode == 0 and lines else "unknown"

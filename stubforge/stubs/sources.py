@@ -33,6 +33,11 @@ GOOGLETEST_REPO = "https://github.com/google/googletest"
 SYSTEM_GOOGLETEST = Path("/usr/src/googletest")
 SYSTEM_BOOST_INCLUDE = Path("/usr/include")
 GIT_TIMEOUT_S = 900.0
+# The boost archive `sources fetch --mirror` would otherwise name, for scripts and CI images.
+BOOST_MIRROR_ENV = "STUBFORGE_BOOST_MIRROR"
+# Hosts python_backend pinned that no longer serve boost: r23.12 and earlier pin boost's former JFrog download,
+# r24.01 and later archives.boost.io. The tarball is the same file there, and its sha256 is checked either way.
+RETIRED_BOOST_HOSTS = ("https://boostorg.jfrog.io/artifactory/main/release/",)
 
 
 @dataclass
@@ -88,6 +93,15 @@ class SourceSet:
             self.googletest,
             self.boost,
         ]
+
+
+def input_digest(item: Input) -> str:
+    """sha256 of what one input contributes to a build: a tree's files, a tarball's bytes, a header tree's boost/."""
+    if item.form == "tarball":
+        return item.sha256 or cache.sha256_of(Path(item.path))
+    if item.form == "headers":
+        return tree_digest(Path(item.path) / "boost")
+    return tree_digest(Path(item.path))
 
 
 def tree_digest(root: Path) -> str:
@@ -403,13 +417,15 @@ def _run_git(args: list[str], what: str) -> None:
         ) from exc
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise SourcesError(
-            f"{what} failed",
-            hint="check the network or use a mirror: git config --global "
-            "url.<mirror>.insteadOf https://github.com/ (docs/sources.md); offline, use "
-            "`stubforge sources import`",
-            details=tail,
-        )
+        raise SourcesError(f"{what} failed", hint=git_mirror_hint(), details=tail)
+
+
+def git_mirror_hint() -> str:
+    return (
+        "check the network or use a mirror: git config --global "
+        "url.<mirror>.insteadOf https://github.com/ (docs/sources.md, Offline); offline, use "
+        "`stubforge sources import`"
+    )
 
 
 def _clone(url: str, ref: str, dest: Path, commit: str | None = None) -> str | None:
@@ -443,7 +459,9 @@ def _fetch_tree(
     """Clone one library; version None means: read it from the checkout (googletest pinned by commit)."""
     if version is not None:
         existing = _load(kind, version)
-        if existing is not None and (commit is None or existing.commit == commit):
+        # An import without .git records no commit: that version is what the pin stands for, so use it
+        # rather than clone (a recorded, different commit is another tree and is fetched).
+        if existing is not None and (commit is None or existing.commit in (None, commit)):
             progress.step("cached", f"{kind} {version}")
             return existing
     else:
@@ -474,14 +492,26 @@ _VERSION_READERS.update(pybind11=pybind11_version, dlpack=dlpack_version, google
 
 
 def boost_download_url(release: releases.Release, pin: pins_mod.BoostPin | None, mirror: str | None) -> str:
+    return boost_download_urls(release, pin, mirror)[0]
+
+
+def boost_download_urls(
+    release: releases.Release, pin: pins_mod.BoostPin | None, mirror: str | None
+) -> list[str]:
+    """Where to download the pinned tarball, in order: a mirror alone when one is set; otherwise the pinned URL
+    (its retired host replaced by boost's archive) and then boost's archive. The sha256 pin is checked after."""
     url = pin.url if pin and pin.url else release.boost_url
-    if not mirror:
-        return url
     filename = url.rsplit("/", 1)[-1]
     version = boost_tarball_version(Path(filename)) or release.boost
-    if "{" in mirror:
-        return mirror.format(version=version, file=filename)
-    return mirror.rstrip("/") + "/" + filename
+    if mirror:
+        if "{" in mirror:
+            return [mirror.format(version=version, file=filename)]
+        return [mirror.rstrip("/") + "/" + filename]
+    archive_url = f"{releases.BOOST_ARCHIVE_BASE}{version}/source/{filename}"
+    for retired in RETIRED_BOOST_HOSTS:
+        if url.startswith(retired):
+            url = archive_url
+    return [url] if url == archive_url else [url, archive_url]
 
 
 def download(url: str, dest: Path, progress: Progress = QUIET, timeout: float = 60.0) -> None:
@@ -504,8 +534,10 @@ def download(url: str, dest: Path, progress: Progress = QUIET, timeout: float = 
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise SourcesError(
             f"download of {url} failed ({getattr(exc, 'reason', exc)})",
-            hint="use --mirror URL, or download it elsewhere and pass --archive FILE; or build with a "
-            "local header tree (--boost /usr/include after apt-get install libboost-dev)",
+            hint=f"use a mirror (--mirror URL, or {BOOST_MIRROR_ENV}=URL: a base URL or a template with "
+            "{version} and {file}), or download it elsewhere and pass --archive FILE; or skip it with "
+            "--no-boost and build with a local header tree (--boost /usr/include after apt-get install "
+            "libboost-dev)",
         ) from exc
 
 
@@ -553,17 +585,56 @@ def fetch_sources(
     dl_version = (dl.version if dl else None) or release.dlpack
     stored.append(_fetch_tree("dlpack", dl_version, DLPACK_REPO, f"v{dl_version}", None, progress))
 
-    gt = pins_mod.googletest_pin(Path(stored[1].path))
-    gt_commit = pins_mod.commit_of(gt) if gt else None
-    if gt_commit:
-        stored.append(_fetch_tree("googletest", None, GOOGLETEST_REPO, "", gt_commit, progress))
-    else:
-        gt_tag = (gt.tag if gt else None) or f"v{release.googletest}"
-        stored.append(_fetch_tree("googletest", None, GOOGLETEST_REPO, gt_tag, None, progress))
+    stored.append(_fetch_googletest(release, Path(stored[1].path), progress))
 
     if not skip_boost:
-        stored.append(_fetch_boost(release, pins, mirror, archive, progress))
+        stored.append(
+            _fetch_boost(release, pins, mirror or os.environ.get(BOOST_MIRROR_ENV), archive, progress)
+        )
     return stored
+
+
+def _fetch_googletest(release: releases.Release, common: Path, progress: Progress) -> Input:
+    """common pins googletest only for its own tests and any googletest configures (docs/triton-behaviour.md,
+    Building the stub offline): a cached one is used whatever its commit, Debian's when the clone fails."""
+    gt = pins_mod.googletest_pin(common)
+    gt_commit = pins_mod.commit_of(gt) if gt else None
+    cached = _stored("googletest")
+    if cached:
+        pinned = [r for r in cached if gt_commit and r.commit == gt_commit]
+        chosen = pinned[0] if pinned else cached[-1]  # resolve() takes the last one too
+        note = (
+            "" if pinned or not gt_commit else f" (common pins {gt_commit[:12]}; any googletest configures)"
+        )
+        progress.step("cached", f"googletest {chosen.version}{note}")
+        return chosen
+    try:
+        if gt_commit:
+            return _fetch_tree("googletest", None, GOOGLETEST_REPO, "", gt_commit, progress)
+        gt_tag = (gt.tag if gt else None) or f"v{release.googletest}"
+        return _fetch_tree("googletest", None, GOOGLETEST_REPO, gt_tag, None, progress)
+    except SourcesError as exc:
+        system = system_googletest()
+        if system is not None:
+            progress.step("googletest", f"{exc.message}; builds use {system.path} ({system.version}) instead")
+            return system
+        raise SourcesError(
+            exc.message,
+            hint=f"any googletest works: apt-get install googletest (then {SYSTEM_GOOGLETEST} is used), "
+            "or put a googletest checkout in an import directory (`stubforge sources import`), or "
+            "reach GitHub through a mirror: git config --global url.<mirror>.insteadOf https://github.com/",
+            details=exc.details,
+        ) from exc
+
+
+def system_googletest() -> Input | None:
+    """Debian's googletest package, which configures as well as the pinned commit."""
+    version = googletest_version(SYSTEM_GOOGLETEST)
+    if version is None:
+        return None
+    return Input(
+        kind="googletest", version=version, path=str(SYSTEM_GOOGLETEST), origin="system (Debian googletest)"
+    )
 
 
 def _fetch_boost(
@@ -584,13 +655,39 @@ def _fetch_boost(
             raise SourcesError(f"{archive}: no such file", hint="pass the path of boost_X_Y_Z.tar.gz")
         progress.step("take", f"boost from {archive}")
         return store_boost_tarball(archive, expected, f"archive {archive}")
-    url = boost_download_url(release, pins.boost, mirror)
-    progress.step("download", f"boost {version} from {url}")
+    pinned_url = pins.boost.url if pins.boost and pins.boost.url else release.boost_url
+    urls = boost_download_urls(release, pins.boost, mirror)
+    if not mirror and urls[0] != pinned_url:
+        progress.step(
+            "boost",
+            f"python_backend pins {pinned_url}, which no longer serves boost; using boost's own archive",
+        )
     cache.sources_dir().mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="stubforge-boost-", dir=cache.sources_dir()) as tmp:
-        target = Path(tmp) / url.rsplit("/", 1)[-1]
-        download(url, target, progress)
-        return store_boost_tarball(target, expected, f"download {url}")
+    failures: list[SourcesError] = []
+    for url in urls:
+        progress.step("download", f"boost {version} from {url}")
+        with tempfile.TemporaryDirectory(prefix="stubforge-boost-", dir=cache.sources_dir()) as tmp:
+            target = Path(tmp) / url.rsplit("/", 1)[-1]
+            try:
+                download(url, target, progress)
+            except SourcesError as exc:
+                failures.append(exc)
+                continue
+            return store_boost_tarball(target, expected, f"download {url}")
+    headers = [r for r in _stored("boost") if r.form == "headers"]
+    if headers and not mirror:
+        # A cached header tree builds as well (the version becomes part of the artifact key).
+        progress.step(
+            "boost", f"{version}: no download worked; builds use the cached header tree {headers[-1].version}"
+        )
+        return headers[-1]
+    if len(failures) == 1:
+        raise failures[0]
+    raise SourcesError(
+        f"download of boost {version} failed from every known URL: "
+        + "; ".join(exc.message.removeprefix("download of ") for exc in failures),
+        hint=failures[-1].hint,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- resolve
@@ -649,16 +746,12 @@ def resolve(
         raise SourcesError(f"dlpack {dl_version} is not in the source cache", hint=fetch_hint)
 
     gt_candidates = _stored("googletest")
+    system_gt = None if gt_candidates else system_googletest()
     if gt_candidates:
         gt = gt_candidates[-1]
-    elif googletest_version(SYSTEM_GOOGLETEST):
+    elif system_gt is not None:
         # common only declares googletest for its own tests; any googletest configures, Debian's included.
-        gt = Input(
-            kind="googletest",
-            version=googletest_version(SYSTEM_GOOGLETEST) or "system",
-            path=str(SYSTEM_GOOGLETEST),
-            origin="system (Debian googletest)",
-        )
+        gt = system_gt
     else:
         raise SourcesError(
             "no googletest in the source cache and none at /usr/src/googletest",

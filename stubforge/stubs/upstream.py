@@ -21,6 +21,7 @@ from pathlib import Path
 from stubforge.core.pythons import Interpreter
 from stubforge.errors import BuildError
 from stubforge.progress import QUIET, Progress
+from stubforge.stubs import reproducible
 from stubforge.stubs.sources import SourceSet
 
 STUB_TARGET = "triton-python-backend-stub"
@@ -119,6 +120,22 @@ class Plan:
     ninja: str | None
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
+    # The user's CFLAGS/CXXFLAGS, which CMake would read itself if stubforge did not set CMAKE_<LANG>_FLAGS.
+    env_cflags: str = field(default_factory=lambda: os.environ.get("CFLAGS", ""))
+    env_cxxflags: str = field(default_factory=lambda: os.environ.get("CXXFLAGS", ""))
+
+    def source_dirs(self) -> dict[str, str]:
+        """The source trees the compiler reads, by input kind. A boost header tree is reached through the
+        build directory (<build>/boost), a tarball is unpacked there: both are covered by the build's map."""
+        return {i.kind: i.path for i in self.sources.inputs() if i.form == "tree"}
+
+    def prefix_maps(self) -> list[reproducible.PrefixMap]:
+        """The build directory becomes `.` and each source tree its kind in everything the compiler records."""
+        return reproducible.prefix_maps({**self.source_dirs(), ".": self.build_dir})
+
+    def path_names(self) -> dict[str, str | Path]:
+        """Every path in the configure line by what it stands for, to record that line without them."""
+        return {**self.source_dirs(), "build": self.build_dir, "boost": self.sources.boost.path}
 
     def hook_path(self) -> Path:
         return self.build_dir / "stubforge-project-hook.cmake"
@@ -162,6 +179,11 @@ class Plan:
             args += ["-G", "Unix Makefiles"]
         if self.cmake.version_tuple >= (4,):
             args.append(f"-DCMAKE_POLICY_VERSION_MINIMUM={POLICY_VERSION_MINIMUM}")
+        maps = self.prefix_maps()
+        args += [
+            f"-DCMAKE_C_FLAGS={reproducible.compile_flags(maps, self.env_cflags)}",
+            f"-DCMAKE_CXX_FLAGS={reproducible.compile_flags(maps, self.env_cxxflags)}",
+        ]
         if self.unity:
             args += ["-DCMAKE_UNITY_BUILD=ON", f"-DCMAKE_UNITY_BUILD_BATCH_SIZE={UNITY_BATCH_SIZE}"]
         boost = s.boost
@@ -316,6 +338,9 @@ class CompileResult:
     configure_s: float
     build_s: float
     compiler: str
+    compiler_identity: dict[str, str] = field(default_factory=dict)
+    # `file: __DATE__` for each date/time macro the compiler saw (-Wdate-time); pinned by SOURCE_DATE_EPOCH.
+    date_time_macros: list[str] = field(default_factory=list)
 
 
 class CompileFailed(BuildError):
@@ -324,7 +349,7 @@ class CompileFailed(BuildError):
 
 def configure_and_build(plan: Plan, progress: Progress = QUIET) -> CompileResult:
     prepare(plan)
-    env = dict(os.environ)
+    env = reproducible.build_environment(os.environ)
     # A user's PYTHONHOME/PYTHONPATH would make the probe of pybind11 describe another Python.
     for name in ("PYTHONHOME", "PYTHONPATH"):
         env.pop(name, None)
@@ -351,7 +376,20 @@ def configure_and_build(plan: Plan, progress: Progress = QUIET) -> CompileResult
             hint=hint_for(log_tail(plan.log_path, 200), plan) or "read the compiler's error above",
             details=f"{log_tail(plan.log_path, 25)}\n(full log: {plan.log_path})",
         )
-    return CompileResult(configure_s=configure_s, build_s=build_s, compiler=compiler_of(plan.build_dir))
+    return CompileResult(
+        configure_s=configure_s,
+        build_s=build_s,
+        compiler=compiler_of(plan.build_dir),
+        compiler_identity=compiler_identity(plan.build_dir),
+        date_time_macros=reproducible.date_time_uses(_read_log(plan.log_path)),
+    )
+
+
+def _read_log(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def log_tail(path: Path, lines: int) -> str:
@@ -399,12 +437,21 @@ def configure_error(log: Path, plan: Plan) -> BuildError:
     )
 
 
-def compiler_of(build_dir: Path) -> str:
-    """'GNU 12.2.0 /usr/bin/c++' from CMake's own compiler detection."""
+def compiler_identity(build_dir: Path) -> dict[str, str]:
+    """{'id': 'GNU', 'version': '12.2.0', 'path': '/usr/bin/c++'} from CMake's own compiler detection."""
     for info in build_dir.glob("CMakeFiles/*/CMakeCXXCompiler.cmake"):
         text = info.read_text(errors="replace")
-        ident = re.search(r'set\(CMAKE_CXX_COMPILER_ID "([^"]*)"\)', text)
-        version = re.search(r'set\(CMAKE_CXX_COMPILER_VERSION "([^"]*)"\)', text)
-        path = re.search(r'set\(CMAKE_CXX_COMPILER "([^"]*)"\)', text)
-        return " ".join(m.group(1) for m in (ident, version, path) if m)
-    return "unknown"
+        found = {}
+        for key, variable in (("id", "ID"), ("version", "VERSION"), ("path", "")):
+            name = f"CMAKE_CXX_COMPILER_{variable}" if variable else "CMAKE_CXX_COMPILER"
+            match = re.search(rf'set\({name} "([^"]*)"\)', text)
+            if match:
+                found[key] = match.group(1)
+        return found
+    return {}
+
+
+def compiler_of(build_dir: Path) -> str:
+    """'GNU 12.2.0 /usr/bin/c++' from CMake's own compiler detection."""
+    identity = compiler_identity(build_dir)
+    return " ".join(identity[k] for k in ("id", "version", "path") if k in identity) or "unknown"
