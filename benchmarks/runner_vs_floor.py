@@ -1,7 +1,7 @@
 """stubforge run's round trips against the physical floor measured in the same run, and against real Triton.
 
 Floors: a raw two-process ping-pong over two POSIX semaphores (Python on both sides, posix_ipc), and one
-memcpy of the payload (numpy copyto). The runner: harness.load() of an identity model in a Python 3.10
+memcpy of the payload (numpy copyto). The runner: runner.load() of an identity model in a Python 3.10
 directory env, then infer() of 4 floats and of 64 MB in / 64 MB out. With --pytriton-site (a site-packages
 holding nvidia-pytriton 0.7.0), the same model in the real tritonserver over gRPC, and its load time.
 
@@ -28,8 +28,8 @@ import posix_ipc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import stubforge.runner.api as runner  # noqa: E402
 from stubforge.envs import packenv  # noqa: E402
-from stubforge.runner import api as harness  # noqa: E402
 
 IDENTITY = textwrap.dedent(
     """
@@ -174,7 +174,7 @@ def main() -> None:
         os.sched_setaffinity(0, cpus)  # inherited by the ping-pong child and by the stub
         floor_rt = ping_pong(args.rounds)
         t0 = time.perf_counter()
-        model = harness.load(repo / "identity")
+        model = runner.load(repo / "identity")
         load = time.perf_counter() - t0
         try:
             for _ in range(100):

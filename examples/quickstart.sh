@@ -20,7 +20,7 @@ echo "--- $manifest"
 head -c 600 "$manifest"; echo " ..."
 
 echo "== 2. the runner: our stub and an env for Python 3.8 and 3.10, the example models in each"
-stubforge build --flavor harness --python 3.8 --python 3.10
+stubforge build --flavor runner --python 3.8 --python 3.10
 stubforge pack-env --python 3.8 --dir "$work/env38" -q
 stubforge pack-env --python 3.10 --dir "$work/env310" -q
 python3 "$here/run_examples.py" "$work" "$work/env38" "$work/env310"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stubforge.runner import api as harness
+import stubforge.runner.api as runner
 
 EXAMPLES = Path(__file__).resolve().parent / "fidelity"
 
@@ -48,7 +48,7 @@ def main() -> None:
     a = np.array([1.0, 2.0, 3.0], dtype=np.float32)
     b = np.array([0.5, 0.5, 0.5], dtype=np.float32)
     for env in envs:
-        with harness.Repository(repository(work, env)) as repo:
+        with runner.Repository(repository(work, env)) as repo:
             runs = {
                 "add_sub": lambda m: m.infer({"INPUT0": a, "INPUT1": b})["OUTPUT0"].tolist(),
                 "bls_sync": lambda m: m.infer({"INPUT0": a, "INPUT1": b})["SUM"].tolist(),

@@ -131,7 +131,7 @@ def build_stubs(
     if flavor in ("runner", "harness"):
         from stubforge.stubs import runner_stub
 
-        return [runner_stub.build_harness(interp, force=force) for interp in interps]
+        return [runner_stub.build_runner_stub(interp, force=force) for interp in interps]
     if flavor != "upstream":
         raise StubforgeError(f"unknown stub flavor {flavor!r}", hint="use upstream or runner")
     options = stub_build.BuildOptions(

@@ -160,10 +160,11 @@ def sources_list(as_json: bool) -> None:
 )
 @click.option(
     "--flavor",
-    type=click.Choice(["upstream", "harness"]),
+    type=click.Choice(["upstream", "runner", "harness"]),
     default="upstream",
     show_default=True,
-    help="upstream: Triton's stub from python_backend; harness: stubforge's own stub for `stubforge run`.",
+    help="upstream: Triton's stub from python_backend; runner: stubforge's own stub for `stubforge run` "
+    "(harness: its old name).",
 )
 @quiet_option
 @json_option
@@ -203,7 +204,7 @@ def build_cmd(
         return
     for result in results:
         warn(result.warnings)
-        built = f"built ({result.manifest['build']['mode']})" if flavor == "upstream" else "built (harness)"
+        built = f"built ({result.manifest['build']['mode']})" if flavor == "upstream" else "built (runner)"
         how = "cached" if result.cache_hit else built
         click.echo(f"{result.stub}  {how} in {result.seconds:.2f}s  [{result.key}]")
 

@@ -128,7 +128,7 @@ def deployment(
 
 
 def _interpreter(spec: str | None, minor: str) -> pythons.Interpreter:
-    """The interpreter whose headers and libpython build the harness stub: --python exactly as given, else any
+    """The interpreter whose headers and libpython build the runner's stub: --python exactly as given, else any
     buildable one of the deployment's X.Y (two installs of one version build the same stub)."""
     if spec:
         return pythons.resolve(spec, require_buildable=True)
@@ -223,7 +223,7 @@ class Model:
             python or (fallback_python if "calling model" in self.deployment.python_source else None),
             self.deployment.python,
         )
-        stub = runner_stub.build_harness(interp).stub
+        stub = runner_stub.build_runner_stub(interp).stub
         try:
             spec = instances.launch_spec(
                 stub=stub,

@@ -1,4 +1,4 @@
-"""`stubforge build --flavor harness`: compile stubforge's own stub (stub_src/sfstub.c) for one interpreter.
+"""`stubforge build --flavor runner`: compile stubforge's own stub (stub_src/sfstub.c) for one interpreter.
 
 One C file against the interpreter's headers and libpython: well under a second, no network, no upstream
 sources. Cached and verified like an upstream stub (NEEDED libpython, the no-argument probe answer).
@@ -35,23 +35,23 @@ def _compiler() -> str:
             return candidate
     raise BuildError(
         "no C compiler found (tried $CC, cc, gcc)",
-        hint="install one: apt-get install gcc (the harness stub is one C file)",
+        hint="install one: apt-get install gcc (the runner's stub is one C file)",
     )
 
 
-def harness_key(interp: pythons.Interpreter) -> str:
+def runner_key(interp: pythons.Interpreter) -> str:
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS + LIBS).encode()).hexdigest()[:10]
     tag = "cp" + interp.minor.replace(".", "")
-    return f"harness-{tag}-{platform.machine()}-{digest}"
+    return f"runner-{tag}-{platform.machine()}-{digest}"
 
 
-def build_harness(python: str | pythons.Interpreter, *, force: bool = False) -> BuildResult:
+def build_runner_stub(python: str | pythons.Interpreter, *, force: bool = False) -> BuildResult:
     started = time.monotonic()
     interp = (
         python if isinstance(python, pythons.Interpreter) else pythons.resolve(python, require_buildable=True)
     )
     pythons.check_buildable(interp)
-    key = harness_key(interp)
+    key = runner_key(interp)
     final_dir = cache.stubs_dir() / key
     with cache.locked(key):
         manifest_path = final_dir / cache.MANIFEST_NAME
@@ -97,15 +97,15 @@ def _compile(interp: pythons.Interpreter, output: Path, key: str) -> dict[str, A
         ) from exc
     if proc.returncode != 0:
         raise BuildError(
-            f"compiling the harness stub for Python {interp.version} failed",
+            f"compiling the runner's stub for Python {interp.version} failed",
             hint="the details are the compiler's output; Python.h must come from the same interpreter",
             details=(proc.stderr or proc.stdout)[-3000:],
         )
     compile_s = time.monotonic() - t0
-    checked = verify.verify(output, interp, label=f"the harness stub for Python {interp.version}")
+    checked = verify.verify(output, interp, label=f"the runner's stub for Python {interp.version}")
     return {
         "schema": 1,
-        "flavor": "harness",
+        "flavor": "runner",
         "key": key,
         "stubforge": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -121,7 +121,7 @@ def _compile(interp: pythons.Interpreter, output: Path, key: str) -> dict[str, A
         },
         "source_sha256": cache.sha256_of(SOURCE),
         "inputs": _recorded_inputs(interp, compiler, maps),
-        "build": {"compiler": compiler, "command": command, "mode": "harness"},
+        "build": {"compiler": compiler, "command": command, "mode": "runner"},
         "timings": {"compile_s": round(compile_s, 3)},
         "elf": elf.read(output).to_dict(),
         "probe": checked["probe"],
@@ -157,3 +157,8 @@ def _compiler_version(compiler: str) -> str:
         return "unknown"
     lines = proc.stdout.splitlines()
     return lines[0].strip() if proc.returncode == 0 and lines else "unknown"
+
+
+# The names of the first releases (`--flavor harness`), kept for callers that use them.
+harness_key = runner_key
+build_harness = build_runner_stub

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stubforge.runner import api as harness
+from stubforge.runner import api as runner
 from stubforge.server.verify import tritonserver as server_mod
 from tests.e2e.conftest import World
 
@@ -120,7 +120,7 @@ def _from_runner(
     monkeypatch.setenv("STUBFORGE_CACHE", str(world.cache))
     results: dict[str, list[Any]] = {}
     for name, cases in CASES.items():
-        with harness.load(fidelity["repo"] / name) as model:
+        with runner.load(fidelity["repo"] / name) as model:
             results[name] = [model.infer(inputs) for inputs in cases]
     return results
 

@@ -105,9 +105,9 @@ def test_install_accepts_a_rebuilt_identical_stub(
 
 
 def test_runner_stub_rebuild_gives_the_same_bytes(cache_root: Path, py38: pythons.Interpreter) -> None:
-    first = runner_stub.build_harness(py38)
+    first = runner_stub.build_runner_stub(py38)
     first_bytes = first.stub.read_bytes()
-    again = runner_stub.build_harness(py38, force=True)
+    again = runner_stub.build_runner_stub(py38, force=True)
     assert not again.cache_hit
     assert again.manifest["sha256"] == first.manifest["sha256"]
     assert again.stub.read_bytes() == first_bytes
@@ -116,18 +116,18 @@ def test_runner_stub_rebuild_gives_the_same_bytes(cache_root: Path, py38: python
 def test_runner_stub_from_another_source_path_gives_the_same_bytes(
     cache_root: Path, py38: pythons.Interpreter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = runner_stub.build_harness(py38)
+    first = runner_stub.build_runner_stub(py38)
     moved = tmp_path / "elsewhere" / "stub_src" / "sfstub.c"
     moved.parent.mkdir(parents=True)
     shutil.copyfile(runner_stub.SOURCE, moved)
     monkeypatch.setattr(runner_stub, "SOURCE", moved)
-    again = runner_stub.build_harness(py38, force=True)
+    again = runner_stub.build_runner_stub(py38, force=True)
     assert again.manifest["sha256"] == first.manifest["sha256"]
     assert str(moved.parent).encode() not in again.stub.read_bytes()
 
 
 def test_runner_stub_manifest_records_input_hashes(cache_root: Path, py38: pythons.Interpreter) -> None:
-    built = runner_stub.build_harness(py38)
+    built = runner_stub.build_runner_stub(py38)
     inputs = built.manifest["inputs"]
     assert inputs["source_sha256"] == cache.sha256_of(runner_stub.SOURCE)
     assert inputs["python"]["version"] == py38.version

@@ -1,4 +1,4 @@
-"""Real envs (pack-env, Python 3.8 and 3.10 with numpy<2), real harness stubs, real shm and processes."""
+"""Real envs (pack-env, Python 3.8 and 3.10 with numpy<2), real runner stubs, real shm and processes."""
 
 from __future__ import annotations
 

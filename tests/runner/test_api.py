@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stubforge.runner import api as harness
+from stubforge.runner import api as runner
 from stubforge.runner.launcher.stub import ModelError
 from stubforge.runner.requests import InferenceError
 from tests.runner.conftest import PREFIX
@@ -62,7 +62,7 @@ def auto_model(root: Path, env: Path, conflict: str = "pass") -> Path:
 def test_auto_complete_config_completes_before_initialize(envs: dict[str, Path], tmp_path: Path) -> None:
     model_dir = auto_model(tmp_path, envs["3.10"])
     a = np.ones((2, 4), np.float32)
-    with harness.load(model_dir, backend_config=CONFIG) as model:
+    with runner.load(model_dir, backend_config=CONFIG) as model:
         assert (
             model.deployment.config["max_batch_size"] == 8 and "dynamic_batching" in model.deployment.config
         )
@@ -71,7 +71,7 @@ def test_auto_complete_config_completes_before_initialize(envs: dict[str, Path],
         with pytest.raises(InferenceError, match="batch-size must be <= 8 for 'auto'"):
             model.infer({"INPUT0": np.ones((9, 4), np.float32), "INPUT1": np.ones((9, 4), np.float32)})
     # tritonserver --disable-auto-complete-config: the config stays as written, so the inputs are unknown.
-    model = harness.load(model_dir, backend_config=CONFIG, auto_complete=False)
+    model = runner.load(model_dir, backend_config=CONFIG, auto_complete=False)
     try:
         with pytest.raises(InferenceError, match="unexpected inference input 'INPUT0' for model 'auto'"):
             model.infer({"INPUT0": a, "INPUT1": a})
@@ -87,7 +87,7 @@ def test_auto_complete_conflicts_fail_the_load(envs: dict[str, Path], tmp_path: 
     with pytest.raises(
         ModelError, match="ValueError: unable to load model 'auto', configuration expects datatype"
     ):
-        harness.load(model_dir, backend_config=CONFIG)
+        runner.load(model_dir, backend_config=CONFIG)
 
 
 TOOLS = """
@@ -128,7 +128,7 @@ def test_dlpack_model_dir_logger_levels_and_error_responses(envs: dict[str, Path
         'backend: "python"\ninput [ { name: "X" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
         f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{envs["3.10"]}" }} }}\n'
     )
-    with harness.load(model, backend_config=CONFIG) as loaded:
+    with runner.load(model, backend_config=CONFIG) as loaded:
         assert (
             "hello from initialize" in loaded.output()
         )  # print() reaches the caller, as it reaches Triton's log
@@ -179,7 +179,7 @@ def who_model(root: Path, env: Path, extra: str, sleep: float, max_batch: int = 
     return model
 
 
-def _concurrently(model: harness.Model, payloads: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+def _concurrently(model: runner.Model, payloads: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(payloads)) as pool:
@@ -188,7 +188,7 @@ def _concurrently(model: harness.Model, payloads: list[np.ndarray]) -> list[dict
 
 def test_instance_group_count_runs_requests_side_by_side(envs: dict[str, Path], tmp_path: Path) -> None:
     model_dir = who_model(tmp_path, envs["3.10"], "instance_group [ { kind: KIND_CPU count: 2 } ]\n", 0.5)
-    with harness.load(model_dir, backend_config=CONFIG) as model:
+    with runner.load(model_dir, backend_config=CONFIG) as model:
         assert len(model.pids) == 2
         results = _concurrently(model, [np.full(3, i, np.float32) for i in range(4)])
         assert [r["Y"].tolist() for r in results] == [[2.0 * i] * 3 for i in range(4)]
@@ -200,7 +200,7 @@ def test_instance_group_count_runs_requests_side_by_side(envs: dict[str, Path], 
 def test_dynamic_batching_gathers_concurrent_requests(envs: dict[str, Path], tmp_path: Path) -> None:
     extra = "dynamic_batching { max_queue_delay_microseconds: 300000 }\n"
     model_dir = who_model(tmp_path, envs["3.8"], extra, 0.0, max_batch=4)
-    with harness.load(model_dir, backend_config=CONFIG) as model:
+    with runner.load(model_dir, backend_config=CONFIG) as model:
         results = _concurrently(model, [np.full((1, 2), i, np.float32) for i in range(6)])
         assert [r["Y"].tolist() for r in results] == [[[2.0 * i] * 2] for i in range(6)]
         sizes = sorted(int(r["REQUESTS"][0]) for r in results)
@@ -252,7 +252,7 @@ def test_stream_errors_and_early_stops_leave_the_instance_in_step(
         f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{envs["3.8"]}" }} }}\n'
     )
     n = lambda v: {"N": np.array([v], dtype=np.int32)}  # noqa: E731
-    with harness.load(model, backend_config=CONFIG) as loaded:
+    with runner.load(model, backend_config=CONFIG) as loaded:
         with pytest.raises(ModelError, match="a response carries an error: negative"):
             loaded.infer(n(-1))
         first = loaded.infer(n(2))
@@ -273,7 +273,7 @@ def test_batched_requests_keep_their_own_requested_outputs(envs: dict[str, Path]
     extra = "dynamic_batching { max_queue_delay_microseconds: 300000 }\n"
     model_dir = who_model(tmp_path, envs["3.10"], extra, 0.0, max_batch=4)
     x = np.ones((1, 2), np.float32)
-    with harness.load(model_dir, backend_config=CONFIG) as model, ThreadPoolExecutor(4) as pool:
+    with runner.load(model_dir, backend_config=CONFIG) as model, ThreadPoolExecutor(4) as pool:
         asks = [["Y"], ["PID"], ["Y"], ["PID"]]
         results = list(pool.map(lambda outputs: model.infer({"X": x}, outputs), asks))
     assert [sorted(r) for r in results] == [["Y"], ["PID"], ["Y"], ["PID"]]

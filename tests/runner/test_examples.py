@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stubforge.runner import api as harness
+from stubforge.runner import api as runner
 from tests.runner.conftest import PREFIX
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ B = np.array([0.5, 4.0, -1.0], dtype=np.float32)
 
 
 def test_bls_sync_calls_add_sub_in_its_own_stub(repo: Path) -> None:
-    with harness.load(repo / "bls_sync", backend_config=CONFIG) as model:
+    with runner.load(repo / "bls_sync", backend_config=CONFIG) as model:
         out = model.infer({"INPUT0": A, "INPUT1": B})
         assert np.array_equal(out["SUM"], A + B) and out["MISSING_IS_ERROR"].tolist() == [1]
         peer = model._peers["add_sub"]
@@ -43,13 +43,13 @@ def test_bls_sync_calls_add_sub_in_its_own_stub(repo: Path) -> None:
 
 
 def test_bls_async_gathers_two_calls(repo: Path) -> None:
-    with harness.load(repo / "bls_async", backend_config=CONFIG) as model:
+    with runner.load(repo / "bls_async", backend_config=CONFIG) as model:
         out = model.infer({"INPUT0": A, "INPUT1": B})
     assert np.array_equal(out["DIFF"], A - B) and np.array_equal(out["DIFF_SWAPPED"], B - A)
 
 
 def test_decoupled_repeat_streams_from_a_thread(repo: Path) -> None:
-    with harness.load(repo / "repeat", backend_config=CONFIG) as model:
+    with runner.load(repo / "repeat", backend_config=CONFIG) as model:
         responses = list(model.infer_stream({"IN": np.array([7, -3, 11], dtype=np.int32)}))
         assert [r["OUT"].tolist() for r in responses] == [[7], [-3], [11]]
         assert [r["IDX"].tolist() for r in responses] == [[0], [1], [2]]
@@ -57,14 +57,14 @@ def test_decoupled_repeat_streams_from_a_thread(repo: Path) -> None:
 
 
 def test_decoupled_square_sends_n_responses(repo: Path) -> None:
-    with harness.load(repo / "square", backend_config=CONFIG) as model:
+    with runner.load(repo / "square", backend_config=CONFIG) as model:
         for n in (0, 1, 4):
             responses = model.infer({"IN": np.array([n], dtype=np.int32)})
             assert [r["OUT"].tolist() for r in responses] == [[n]] * n
 
 
 def test_auto_complete_with_bytes_and_batching(repo: Path) -> None:
-    with harness.load(repo / "auto_complete", backend_config=CONFIG) as model:
+    with runner.load(repo / "auto_complete", backend_config=CONFIG) as model:
         out = model.infer(
             {
                 "TEXT": np.array([[b"abc"], [b"Triton"]], dtype=np.object_),
@@ -99,9 +99,7 @@ def test_bls_peer_borrows_the_callers_python(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     for name in ("bls_sync", "add_sub"):
         shutil.copytree(EXAMPLES / name, repo / name)
-    with harness.load(
-        repo / "bls_sync", python=str(venv / "bin" / "python3"), backend_config=CONFIG
-    ) as model:
+    with runner.load(repo / "bls_sync", python=str(venv / "bin" / "python3"), backend_config=CONFIG) as model:
         out = model.infer({"INPUT0": A, "INPUT1": B})
         assert np.array_equal(out["SUM"], A + B)
         peer = model._peers["add_sub"]

@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
-from stubforge.runner import api as harness
+from stubforge.runner import api as runner
 from stubforge.runner.launcher.stub import ModelError, StubError
 from stubforge.runner.requests import InferenceError
 from tests.runner.conftest import PREFIX, write_model
@@ -47,7 +47,7 @@ def test_add_sub_in_its_env_with_triton_args(
     monkeypatch.setenv("SF_ARGS_FILE", str(tmp_path / "args.json"))
     a = np.array([1.5, 2.0, -3.0, 4.25], dtype=np.float32)
     b = np.array([10.0, 20.0, 30.0, 0.5], dtype=np.float32)
-    with harness.load(model_dir, backend_config=CONFIG) as model:
+    with runner.load(model_dir, backend_config=CONFIG) as model:
         assert model.info["python"].startswith(minor + ".") and model.info["numpy"].startswith("1.")
         assert model.info["prefix"] == str(envs[minor])  # the env's python3 decided the prefix
         out = model.infer({"INPUT0": a, "INPUT1": b})
@@ -71,7 +71,7 @@ def test_add_sub_in_its_env_with_triton_args(
 @pytest.mark.parametrize("launcher", ["24.10", "25.09"])
 def test_both_activation_modes(launcher: str, envs: dict[str, Path], tmp_path: Path) -> None:
     model_dir = write_model(tmp_path / "with space", "add_sub", env=envs["3.10"])  # quoted, never split
-    with harness.load(model_dir, triton=launcher, backend_config=CONFIG) as model:
+    with runner.load(model_dir, triton=launcher, backend_config=CONFIG) as model:
         assert model.info["executable"] == str(envs["3.10"] / "bin" / "python3")
         out = model.infer({"INPUT0": np.ones(3, np.float32), "INPUT1": np.ones(3, np.float32)})
         assert out["OUTPUT0"].tolist() == [2.0, 2.0, 2.0]
@@ -134,7 +134,7 @@ def test_every_numeric_dtype_and_bool_round_trips(envs: dict[str, Path], tmp_pat
             edge = np.array([info.min, info.max, 0], dtype=dtype)
             inputs[np.dtype(dtype).name] = np.concatenate([edge, rng.integers(0, 100, 5).astype(dtype)])
     inputs["empty"] = np.zeros((0, 4), np.float32)
-    with harness.load(model_dir, backend_config=CONFIG) as model:
+    with runner.load(model_dir, backend_config=CONFIG) as model:
         out = model.infer(inputs)
     for name, array in inputs.items():
         got = out["OUT_" + name]
@@ -146,7 +146,7 @@ def test_large_tensors_grow_the_region(envs: dict[str, Path], tmp_path: Path) ->
         tmp_path, "echo", env=envs["3.10"], source=ECHO, inputs=[("x", "TYPE_FP32", "[ -1 ]")]
     )
     big = np.arange(3 * (1 << 20), dtype=np.float32)  # 12 MB in, 12 MB out: far past the 1 MiB default
-    with harness.load(model_dir, backend_config=dict(CONFIG, **{"shm-growth-byte-size": "1048576"})) as model:
+    with runner.load(model_dir, backend_config=dict(CONFIG, **{"shm-growth-byte-size": "1048576"})) as model:
         out = model.infer({"x": big})
         assert np.array_equal(out["OUT_x"], big)
         region_size = model._stub.region.size
@@ -159,13 +159,13 @@ def test_model_errors_carry_the_python_traceback(envs: dict[str, Path], tmp_path
         tmp_path, "bad_init", env=envs["3.8"], initialize="raise ValueError('no weights')"
     )
     with pytest.raises(ModelError) as info:
-        harness.load(model_dir, backend_config=CONFIG)
+        runner.load(model_dir, backend_config=CONFIG)
     assert "ValueError: no weights" in info.value.message
     assert "model.py" in info.value.details and "raise ValueError('no weights')" in info.value.details
     assert leftovers() == []
 
     model_dir = write_model(tmp_path, "bad_exec", env=envs["3.8"], execute="raise KeyError('INPUT9')")
-    with harness.load(model_dir, backend_config=CONFIG) as model:
+    with runner.load(model_dir, backend_config=CONFIG) as model:
         ones = {"INPUT0": np.ones(2, np.float32), "INPUT1": np.ones(2, np.float32)}
         with pytest.raises(ModelError, match="KeyError") as info:
             model.infer(ones)
@@ -179,7 +179,7 @@ def test_model_errors_carry_the_python_traceback(envs: dict[str, Path], tmp_path
 
 def test_stub_killed_mid_request(envs: dict[str, Path], tmp_path: Path) -> None:
     model_dir = write_model(tmp_path, "slow", env=envs["3.10"], execute="time.sleep(60)")
-    model = harness.load(model_dir, backend_config=CONFIG, execute_timeout=120)
+    model = runner.load(model_dir, backend_config=CONFIG, execute_timeout=120)
     pid = model.pid
     assert pid is not None
     threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
@@ -195,7 +195,7 @@ def test_stub_killed_mid_request(envs: dict[str, Path], tmp_path: Path) -> None:
 
 def test_execute_timeout_kills_and_cleans(envs: dict[str, Path], tmp_path: Path) -> None:
     model_dir = write_model(tmp_path, "hangs", env=envs["3.8"], execute="time.sleep(3600)")
-    with harness.load(model_dir, backend_config=CONFIG, execute_timeout=1.0) as model:
+    with runner.load(model_dir, backend_config=CONFIG, execute_timeout=1.0) as model:
         with pytest.raises(StubError, match="did not finish answering execute within 1 s; it was killed"):
             model.infer({"INPUT0": np.ones(1, np.float32), "INPUT1": np.ones(1, np.float32)})
         assert not psutil.pid_exists(model.pid or 0) or psutil.Process(model.pid).status() == "zombie"
@@ -204,7 +204,7 @@ def test_execute_timeout_kills_and_cleans(envs: dict[str, Path], tmp_path: Path)
 
 def test_frozen_stub_is_not_healthy(envs: dict[str, Path], tmp_path: Path) -> None:
     model_dir = write_model(tmp_path, "frozen", env=envs["3.8"], execute="time.sleep(30)")
-    with harness.load(model_dir, backend_config=CONFIG, execute_timeout=120) as model:
+    with runner.load(model_dir, backend_config=CONFIG, execute_timeout=120) as model:
         threading.Timer(0.3, os.kill, (model.pid, signal.SIGSTOP)).start()
         with pytest.raises(StubError, match="is not healthy: no heartbeat"):
             model.infer({"INPUT0": np.ones(1, np.float32), "INPUT1": np.ones(1, np.float32)})
@@ -213,8 +213,8 @@ def test_frozen_stub_is_not_healthy(envs: dict[str, Path], tmp_path: Path) -> No
 
 PARENT = """
 import sys, time
-from stubforge.runner import api as harness
-model = harness.load(sys.argv[1], backend_config={"shm-region-prefix-name": sys.argv[2]})
+from stubforge.runner import api as runner
+model = runner.load(sys.argv[1], backend_config={"shm-region-prefix-name": sys.argv[2]})
 print(model.pid, flush=True)
 time.sleep(600)
 """
@@ -246,7 +246,7 @@ def test_stubs_that_cannot_start(
     # An env of another Python than the deployment's stub: libpython3.8 is nowhere on its library path.
     model_dir = write_model(tmp_path, "wrong_env", env=envs["3.10"])
     with pytest.raises(StubError, match="ended with exit status 127 while starting") as info:
-        harness.load(model_dir, python="3.8", backend_config=CONFIG)
+        runner.load(model_dir, python="3.8", backend_config=CONFIG)
     assert "libpython3.8.so.1.0" in info.value.details and "libpython" in info.value.hint
     # libpython3.8 reachable (LD_LIBRARY_PATH), but the env's python3 is 3.10: Python 3.8 finds no lib/python3.8
     # there and falls back to its compiled-in prefix, which has no numpy (docs/triton-behaviour.md: "How the
@@ -257,7 +257,7 @@ def test_stubs_that_cannot_start(
     assert py38.libpython
     monkeypatch.setenv("LD_LIBRARY_PATH", os.path.dirname(py38.libpython))
     with pytest.raises(StubError, match="while starting") as info:
-        harness.load(model_dir, python="3.8", backend_config=CONFIG, triton="25.09")
+        runner.load(model_dir, python="3.8", backend_config=CONFIG, triton="25.09")
     assert "No module named" in info.value.details and "numpy" in info.value.hint
     assert leftovers() == []
 
@@ -303,7 +303,7 @@ def test_random_faults_leave_nothing_behind(
         monkeypatch.setenv("SF_FAULT", fault)
         x = np.arange(rng.randint(1, 300_000), dtype=np.float32)
         try:
-            model = harness.load(model_dir, backend_config=CONFIG, execute_timeout=0.5, startup_timeout=20)
+            model = runner.load(model_dir, backend_config=CONFIG, execute_timeout=0.5, startup_timeout=20)
         except ModelError:
             outcomes["init-error"] = outcomes.get("init-error", 0) + 1
             assert fault == "init"
@@ -358,7 +358,7 @@ def test_inputs_are_shared_not_copied_and_finalize_runs(envs: dict[str, Path], t
     model_dir = write_model(
         tmp_path, "life", env=envs["3.10"], source=LIFECYCLE, inputs=[("x", "TYPE_FP32", "[ -1 ]")]
     )
-    with harness.load(model_dir, backend_config=CONFIG) as model:
+    with runner.load(model_dir, backend_config=CONFIG) as model:
         assert model.infer({"x": np.ones(1000, np.float32)})["VIEW"].tolist() == [1]
         batch = model.infer_many([{"x": np.ones(3, np.float32)}, {"x": np.zeros(5, np.float32)}])
         assert [b["VIEW"].tolist() for b in batch] == [[1], [1]]
@@ -375,7 +375,7 @@ def test_bytes_tensors_use_tritons_encoding_both_ways(envs: dict[str, Path], tmp
     ]
     model_dir = write_model(tmp_path, "echo", env=envs["3.8"], source=ECHO, inputs=declared)
     words = np.array([[b"triton", b""], ["caf\u00e9".encode(), b"\x00\xff binary"]], dtype=np.object_)
-    with harness.load(model_dir, backend_config=CONFIG) as model:
+    with runner.load(model_dir, backend_config=CONFIG) as model:
         out = model.infer({"words": words, "text": np.array(["a", "bc"]), "n": np.arange(3, dtype=np.int32)})
         with pytest.raises(
             InferenceError, match="inference input 'n' data-type is 'INT64', but model 'echo' expects"
@@ -425,7 +425,7 @@ def test_processes_the_model_forked_end_with_it(
     monkeypatch.setenv("SF_CHILD_FILE", str(child_file))
     code = FORKS.replace("SETSID", str(setsid)).strip().replace("\n", "\n        ")
     model_dir = write_model(tmp_path, "forks", env=envs["3.10"], initialize=code)
-    with harness.load(model_dir, backend_config=CONFIG) as model:
+    with runner.load(model_dir, backend_config=CONFIG) as model:
         model.infer({"INPUT0": np.ones(1, np.float32), "INPUT1": np.ones(1, np.float32)})
         child = psutil.Process(int(child_file.read_text()))
         assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE
@@ -476,7 +476,7 @@ def test_wrong_execute_returns_are_named(
     returned: str, words: str, envs: dict[str, Path], tmp_path: Path
 ) -> None:
     model_dir = write_model(tmp_path, "wrong", env=envs["3.10"], execute=f"return {returned}")
-    with harness.load(model_dir, backend_config=CONFIG) as model:
+    with runner.load(model_dir, backend_config=CONFIG) as model:
         with pytest.raises(ModelError) as caught:
             model.infer({"INPUT0": np.ones(1, np.float32), "INPUT1": np.ones(1, np.float32)})
         assert words.replace('"', "'") in str(caught.value.message)
@@ -508,7 +508,7 @@ def test_a_region_that_cannot_grow_is_the_stubs_failure_not_the_models(
     envs: dict[str, Path], tmp_path: Path
 ) -> None:
     model_dir = write_model(tmp_path, "grows", env=envs["3.10"], source=GROWTH_FAILS, dtype="TYPE_INT64")
-    with harness.load(model_dir, backend_config=CONFIG) as model:
+    with runner.load(model_dir, backend_config=CONFIG) as model:
         big = {"INPUT0": np.array([8 << 20], np.int64), "INPUT1": np.array([0], np.int64)}
         with pytest.raises(StubError, match="could not grow the shared-memory region") as caught:
             model.infer(big)

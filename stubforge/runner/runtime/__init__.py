@@ -1,1 +1,1 @@
-"""Stub-side Python of the harness stub: this directory is the stub's python-lib dir (argv 6)."""
+"""Stub-side Python of the runner's stub: this directory is the stub's python-lib dir (argv 6)."""

@@ -1,4 +1,4 @@
-# stubforge's triton_python_backend_utils for the harness stub: the names and behaviour a model.py uses from
+# stubforge's triton_python_backend_utils for the runner's stub: the names and behaviour a model.py uses from
 # Triton's module of the same name, written from its documented API (no upstream code). Runs on Python 3.6+.
 
 import json
