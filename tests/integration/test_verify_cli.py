@@ -171,3 +171,31 @@ def test_verify_without_pytriton_says_how_to_get_it(tmp_path: Path) -> None:
     proc = sf("verify", str(tmp_path / "repo"), "--pytriton", env=env)
     assert proc.returncode == 2 and "no nvidia-pytriton installation" in proc.stderr
     assert "pip install nvidia-pytriton" in proc.stderr
+
+
+def test_the_precheck_checks_against_the_servers_own_backends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --backends, verify serves the backends/ beside the server binary; its pre-check looks there too
+    instead of asking for the --backends it already has."""
+    from stubforge import api
+    from stubforge.errors import StubforgeError
+
+    root = _fake_server_root(
+        tmp_path, "#!/bin/sh\necho 'error: creating server: Internal - no GPU'\nexit 1\n"
+    )
+    write_model(tmp_path / "repo", "m", "python")
+    seen: list[object] = []
+    real_check = api.check
+
+    def spy(repository: Path, **kwargs: object) -> object:
+        seen.append(kwargs.get("backends"))
+        report = real_check(repository, **kwargs)  # type: ignore[arg-type]
+        seen.append([f.message + f.fix for m in report.models for f in m.findings])
+        return report
+
+    monkeypatch.setattr(api, "check", spy)
+    with pytest.raises(StubforgeError, match="exited with code 1"):
+        api.verify(tmp_path / "repo", tritonserver=root)
+    assert seen[0] == root / "backends"
+    assert not any("pass --backends" in text for text in seen[1])  # type: ignore[union-attr]
