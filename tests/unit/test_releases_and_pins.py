@@ -257,12 +257,12 @@ def test_name_rules_say_which_characters_stop_the_launcher() -> None:
 
 
 def test_verify_dead_stub_message_follows_the_server_release() -> None:
-    from stubforge.server.verify import session
+    from stubforge.server.verify import explain, session
 
-    assert "(the Triton r24.10 hang)" in session._dead_stub_message("m", session.release_of("2.51.0"))
-    newer = session._dead_stub_message("m", releases.KNOWN["r26.04"])
+    assert "(the Triton r24.10 hang)" in explain.dead_stub_message("m", session.release_of("2.51.0"))
+    newer = explain.dead_stub_message("m", releases.KNOWN["r26.04"])
     assert "r26.04" in newer and "forever" not in newer and "r24.10" not in newer
-    unknown = session._dead_stub_message("m", session.release_of("9.99.0"))
+    unknown = explain.dead_stub_message("m", session.release_of("9.99.0"))
     assert "releases before r25.08 wait forever" in unknown
     assert session.release_of(None) is None
 
