@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stubforge import __version__
-from stubforge.core import cache, elf, pythons, releases
+from stubforge.core import cache, elf, fsutil, pythons, releases
 from stubforge.core.targets import Target, as_target
 from stubforge.envs import condapack, create, inspect, pack
 from stubforge.envs import spec as spec_mod
@@ -399,7 +399,7 @@ def _finish(
     manifest["seconds"] = round(time.monotonic() - started, 2)
     cache.write_json_atomic(env_dir / DIR_MANIFEST, manifest)
     try:
-        pack.publish(env_dir, options.directory, replace=options.force)
+        fsutil.publish(env_dir, options.directory, replace=options.force)
     except FileExistsError:
         raise _taken(options.directory) from None
     except OSError as exc:
