@@ -94,7 +94,7 @@ def _refuse_numpy2_early(
         return
     raise EnvError(
         f"{what}, but {rule.reason}: every request would fail with "
-        "'output tensor shape does not match size of output' (nothing was created)",
+        "'output tensor shape does not match size of output' (refused before anything was copied or installed)",
         hint="ask for numpy<2 (or leave numpy out: numpy<2 is then added), or use a stub built with "
         "pybind11 >= 2.12 (stubforge build --pybind11 2.12.0, then install it in the model or pass --stub)",
     )
