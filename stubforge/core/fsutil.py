@@ -3,11 +3,14 @@
 Every writer here builds the new content beside its destination (same directory, so same file system) and moves
 it into place with os.replace, which readers see as one step: the old file or the new one, never half of either.
 On any failure, Ctrl-C included, the temporary file or directory is removed and the destination is untouched.
+`publish` without `replace` claims a new name instead: link(2) for a file, renameat2(RENAME_NOREPLACE) for a
+directory, so of two runs writing one output exactly one wins and the other gets FileExistsError.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -139,3 +142,39 @@ def backup_path(target: Path, data: bytes) -> tuple[Path, bool]:
                 if candidate.read_bytes() == data:
                     return candidate, False
         index += 1
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def rename_noreplace(src: Path, dst: Path) -> None:
+    """rename(2) that fails with FileExistsError when dst exists, atomically (Linux renameat2)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:  # glibc < 2.28: claim the name with mkdir, then replace our own empty directory
+        os.mkdir(dst)
+        os.replace(src, dst)
+        return
+    if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(dst))
+
+
+def publish(tmp: Path, final: Path, *, replace: bool) -> None:
+    """Move a finished file or directory to its final name. Without `replace`, the name is claimed atomically:
+    when something appeared there meanwhile (another run), FileExistsError, and `final` is untouched."""
+    if replace:
+        if tmp.is_dir() and not tmp.is_symlink() and final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        return
+    if tmp.is_dir() and not tmp.is_symlink():
+        rename_noreplace(tmp, final)
+    else:
+        os.link(tmp, final)  # EEXIST when the name is taken
+        tmp.unlink()

@@ -28,7 +28,8 @@ DEFAULT_TRITON = "24.10"
 
 
 class Activation(enum.Enum):
-    """How the server starts a stub inside an execution environment (docs/triton-behaviour.md, "EXECUTION_ENV_PATH")."""
+    """How the server starts a stub inside an execution environment (docs/triton-behaviour.md,
+    "EXECUTION_ENV_PATH and extraction")."""
 
     # `bash -c "source <env>/bin/activate && exec env LD_LIBRARY_PATH=<env>/lib:... <stub> ..."`, paths unquoted;
     # the stub is first run with no arguments as a probe.
@@ -299,5 +300,5 @@ def older(version: str, than: str) -> bool:
 
 def numpy2_breaks(numpy: str, pybind11: str) -> bool:
     """numpy >= 2 under a stub built with pybind11 < 2.12: tensors cross wrong (docs/triton-behaviour.md,
-    "numpy 2"). Release.numpy2_breaks applies it to a release's own pin."""
+    "numpy 2 and pybind11"). Release.numpy2_breaks applies it to a release's own pin."""
     return not older(numpy, "2") and older(pybind11, NUMPY2_PYBIND11)

@@ -8,7 +8,6 @@ Triton reads tar or tar+gzip only (libarchive with the gzip filter): `.tar.xz`, 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gzip
 import os
 import shutil
@@ -18,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from stubforge.core.fsutil import publish
 from stubforge.errors import StubforgeError
 from stubforge.triton import envpath
 
@@ -78,42 +78,6 @@ def _tarinfo(tar: tarfile.TarFile, path: Path, arcname: str) -> tarfile.TarInfo:
 
 # Level 4 (conda-pack's default too): half the time of level 6 for a 4% larger archive.
 COMPRESS_LEVEL = 4
-
-
-_RENAME_NOREPLACE = 1
-_AT_FDCWD = -100
-
-
-def _rename_noreplace(src: Path, dst: Path) -> None:
-    """rename(2) that fails with FileExistsError when dst exists, atomically (Linux renameat2)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:  # glibc < 2.28: claim the name with mkdir, then replace our own empty directory
-        os.mkdir(dst)
-        os.replace(src, dst)
-        return
-    if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), str(dst))
-
-
-def publish(tmp: Path, final: Path, *, replace: bool) -> None:
-    """Move a finished file or directory to its final name. Without `replace`, the name is claimed atomically:
-    when something appeared there meanwhile (another run), FileExistsError, and `final` is untouched."""
-    if replace:
-        if tmp.is_dir() and not tmp.is_symlink() and final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        return
-    if tmp.is_dir() and not tmp.is_symlink():
-        _rename_noreplace(tmp, final)
-    else:
-        os.link(tmp, final)  # EEXIST when the name is taken
-        tmp.unlink()
 
 
 def write_archive(

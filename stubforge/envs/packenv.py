@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from stubforge import __version__
-from stubforge.core import cache, elf, pythons, releases
+from stubforge.core import cache, elf, fsutil, pythons, releases
 from stubforge.core.targets import Target, as_target
-from stubforge.envs import condapack, create, inspect, pack
+from stubforge.envs import condapack, create, inspect, numpy2, pack
 from stubforge.envs import spec as spec_mod
 from stubforge.envs.create import EnvError
 from stubforge.progress import QUIET, Progress
@@ -69,16 +69,35 @@ class PackResult:
         }
 
 
-def _numpy2_policy(options: PackOptions) -> tuple[bool, str]:
-    """Whether numpy 2 may be in the env, and why not."""
-    if options.stub is not None:
-        manifest = stubinfo.read_manifest(options.stub)
-        # An imported stub records pybind11 "unknown": older() ranks it below 2.12, so numpy stays < 2.
-        if manifest and manifest.get("pybind11"):
-            allowed = not releases.older(str(manifest["pybind11"]), releases.NUMPY2_PYBIND11)
-            return allowed, f"the stub {options.stub} was built with pybind11 {manifest['pybind11']}"
-    release = releases.as_release(options.triton)
-    return release.allows_numpy2, f"Triton {release.yymm}'s stubs use pybind11 {release.pybind11}"
+def _numpy2_rule(options: PackOptions) -> numpy2.Numpy2Rule:
+    """Whether numpy 2 may be in the env: decided by the stub it will run with (--stub, else the stub installed
+    in the --model directory), else by the release."""
+    stub = options.stub
+    if stub is None and options.model_dir is not None and (options.model_dir / cache.STUB_NAME).is_file():
+        stub = options.model_dir / cache.STUB_NAME
+    return numpy2.rule(stub, options.triton)
+
+
+def _refuse_numpy2_early(
+    rule: numpy2.Numpy2Rule, requirements: list[str], present: str | None = None
+) -> None:
+    """Refuse before copying Python or running pip when the env would certainly get numpy 2 and the stub
+    cannot take it: a requirement that admits no numpy 1, or (`present`) a numpy 2 already in what is packed."""
+    if rule.allowed:
+        return
+    demanded = numpy2.first_demanding_numpy2(requirements)
+    if demanded is not None:
+        what = f"the requirement {demanded!r} asks for numpy 2"
+    elif present is not None and present.split(".")[0].isdigit() and int(present.split(".")[0]) >= 2:
+        what = f"the environment has numpy {present}"
+    else:
+        return
+    raise EnvError(
+        f"{what}, but {rule.reason}: every request would fail with "
+        "'output tensor shape does not match size of output' (refused before anything was copied or installed)",
+        hint="ask for numpy<2 (or leave numpy out: numpy<2 is then added), or use a stub built with "
+        "pybind11 >= 2.12 (stubforge build --pybind11 2.12.0, then install it in the model or pass --stub)",
+    )
 
 
 def _check_output(options: PackOptions) -> Path:
@@ -178,14 +197,15 @@ def _pack(options: PackOptions, progress: Progress) -> PackResult:
         interp = pythons.resolve(options.python, require_shared=True)
     if options.stub is not None:
         _check_stub_matches(options.stub, interp.libpython_soname, interp.version)
-    numpy2_ok, numpy2_reason = _numpy2_policy(options)
+    rule = _numpy2_rule(options)
     requirements = list(options.requirements)
     names = inspect.requirement_names(requirements + _file_requirements(options.requirement_files))
-    has_numpy = venv_site is not None and any(venv_site.glob("numpy-*.dist-info"))
-    if "numpy" not in names and not has_numpy:
-        # The backend utils import numpy; old stubs need numpy<2 (docs/triton-behaviour.md: "Building the
-        # stub offline, and pins").
-        requirements.append("numpy" if numpy2_ok else "numpy<2")
+    venv_numpy = _dist_version(venv_site, "numpy") if venv_site is not None else None
+    _refuse_numpy2_early(rule, requirements + _file_requirements(options.requirement_files), venv_numpy)
+    if "numpy" not in names and venv_numpy is None:
+        # The backend utils import numpy; old stubs need numpy<2 (docs/triton-behaviour.md: "numpy 2 and
+        # pybind11").
+        requirements.append("numpy" if rule.allowed else "numpy<2")
 
     log = cache.logs_dir() / f"pack-env-{interp.minor}-{os.getpid()}-{int(time.time())}.log"
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
@@ -208,7 +228,7 @@ def _pack(options: PackOptions, progress: Progress) -> PackResult:
             source=source,
             expected_python=interp.version,
             requirements=requirements + _file_requirements(options.requirement_files),
-            numpy2=(numpy2_ok, numpy2_reason),
+            numpy_rule=rule,
             log=log,
             started=started,
             progress=progress,
@@ -265,6 +285,8 @@ def _pack_conda_spec(options: PackOptions, target: Path, started: float, progres
     """A spec with conda packages: create the env with the conda-like tool, pip on top, then pack it."""
     assert options.python is not None
     tool = spec_mod.conda_tool()
+    rule = _numpy2_rule(options)
+    _refuse_numpy2_early(rule, [*options.requirements, *_file_requirements(options.requirement_files)])
     log = cache.logs_dir() / f"pack-env-conda-spec-{os.getpid()}-{int(time.time())}.log"
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.create.", dir=target.parent) as tmp:
         prefix = Path(tmp) / "prefix"
@@ -273,7 +295,7 @@ def _pack_conda_spec(options: PackOptions, target: Path, started: float, progres
         create.run_logged(args, log, f"{os.path.basename(tool)} could not create the environment")
         pip_reqs = [*options.requirements, *_file_requirements(options.requirement_files)]
         if "numpy" not in inspect.requirement_names(pip_reqs + options.conda_packages):
-            pip_reqs.append("numpy" if _numpy2_policy(options)[0] else "numpy<2")
+            pip_reqs.append("numpy" if rule.allowed else "numpy<2")
         if pip_reqs:
             progress.step("pip install", " ".join(pip_reqs))
             create.run_logged(
@@ -312,15 +334,17 @@ def _pack_conda(
     if options.stub is not None:
         soname = f"libpython{'.'.join(version.split('.')[:2])}.so.1.0"
         _check_stub_matches(options.stub, soname, version)
+    rule = _numpy2_rule(options)
+    site_packages = sorted(prefix.glob("lib/python*/site-packages"))
+    _refuse_numpy2_early(rule, [], _dist_version(site_packages[0], "numpy") if site_packages else None)
     log = cache.logs_dir() / f"pack-env-conda-{os.getpid()}-{int(time.time())}.log"
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
         env_dir = Path(tmp) / "env"
         progress.step("conda-pack", str(prefix))
         condapack.pack_to_directory(prefix, env_dir, log)
-        numpy2_ok = _numpy2_policy(options)[0]
         if not any(env_dir.glob("lib/python*/site-packages/numpy-*.dist-info")):
             # Into the packed copy, never into the user's environment.
-            requirement = "numpy" if numpy2_ok else "numpy<2"
+            requirement = "numpy" if rule.allowed else "numpy<2"
             progress.step("pip install", f"{requirement} (the environment has no numpy)")
             create.run_logged(
                 [str(env_dir / "bin" / "python"), "-m", "pip", "install", requirement],
@@ -335,7 +359,7 @@ def _pack_conda(
             source=source or {"kind": "conda", "prefix": str(prefix.resolve())},
             expected_python=version,
             requirements=[],
-            numpy2=_numpy2_policy(options),
+            numpy_rule=rule,
             log=log,
             started=started,
             progress=progress,
@@ -349,7 +373,7 @@ def _finish(
     source: dict[str, str],
     expected_python: str,
     requirements: list[str],
-    numpy2: tuple[bool, str],
+    numpy_rule: numpy2.Numpy2Rule,
     log: Path,
     started: float,
     progress: Progress,
@@ -364,8 +388,8 @@ def _finish(
         env_dir,
         expected_python=expected_python,
         requirements=requirements,
-        numpy2_ok=numpy2[0],
-        numpy2_reason=numpy2[1],
+        numpy2_ok=numpy_rule.allowed,
+        numpy2_reason=numpy_rule.reason,
         stub_glibcxx=_stub_glibcxx(options.stub),
     )
     manifest: dict[str, Any] = {
@@ -400,7 +424,7 @@ def _finish(
     manifest["seconds"] = round(time.monotonic() - started, 2)
     cache.write_json_atomic(env_dir / DIR_MANIFEST, manifest)
     try:
-        pack.publish(env_dir, options.directory, replace=options.force)
+        fsutil.publish(env_dir, options.directory, replace=options.force)
     except FileExistsError:
         raise _taken(options.directory) from None
     except OSError as exc:
@@ -415,6 +439,13 @@ def _taken(target: Path) -> EnvError:
         f"{target} already exists: it appeared while this env was being packed (another pack-env?)",
         hint="nothing was overwritten; pass --force to replace it, or choose another output",
     )
+
+
+def _dist_version(site_packages: Path, name: str) -> str | None:
+    """The version of an installed distribution, from its .dist-info directory name; None when absent."""
+    for info in sorted(site_packages.glob(f"{name}-*.dist-info")):
+        return info.name[len(name) + 1 : -len(".dist-info")]
+    return None
 
 
 def _file_requirements(files: list[Path]) -> list[str]:

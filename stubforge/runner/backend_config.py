@@ -1,6 +1,6 @@
 """The python backend's `--backend-config python,KEY=VALUE` settings the runner honours, validated.
 
-Keys and defaults are Triton's (docs/triton-behaviour.md, "Shared memory and health"); every value is checked
+Keys and defaults are Triton's (docs/triton-behaviour.md, "Shared-memory IPC"); every value is checked
 before a region is created, so a bad one is a clear error (exit 2), never an overflow deep in mmap.
 """
 

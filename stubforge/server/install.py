@@ -1,12 +1,15 @@
 """Put stubs where Triton looks for them, and register stubs built elsewhere.
 
-Where Triton looks: docs/triton-behaviour.md, "The stub process contract", "EXECUTION_ENV_PATH" and
-"python_3_X backend directories".
+Where Triton looks: docs/triton-behaviour.md, "The stub process and its probe", "EXECUTION_ENV_PATH and extraction" and
+"Backend names and python_3_X directories".
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
+import hashlib
 import os
 import platform
 import shutil
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from stubforge import __version__
-from stubforge.core import cache, elf, pythons, releases
+from stubforge.core import cache, elf, fsutil, pythons, releases
 from stubforge.core.targets import Target, as_target
 from stubforge.errors import StubforgeError
 from stubforge.stubs import build as stub_mod
@@ -209,39 +212,61 @@ def install_model_stub(
     minor = _stub_python(stub)
     dest = info.path.parent / cache.STUB_NAME
     digest = cache.sha256_of(stub)
-    changed = True
-    if dest.exists():
-        if cache.sha256_of(dest) == digest:
-            changed = False
-        elif not force:
-            raise InstallError(
-                f"{dest} already holds a different stub (Python {_safe_python(dest)})",
-                hint="pass --force to replace it",
-            )
-    if changed:
-        fd, tmp = tempfile.mkstemp(prefix=f".{cache.STUB_NAME}.", dir=dest.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(stub, tmp)
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    sidecar = {
-        "installed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "stubforge": __version__,
-        "source": str(stub),
-        "sha256": digest,
-        "python": minor,
-        "target": as_target(target).to_dict(),
-        "manifest": stubinfo.read_manifest(stub),
-    }
-    cache.write_json_atomic(dest.with_name(dest.name + SIDECAR), sidecar)
+    # One install into a model at a time from this cache, so a stub and its sidecar always belong together;
+    # the claim below still holds when another cache (another user) installs into the same model.
+    with cache.locked("install-" + hashlib.sha256(str(dest.resolve()).encode()).hexdigest()[:16]):
+        changed = _claim_model_stub(stub, dest, digest, force=force)
+        sidecar = {
+            "installed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "stubforge": __version__,
+            "source": str(stub),
+            "sha256": digest,
+            "python": minor,
+            "target": as_target(target).to_dict(),
+            "manifest": stubinfo.read_manifest(stub),
+        }
+        cache.write_json_atomic(dest.with_name(dest.name + SIDECAR), sidecar)
     installed = deployment.resolve(info.path.parent, triton=releases.as_release(triton).branch, config=info)
     reach = libpython.reachability(installed)
     warnings = _libpython_warnings(reach, installed, releases.as_release(triton)) if reach is not None else []
     return InstallResult(dest, changed, stub, warnings)
+
+
+def _claim_model_stub(stub: Path, dest: Path, digest: str, *, force: bool) -> bool:
+    """Copy `stub` to `dest`; False when `dest` already is that stub. Without `force` the name is claimed
+    atomically (fsutil.publish): a stub that appears meanwhile (another install) is never replaced."""
+    if dest.exists():
+        if cache.sha256_of(dest) == digest:
+            return False
+        if not force:
+            raise _different_stub(dest)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{cache.STUB_NAME}.", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        shutil.copyfile(stub, tmp)
+        os.chmod(tmp, 0o755)
+        try:
+            fsutil.publish(tmp, dest, replace=force)
+        except FileExistsError:
+            if cache.sha256_of(dest) == digest:  # another install of the same stub won: nothing to do
+                return False
+            raise InstallError(
+                f"{dest} already exists: another install put a different stub there while this one ran "
+                f"(Python {_safe_python(dest)})",
+                hint="nothing was overwritten; pass --force to replace it",
+            ) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return True
+
+
+def _different_stub(dest: Path) -> InstallError:
+    return InstallError(
+        f"{dest} already holds a different stub (Python {_safe_python(dest)})",
+        hint="pass --force to replace it",
+    )
 
 
 def _safe_python(stub: Path) -> str:
@@ -333,7 +358,9 @@ def _write_backend(
     force: bool,
     target: Target,
 ) -> None:
-    with cache.staging_dir(dest) as staging:
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        os.chmod(staging, 0o755)  # mkdtemp makes 0700; the server may run as another user
         shutil.copyfile(stub, staging / cache.STUB_NAME)
         os.chmod(staging / cache.STUB_NAME, 0o755)
         shutil.copyfile(stock / UTILS, staging / UTILS)
@@ -359,6 +386,21 @@ def _write_backend(
                 raise InstallError(
                     f"{dest} already exists with other content", hint="pass --force to replace it"
                 )
+        try:
+            # Without --force the name is claimed atomically: a backend another install created meanwhile
+            # is never replaced.
+            fsutil.publish(staging, dest, replace=force)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            if _same_tree(staging, dest):
+                raise _Unchanged from None
+            raise InstallError(
+                f"{dest} already exists: another install created it while this one ran",
+                hint="nothing was overwritten; pass --force to replace it",
+            ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 class _Unchanged(Exception):

@@ -1,7 +1,8 @@
 """What a Triton backend directory offers to Python models: the stock python/ and python_3_X-style backends.
 
 A python-family backend is a directory holding a stub, libtriton_python.so, or a model.py of a Python-based
-backend (docs/triton-behaviour.md, "python_3_X backend directories"). Its Python version is read from the stub's
+backend (docs/triton-behaviour.md, "Backend names and python_3_X directories"). Its Python version is read
+from the stub's
 NEEDED libpython; a Python-based backend without its own stub uses the stock backend's.
 """
 

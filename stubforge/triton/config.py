@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -101,8 +102,31 @@ def _parse_hint(reason: str, line: int | None) -> str:
     )
 
 
+# A UTF-8 byte order mark, as text decoded with "utf-8" (not "utf-8-sig") keeps it.
+BOM = "\ufeff"
+
+
+def refuse_bom(text: str, source: str) -> None:
+    """Refuse a config that starts with a UTF-8 byte order mark, as Triton does.
+
+    Triton reads config.pbtxt with protobuf's C++ TextFormat parser, which takes tokens with
+    io::Tokenizer::Next(); only NextWithComments() (the .proto compiler's entry) skips a leading BOM, so the
+    parser sees byte 0xEF where a field name must be and the model fails to load. Python protobuf (what
+    tritonclient's schema is read with here) refuses it too, with "Expected identifier or number, got \ufeff",
+    which names neither the BOM nor the fix. Reading and editing both come through parse_text, so both refuse.
+    """
+    if text.startswith(BOM):
+        raise ConfigError(
+            f"{source} starts with a UTF-8 byte order mark (BOM), which Triton cannot read: "
+            "the model would fail to load",
+            hint="save it without a BOM (as 'UTF-8', not 'UTF-8 with BOM'), e.g. "
+            f"sed -i '1s/^\\xEF\\xBB\\xBF//' {shlex.quote(source)}",
+        )
+
+
 def parse_text(text: str, source: str) -> Any:
     """The ModelConfig message of `text`; a ConfigError names `source`, the line and the column."""
+    refuse_bom(text, source)
     proto = schema()
     message = proto.model_config()
     try:

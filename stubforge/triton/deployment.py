@@ -4,7 +4,8 @@
     d.stub.python, d.env.python, d.python, d.problems
 
 check, verify, install, pack-env and the runner all ask here, and each words its own messages from the data.
-The rules (docs/triton-behaviour.md, "EXECUTION_ENV_PATH" and "python_3_X backend directories"):
+The rules (docs/triton-behaviour.md, "EXECUTION_ENV_PATH and extraction" and "Backend names and python_3_X
+directories"):
 
 - the stub: the model's own `<model_dir>/triton_python_backend_stub`, else its backend directory's, else the
   stock `python/` backend's (a Python-based backend without a stub of its own starts python/'s);

@@ -2,7 +2,7 @@
 
 The dynamic loader looks in the stub's RUNPATH, then LD_LIBRARY_PATH (to which Triton prepends `<env>/lib` when
 the model has an env), then the system's library cache. A stub whose libpython is found nowhere exits before its
-first message (docs/triton-behaviour.md, "Health, failures, lifecycle": r24.10 then waits for it forever).
+first message (docs/triton-behaviour.md, "Health, failures and lifecycle": r24.10 then waits for it forever).
 """
 
 from __future__ import annotations

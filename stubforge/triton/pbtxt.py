@@ -52,6 +52,8 @@ def _tokenize(text: str) -> list[_Token]:
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
+        if ch == config.BOM and i == 0:  # refused like config.parse_text does, for the same reason
+            raise _LayoutProblem(i, "a UTF-8 byte order mark (BOM) starts the file; Triton cannot read it")
         if ch.isspace():
             i += 1
         elif ch == "#":  # a comment runs to the end of the line

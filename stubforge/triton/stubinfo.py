@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
 from stubforge.core import cache, elf
 from stubforge.errors import StubforgeError
 
@@ -144,3 +147,26 @@ def read_stub(path: Path, source: StubSource = StubSource.GIVEN) -> StubInfo:
         facts=ManifestFacts.of(manifest),
         elf_error=None,
     )
+
+
+# pybind11 2.12 (the first to pass numpy 2 tensors right) imports numpy's core as "numpy._core" or "numpy.core"
+# by the running numpy's major version; older releases import the literal "numpy.core.multiarray". The stub
+# uses pybind11's numpy support (py::array), so one of the two is in its read-only data.
+_NUMPY2_AWARE = b"numpy._core"
+_NUMPY1_ONLY = b"numpy.core.multiarray"
+
+
+def numpy2_aware(stub: Path) -> bool | None:
+    """From the binary alone: True when the stub was built with pybind11 >= 2.12, False when older, None when
+    it cannot tell (not ELF, no .rodata, or neither string). For stubs without a manifest saying which."""
+    try:
+        with open(stub, "rb") as fh:
+            section = ELFFile(fh).get_section_by_name(".rodata")
+            data = section.data() if section is not None else b""
+    except (OSError, ELFError):
+        return None
+    if _NUMPY2_AWARE in data:
+        return True
+    if _NUMPY1_ONLY in data:
+        return False
+    return None

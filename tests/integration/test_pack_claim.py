@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stubforge.envs import pack
+from stubforge.core import fsutil
 
 
 def test_publish_never_replaces_without_being_asked(tmp_path: Path) -> None:
@@ -19,9 +19,9 @@ def test_publish_never_replaces_without_being_asked(tmp_path: Path) -> None:
     tmp = tmp_path / ".e.tar.gz.tmp"
     tmp.write_bytes(b"ours")
     with pytest.raises(FileExistsError):
-        pack.publish(tmp, final, replace=False)
+        fsutil.publish(tmp, final, replace=False)
     assert final.read_bytes() == b"theirs" and tmp.exists()
-    pack.publish(tmp, final, replace=True)
+    fsutil.publish(tmp, final, replace=True)
     assert final.read_bytes() == b"ours" and not tmp.exists()
 
 
@@ -31,17 +31,17 @@ def test_publish_directories(tmp_path: Path) -> None:
     new = tmp_path / ".env.new"
     (new / "lib").mkdir(parents=True)
     with pytest.raises(OSError):
-        pack.publish(new, final, replace=False)
+        fsutil.publish(new, final, replace=False)
     assert (final / "bin").is_dir() and not (final / "lib").exists()
     empty = tmp_path / "empty"
     empty.mkdir()  # rename(2) would silently replace an empty directory; a claim must not
     with pytest.raises(OSError):
-        pack.publish(new, empty, replace=False)
-    pack.publish(new, final, replace=True)
+        fsutil.publish(new, empty, replace=False)
+    fsutil.publish(new, final, replace=True)
     assert (final / "lib").is_dir() and not (final / "bin").exists()
     other = tmp_path / ".other"
     other.mkdir()
-    pack.publish(other, tmp_path / "fresh", replace=False)
+    fsutil.publish(other, tmp_path / "fresh", replace=False)
     assert (tmp_path / "fresh").is_dir() and not other.exists()
 
 

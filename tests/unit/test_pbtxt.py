@@ -336,3 +336,39 @@ def test_write_refuses_malformed_and_duplicates(tmp_path: Path, cache_root: Path
             pbtxt.write_parameter(config, EXECUTION_ENV_PATH, NEW)
         assert config.read_bytes() == (CONFIGS / name).read_bytes()
         assert sorted(p.name for p in directory.iterdir()) == ["config.pbtxt"]
+
+
+BOM_CONFIG = b'\xef\xbb\xbfname: "m"\nbackend: "python"\n'
+
+
+def _assert_bom_refusal(exc: ConfigError, source: str) -> None:
+    assert f"{source} starts with a UTF-8 byte order mark (BOM)" in exc.message
+    assert "Triton cannot read" in exc.message and "\ufeff" not in exc.message
+    assert "save it without a BOM" in exc.hint
+
+
+def test_bom_is_refused_alike_by_reading_editing_and_the_tokenizer(tmp_path: Path, cache_root: Path) -> None:
+    # Triton's C++ TextFormat parser does not skip a BOM (see config.refuse_bom): every reader must say so.
+    model = tmp_path / "m"
+    model.mkdir()
+    config = model / "config.pbtxt"
+    config.write_bytes(BOM_CONFIG)
+    with pytest.raises(ConfigError) as read:
+        read_config(model)
+    _assert_bom_refusal(read.value, str(config))
+    with pytest.raises(ConfigError) as edit:
+        pbtxt.set_parameter(BOM_CONFIG.decode(), EXECUTION_ENV_PATH, NEW, source="m/config.pbtxt")
+    _assert_bom_refusal(edit.value, "m/config.pbtxt")
+    with pytest.raises(pbtxt._LayoutProblem, match="byte order mark"):
+        pbtxt._tokenize(BOM_CONFIG.decode())
+    with pytest.raises(ConfigError) as write:
+        pbtxt.write_parameter(config, EXECUTION_ENV_PATH, NEW)
+    _assert_bom_refusal(write.value, str(config))
+    assert config.read_bytes() == BOM_CONFIG  # not a byte changed, and no backup left behind
+    assert [p.name for p in model.iterdir()] == ["config.pbtxt"]
+    # Not at the start it is no BOM but a character in a string or comment, which Triton reads.
+    inside = (
+        'name: "m"\nbackend: "python"\n# \ufeff\nparameters { key: "k\ufeff" value { string_value: "v" } }\n'
+    )
+    assert parse_text(inside, "x").parameters["k\ufeff"].string_value == "v"
+    assert pbtxt.set_parameter(inside, "k\ufeff", "w").count("\ufeff") == 2

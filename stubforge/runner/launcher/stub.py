@@ -1,5 +1,5 @@
 """Start one stub process the way Triton does, talk to it over its region, watch its health
-(docs/triton-behaviour.md, "The stub process contract" to "Health, failures, lifecycle").
+(docs/triton-behaviour.md, "The stub process and its probe" to "Health, failures and lifecycle").
 
 Activation follows the release (`Release.activation`): Activation.BASH_SOURCE_ACTIVATE sources
 `<env>/bin/activate` in bash and execs the stub (every argument quoted here, unlike upstream);

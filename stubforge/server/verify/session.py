@@ -2,7 +2,7 @@
 
 Models load one at a time with explicit model control. Releases with `hangs_on_dead_stub` (r24.10, the one
 nvidia-pytriton ships) wait forever for a stub that died before its first message (docs/triton-behaviour.md,
-"Health, failures, lifecycle"); such a stub shows up as an unreaped child of the server, so a load with a dead stub
+"Health, failures and lifecycle"); such a stub shows up as an unreaped child of the server, so a load with a dead stub
 and no answer after a grace period is reported as that hang, the server is killed and restarted for the remaining
 models. The release is the one the server reports (its version), not a --triton option. Which stub and env a
 model gets is the resolver's answer (stubforge.triton.deployment).
