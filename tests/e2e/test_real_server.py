@@ -251,6 +251,7 @@ def test_a_server_copied_out_of_the_wheel_gets_the_libs_hint(world: World, tmp_p
     tree = tmp_path / "copied"
     (tree / "bin").mkdir(parents=True)
     shutil.copy2(world.server_root / "bin" / "tritonserver", tree / "bin" / "tritonserver")
+    (tree / "backends").symlink_to(world.server_root / "backends")  # only the bundled libraries are missing
     repo = tmp_path / "repo"
     (repo / "m" / "1").mkdir(parents=True)
     (repo / "m" / "config.pbtxt").write_text('name: "m"\nbackend: "python"\n')
