@@ -178,3 +178,13 @@ def publish(tmp: Path, final: Path, *, replace: bool) -> None:
     else:
         os.link(tmp, final)  # EEXIST when the name is taken
         tmp.unlink()
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of the files below `path` (links counted as links, unreadable entries skipped)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total

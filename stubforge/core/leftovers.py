@@ -10,7 +10,6 @@ process maps, runs from or names on its command line (a live server's stubs do a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -21,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
+
+from stubforge.core import fsutil
 
 OWNER_FILE = ".stubforge-owner"
 RUNNER_PREFIX = "stubforge_env_"
@@ -59,21 +60,14 @@ def owner_alive(directory: Path) -> bool | None:
         return False
 
 
-def _size(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
-
-
 def runner_orphans(tmp: Path | None = None) -> list[Leftover]:
     base = tmp or Path(tempfile.gettempdir())
     found = []
     for path in sorted(base.glob(RUNNER_PREFIX + "*")):
         if path.is_dir() and not path.is_symlink() and owner_alive(path) is False:
-            found.append(Leftover(str(path), "runner-env", _size(path), "the run that extracted it is gone"))
+            found.append(
+                Leftover(str(path), "runner-env", fsutil.tree_size(path), "the run that extracted it is gone")
+            )
     return found
 
 
@@ -124,14 +118,16 @@ def triton_leftovers(tmp: Path = Path("/tmp")) -> list[Leftover]:
         return []
     used = _paths_in_use()
     found = [
-        Leftover(str(p), "triton-env", _size(p), "no running process uses it (Triton never removes it)")
+        Leftover(
+            str(p), "triton-env", fsutil.tree_size(p), "no running process uses it (Triton never removes it)"
+        )
         for p in _unused(envs, used)
     ]
     found += [
         Leftover(
             str(p),
             "triton-model-copy",
-            _size(p),
+            fsutil.tree_size(p),
             "no running process uses it (a model copied from an object store)",
         )
         for p in _unused(copies, used)

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from stubforge.core.fsutil import publish
+from stubforge.core.fsutil import publish, tree_size
 from stubforge.errors import StubforgeError
 from stubforge.triton import envpath
 
@@ -124,7 +124,7 @@ def prune(env_dir: Path) -> int:
         base = Path(dirpath)
         for name in list(dirnames):
             if name in _PRUNE_DIRS and not (base / name).is_symlink():
-                freed += _size(base / name)
+                freed += tree_size(base / name)
                 shutil.rmtree(base / name)
                 dirnames.remove(name)
         for name in filenames:
@@ -133,20 +133,7 @@ def prune(env_dir: Path) -> int:
                 freed += path.stat().st_size
                 path.unlink()
         if base.name == "include" and base.parent == env_dir:
-            freed += _size(base)
+            freed += tree_size(base)
             shutil.rmtree(base)
             dirnames[:] = []
     return freed
-
-
-def _size(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
-
-
-def tree_size(path: Path) -> int:
-    return _size(path)
