@@ -73,10 +73,14 @@ def runner_orphans(tmp: Path | None = None) -> list[Leftover]:
 
 def reclaim_runner_orphans(tmp: Path | None = None) -> list[Leftover]:
     """Remove the extractions of runs that were killed; called when a run starts extracting."""
-    removed = runner_orphans(tmp)
-    for leftover in removed:
+    return _remove(runner_orphans(tmp))
+
+
+def _remove(found: list[Leftover]) -> list[Leftover]:
+    """Remove each; only what is really gone is returned (another user's directory may refuse us)."""
+    for leftover in found:
         shutil.rmtree(leftover.path, ignore_errors=True)
-    return removed
+    return [f for f in found if not os.path.lexists(f.path)]
 
 
 def _paths_in_use() -> list[str]:
@@ -136,11 +140,9 @@ def triton_leftovers(tmp: Path = Path("/tmp")) -> list[Leftover]:
 
 
 def clean(*, dry_run: bool = False, triton: bool = True, tmp: Path | None = None) -> list[Leftover]:
-    """Find (and unless dry_run remove) the leftovers above; returns what was (or would be) removed."""
+    """Find (and unless dry_run remove) the leftovers above; returns what was (or would be) removed: a
+    directory that could not be removed is not in the list."""
     found = runner_orphans(tmp)
     if triton:
         found += triton_leftovers(tmp or Path("/tmp"))
-    if not dry_run:
-        for leftover in found:
-            shutil.rmtree(leftover.path, ignore_errors=True)
-    return found
+    return found if dry_run else _remove(found)
