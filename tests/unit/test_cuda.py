@@ -154,3 +154,16 @@ def test_manifest_facts_and_listing_text() -> None:
 def test_gpu_rules_are_registered() -> None:
     assert RULES["gpu-mismatch"].topic == "gpu"
     assert RULES["cudart"].levels == ("ERROR",)
+
+
+def test_verify_explains_a_missing_cuda_runtime() -> None:
+    from stubforge.server.verify import explain
+
+    text = (
+        "E1130 stub_launcher.cc:355] triton_python_backend_stub: error while loading shared libraries: "
+        "libcudart.so.13: cannot open shared object file: No such file or directory"
+    )
+    hint = explain.explain(text)
+    assert hint is not None
+    assert hint.startswith("the GPU stub cannot find libcudart.so.13 (CUDA 13's runtime")
+    assert "LD_LIBRARY_PATH" in hint and "--cuda PATH" in hint
