@@ -188,7 +188,9 @@ def build_one(
 def _gpu_plan(options: BuildOptions, srcs: sources_mod.SourceSet) -> cuda.GpuPlan | None:
     if not options.gpu:
         if options.cuda is not None or options.cuda_arch is not None:
-            raise BuildError("--cuda and --cuda-arch are for GPU stubs", hint="add --gpu, or drop them")
+            raise cuda.CudaOptionError(
+                "--cuda and --cuda-arch are for GPU stubs", hint="add --gpu, or drop them"
+            )
         return None
     return cuda.plan(Path(srcs.backend.path), options.cuda, options.cuda_arch)
 

@@ -23,6 +23,15 @@ from stubforge.errors import BuildError
 # The backend repo's project() name: its CMAKE_PROJECT_<name>_INCLUDE hook runs inside that directory.
 BACKEND_PROJECT = "tritonbackend"
 KERNEL_TARGET = "kernel_library_new"
+
+
+class CudaOptionError(BuildError):
+    """--cuda or --cuda-arch asks for something this toolkit or release cannot do: an error in what was asked
+    for (exit 2), not a failed build."""
+
+    exit_code = 2
+
+
 NVCC_TIMEOUT_S = 60.0
 
 _LIBDIRS = ("lib64", "lib", "targets/x86_64-linux/lib", "targets/sbsa-linux/lib", "targets/aarch64-linux/lib")
@@ -99,7 +108,7 @@ def find_toolkit(explicit: Path | None = None) -> Toolkit:
         if not nvcc.is_file():
             tried.append(f"{nvcc} ({origin}): no such file")
             if explicit is not None:
-                raise BuildError(
+                raise CudaOptionError(
                     f"--cuda {explicit}: no nvcc at {nvcc}",
                     hint="pass the CUDA toolkit's root (the directory holding bin/nvcc), e.g. /usr/local/cuda-12.6; "
                     "for a CPU stub build with --no-gpu",
@@ -246,13 +255,13 @@ def choose_architectures(
         entries = split_entries(override)
         bad = [e for e in entries if not _ARCH_ENTRY.match(e)]
         if not entries or bad:
-            raise BuildError(
+            raise CudaOptionError(
                 f"--cuda-arch {override!r}: {', '.join(bad) or 'no entry'} is not a CUDA architecture",
                 hint="give CMake CUDA_ARCHITECTURES entries separated by ';' or ',', e.g. '75-real;80-real;90'",
             )
         unsupported = [e for e in entries if entry_number(e) not in supported]
         if unsupported:
-            raise BuildError(
+            raise CudaOptionError(
                 f"CUDA {toolkit.version} ({toolkit.nvcc}) cannot compile for "
                 f"{', '.join(unsupported)} (--cuda-arch)",
                 hint=f"this toolkit supports {_supported_text(toolkit)}; drop the others or use a toolkit that "
@@ -344,7 +353,7 @@ def plan(backend_dir: Path, cuda: Path | None, cuda_arch: str | None) -> GpuPlan
                 "pass one with --cuda PATH",
             )
         if cuda_arch is not None:
-            raise BuildError(
+            raise CudaOptionError(
                 "--cuda-arch cannot change this release's architectures: its backend repo passes them to nvcc "
                 "through FindCUDA",
                 hint="drop --cuda-arch (the release's own list is built)",

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -123,6 +124,27 @@ def test_cuda_arch_override_and_its_errors(
     assert "add --gpu" in info.value.hint
     assert [a["key"] for a in stub.list_stubs()] == [result.key]
     assert _leftovers(imported) == []
+    # From the command line: an error in what was asked for (exit 2), a message and a hint, no traceback.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stubforge",
+            "build",
+            "--python",
+            py310.executable,
+            "--gpu",
+            "--cuda-arch",
+            "sm_80",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "error: --cuda-arch 'sm_80': sm_80 is not a CUDA architecture" in proc.stderr
+    assert "hint: " in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_without_the_override_nvcc_fails_and_the_hint_says_why(
