@@ -192,6 +192,13 @@ def _gpu_plan(options: BuildOptions, srcs: sources_mod.SourceSet) -> cuda.GpuPla
                 "--cuda and --cuda-arch are for GPU stubs", hint="add --gpu, or drop them"
             )
         return None
+    target_arch = as_target(options.target).arch
+    if target_arch != platform.machine():
+        # A Jetson GPU stub needs the board's CUDA in the sysroot and a cross nvcc (docs/build.md, GPU stubs).
+        raise cuda.CudaOptionError(
+            f"a GPU stub for {target_arch} cannot be built on {platform.machine()} yet",
+            hint="build it on the board itself (JetPack ships nvcc), or build a CPU stub for it",
+        )
     return cuda.plan(Path(srcs.backend.path), options.cuda, options.cuda_arch)
 
 

@@ -167,3 +167,17 @@ def test_verify_explains_a_missing_cuda_runtime() -> None:
     assert hint is not None
     assert hint.startswith("the GPU stub cannot find libcudart.so.13 (CUDA 13's runtime")
     assert "LD_LIBRARY_PATH" in hint and "--cuda PATH" in hint
+
+
+def test_gpu_cross_builds_are_refused_with_a_way_forward() -> None:
+    import platform
+
+    from stubforge.core.targets import Target
+    from stubforge.stubs import build
+
+    other = "aarch64" if platform.machine() != "aarch64" else "x86_64"
+    options = build.BuildOptions(gpu=True, target=Target(other))
+    with pytest.raises(cuda.CudaOptionError) as info:
+        build._gpu_plan(options, None)  # type: ignore[arg-type]  # refused before the sources are read
+    assert f"a GPU stub for {other} cannot be built on {platform.machine()} yet" in info.value.message
+    assert "JetPack" in info.value.hint
