@@ -78,6 +78,8 @@ def build_stub(
     cmake_args: Sequence[str] = (),
     force: bool = False,
     progress: Progress = QUIET,
+    cuda: PathLike | None = None,
+    cuda_arch: str | None = None,
 ) -> BuildResult:
     """Compile Triton's `triton_python_backend_stub` for one Python (a version such as "3.10", a tag such as
     "cp310", an interpreter path or an `Interpreter`), verify it and cache it; a cached stub is returned as is.
@@ -85,7 +87,9 @@ def build_stub(
     triton: the release ("24.10", "r24.10" or "2.51.0") whose sources are in the source cache; pybind11: a
     cached pybind11 version instead of the release's pin; source/boost: a python_backend checkout or boost
     tree to build from; jobs: parallel compile jobs (0: all cores); mode: "auto", "unity" or "plain";
-    cmake_args: extra -D options, applied last; force: rebuild even when cached."""
+    cmake_args: extra -D options, applied last; force: rebuild even when cached. With gpu: cuda, the CUDA
+    toolkit root (default: CUDA_HOME, CUDA_PATH, nvcc on PATH, /usr/local/cuda); cuda_arch, the CUDA
+    architectures of the backend's kernels (default: the release's list, less what the toolkit cannot compile)."""
     return build_stubs(
         [python],
         triton=triton,
@@ -98,6 +102,8 @@ def build_stub(
         cmake_args=cmake_args,
         force=force,
         progress=progress,
+        cuda=cuda,
+        cuda_arch=cuda_arch,
     )[0]
 
 
@@ -115,6 +121,8 @@ def build_stubs(
     cmake_args: Sequence[str] = (),
     force: bool = False,
     progress: Progress = QUIET,
+    cuda: PathLike | None = None,
+    cuda_arch: str | None = None,
 ) -> list[BuildResult]:
     """`build_stub` for several Pythons, one after the other.
 
@@ -144,6 +152,8 @@ def build_stubs(
         force=force,
         mode=mode,
         cmake_args=tuple(cmake_args),
+        cuda=_path(cuda),
+        cuda_arch=cuda_arch,
     )
     return [stub_build.build_one(interp, options, progress) for interp in interps]
 

@@ -21,6 +21,7 @@ from stubforge.core import cache
 from stubforge.core.releases import DEFAULT_TRITON
 from stubforge.stubs import build as stub_build
 from stubforge.stubs import sources
+from stubforge.triton import stubinfo
 
 RELEASE_HELP = "Release: 24.10, r24.10 or 2.51.0."
 
@@ -150,6 +151,15 @@ def sources_list(as_json: bool) -> None:
 @triton_option(RELEASE_HELP)
 @click.option("--source", type=click.Path(path_type=Path), help="Build from this python_backend checkout.")
 @click.option("--gpu/--no-gpu", default=False, show_default=True, help="TRITON_ENABLE_GPU (needs CUDA).")
+@click.option(
+    "--cuda",
+    type=click.Path(path_type=Path),
+    help="CUDA toolkit root for --gpu (default: CUDA_HOME, CUDA_PATH, nvcc on PATH, /usr/local/cuda).",
+)
+@click.option(
+    "--cuda-arch",
+    help="CUDA architectures for --gpu, e.g. '75-real;80-real;90' (default: the release's, less unsupported).",
+)
 @click.option("--pybind11", help="Use this cached pybind11 version instead of the release's pin.")
 @click.option("--boost", type=click.Path(path_type=Path), help="Boost header tree or tarball to use.")
 @click.option("--jobs", "-j", type=int, default=0, help="Parallel compile jobs (default: all cores).")
@@ -174,6 +184,8 @@ def build_cmd(
     triton: str,
     source: Path | None,
     gpu: bool,
+    cuda: Path | None,
+    cuda_arch: str | None,
     pybind11: str | None,
     boost: Path | None,
     jobs: int,
@@ -198,6 +210,8 @@ def build_cmd(
         cmake_args=cmake_args,
         force=force,
         progress=progress_for(quiet, as_json),
+        cuda=cuda,
+        cuda_arch=cuda_arch,
     )
     if as_json:
         emit_json([r.to_dict() for r in results])
@@ -230,7 +244,8 @@ def stubs_cmd(ctx: click.Context, as_json: bool) -> None:
     for a in artifacts:
         floors = " ".join(a.get("glibc_floor", {}).values())
         click.echo(
-            f"{a['key']}  python {a['python']['version']}  {a['build']['mode']}  {floors}\n    {a['path']}"
+            f"{a['key']}  python {a['python']['version']}  {a['build']['mode']}  {floors}  "
+            f"{stubinfo.gpu_summary(a)}\n    {a['path']}"
         )
 
 

@@ -132,6 +132,8 @@ def list_cmd(backends: Path, as_json: bool) -> None:
             f"{b.name:<{width}}  {b.kind:<12} Python {b.python or '?':<5} "
             f"release {b.triton or 'unknown':<8} default env {env}"
         )
+        if b.gpu is not None or b.library_gpu is not None:
+            click.echo(f"    stub {b.gpu or '?'}; libtriton_python.so {b.library_gpu or 'missing'}")
         for problem in b.problems:
             click.echo(f"    problem: {problem}")
 

@@ -25,7 +25,7 @@ from stubforge.errors import StubforgeError
 from stubforge.stubs import build as stub_mod
 from stubforge.stubs import probe as verify
 from stubforge.triton import backends as backend_dirs
-from stubforge.triton import deployment, libpython, stubinfo
+from stubforge.triton import deployment, gpu, libpython, stubinfo
 from stubforge.triton.config import read_config
 from stubforge.triton.envinfo import READ_ERRORS, EnvContents
 
@@ -229,6 +229,12 @@ def install_model_stub(
     installed = deployment.resolve(info.path.parent, triton=releases.as_release(triton).branch, config=info)
     reach = libpython.reachability(installed)
     warnings = _libpython_warnings(reach, installed, releases.as_release(triton)) if reach is not None else []
+    cudart = gpu.cudart_reach(installed)
+    if cudart is not None and not cudart.found:
+        message, fix = gpu.unreachable_message(
+            cudart, dest, None, releases.as_release(triton).dead_stub_outcome(at_load=True)
+        )
+        warnings.append(f"{message}: {fix}")
     return InstallResult(dest, changed, stub, warnings)
 
 
@@ -344,8 +350,16 @@ def install_backend(
     try:
         _write_backend(dest, stub, stock, env, copy_library, minor, force, as_target(target))
     except _Unchanged:
-        return InstallResult(dest, False, stub, _env_warning(dest, minor, env))
-    return InstallResult(dest, True, stub, _env_warning(dest, minor, env))
+        return InstallResult(dest, False, stub, _backend_warnings(dest, minor, env))
+    return InstallResult(dest, True, stub, _backend_warnings(dest, minor, env))
+
+
+def _backend_warnings(dest: Path, minor: str, env: Path | None) -> list[str]:
+    """The env warnings, then the stub's GPU setting against the library the backend runs with."""
+    library = dest / "libtriton_python.so"
+    if not library.is_file():
+        library = dest.parent / "python" / "libtriton_python.so"
+    return _env_warning(dest, minor, env) + gpu.install_warnings(dest / cache.STUB_NAME, library)
 
 
 def _write_backend(

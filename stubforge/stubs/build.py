@@ -17,8 +17,8 @@ from stubforge.core import cache, pythons, releases
 from stubforge.core.targets import Target, as_target
 from stubforge.errors import BuildError
 from stubforge.progress import QUIET, Progress
+from stubforge.stubs import cuda, reproducible, upstream
 from stubforge.stubs import probe as verify
-from stubforge.stubs import reproducible, upstream
 from stubforge.stubs import sources as sources_mod
 from stubforge.triton import stubinfo
 
@@ -38,6 +38,8 @@ class BuildOptions:
     mode: str = "auto"
     cmake_args: tuple[str, ...] = ()  # extra -D options, appended last (they win)
     target: Target | None = None  # None: this machine (only recorded for now; cross builds come later)
+    cuda: Path | None = None  # --cuda: the toolkit root for a GPU build (None: found, stubs/cuda.py)
+    cuda_arch: str | None = None  # --cuda-arch: CUDA_ARCHITECTURES for kernel_library_new (None: intersected)
 
 
 @dataclass
@@ -68,14 +70,27 @@ def artifact_key(
     boost: str,
     arch: str | None = None,
     cmake_args: tuple[str, ...] = (),
+    gpu_plan: cuda.GpuPlan | None = None,
 ) -> str:
     major, minor, _ = interp.version_tuple
     arch = arch or platform.machine()
-    key = f"{branch}-cp{major}{minor}-{arch}-{'gpu' if gpu else 'cpu'}-pybind11_{pybind11}-boost_{boost}"
+    kind = _gpu_kind(gpu, gpu_plan)
+    key = f"{branch}-cp{major}{minor}-{arch}-{kind}-pybind11_{pybind11}-boost_{boost}"
     if cmake_args:
         # Extra CMake options make another binary: give it its own key.
         key += "-x" + hashlib.sha256("\0".join(cmake_args).encode()).hexdigest()[:10]
     return key
+
+
+def _gpu_kind(gpu: bool, gpu_plan: cuda.GpuPlan | None) -> str:
+    """'cpu', or 'gpu-cuda13-<digest of the architectures>': stubs of two CUDA majors need different runtimes,
+    and two architecture lists are different binaries."""
+    if not gpu:
+        return "cpu"
+    if gpu_plan is None:
+        return "gpu"
+    archs = ";".join(gpu_plan.architectures) or "default"
+    return f"gpu-cuda{gpu_plan.toolkit.major}-" + hashlib.sha256(archs.encode()).hexdigest()[:8]
 
 
 def numpy2_warning(interp: pythons.Interpreter, pybind11: str) -> str | None:
@@ -123,6 +138,9 @@ def build_one(
     srcs = sources_mod.resolve(
         options.triton, pybind11=options.pybind11, source=options.source, boost=options.boost
     )
+    gpu_plan = _gpu_plan(options, srcs)
+    if gpu_plan is not None:
+        report.step("cuda", _describe_gpu(gpu_plan))
     key = artifact_key(
         srcs.release.branch,
         interp,
@@ -131,9 +149,16 @@ def build_one(
         srcs.boost.version,
         arch=as_target(options.target).arch,
         cmake_args=options.cmake_args,
+        gpu_plan=gpu_plan,
     )
     final_dir = cache.stubs_dir() / key
     warnings = list(srcs.warnings)
+    if gpu_plan is not None and gpu_plan.dropped:
+        warnings.append(
+            f"CUDA {gpu_plan.toolkit.version} cannot compile {';'.join(gpu_plan.dropped)} from the release's "
+            f"list: the stub's kernels are built for {';'.join(gpu_plan.architectures)} "
+            "(docs/build.md, GPU stubs)"
+        )
     warning = numpy2_warning(interp, srcs.pybind11.version)
     if warning:
         warnings.append(warning)
@@ -150,7 +175,7 @@ def build_one(
                     key, final_dir / cache.STUB_NAME, cached, True, time.monotonic() - started, warnings
                 )
             report.step("rebuild", "the cached stub was built from other sources (re-import or --source)")
-        manifest = _build_and_store(interp, options, srcs, key, final_dir, report, fingerprint)
+        manifest = _build_and_store(interp, options, srcs, key, final_dir, report, fingerprint, gpu_plan)
     for use in manifest["inputs"]["date_time_macros"]:
         warnings.append(
             f"{use} is compiled in; SOURCE_DATE_EPOCH pins it (docs/build.md, Reproducible builds)"
@@ -158,6 +183,28 @@ def build_one(
     return BuildResult(
         key, final_dir / cache.STUB_NAME, manifest, False, time.monotonic() - started, warnings
     )
+
+
+def _gpu_plan(options: BuildOptions, srcs: sources_mod.SourceSet) -> cuda.GpuPlan | None:
+    if not options.gpu:
+        if options.cuda is not None or options.cuda_arch is not None:
+            raise cuda.CudaOptionError(
+                "--cuda and --cuda-arch are for GPU stubs", hint="add --gpu, or drop them"
+            )
+        return None
+    target_arch = as_target(options.target).arch
+    if target_arch != platform.machine():
+        # A Jetson GPU stub needs the board's CUDA in the sysroot and a cross nvcc (docs/build.md, GPU stubs).
+        raise cuda.CudaOptionError(
+            f"a GPU stub for {target_arch} cannot be built on {platform.machine()} yet",
+            hint="build it on the board itself (JetPack ships nvcc), or build a CPU stub for it",
+        )
+    return cuda.plan(Path(srcs.backend.path), options.cuda, options.cuda_arch)
+
+
+def _describe_gpu(gpu_plan: cuda.GpuPlan) -> str:
+    archs = ";".join(gpu_plan.architectures) or "the release's own"
+    return f"CUDA {gpu_plan.toolkit.version} at {gpu_plan.toolkit.root}, architectures {archs}"
 
 
 def _build_dir(key: str) -> Path:
@@ -187,6 +234,7 @@ def _build_and_store(
     final_dir: Path,
     report: Progress,
     fingerprint: str,
+    gpu_plan: cuda.GpuPlan | None = None,
 ) -> dict[str, Any]:
     started = time.monotonic()
     cmake_tool = upstream.find_cmake(srcs.pins.cmake_minimum)
@@ -213,6 +261,7 @@ def _build_and_store(
                 ninja=ninja,
                 log_path=log_path,
                 extra_args=list(options.cmake_args),
+                gpu_plan=gpu_plan,
             )
             report.step("mode", mode)
             try:
@@ -232,7 +281,13 @@ def _build_and_store(
             report.step("verify")
             verify_started = time.monotonic()
             try:
-                verified = verify.verify(built, interp, label=f"the stub built for Python {interp.version}")
+                verified = verify.verify(
+                    built,
+                    interp,
+                    label=f"the stub built for Python {interp.version}",
+                    # A GPU stub NEEDs the toolkit's libcudart, which need not be in the library cache.
+                    library_path=gpu_plan.toolkit.library_dirs() if gpu_plan is not None else (),
+                )
             except BuildError as exc:
                 exc.hint = f"{exc.hint} (build log: {log_path})"
                 raise
@@ -241,6 +296,7 @@ def _build_and_store(
                 interp, options, srcs, key, plan, result, verified, mode, attempts, log_path, jobs
             )
             manifest["sources_fingerprint"] = fingerprint
+            manifest["cuda"] = _cuda_record(gpu_plan, manifest["elf"]["needed"])
             manifest["inputs"] = _recorded_inputs(interp, srcs, plan, result, fingerprint)
             manifest["timings"] = {
                 "configure_s": round(result.configure_s, 2),
@@ -309,6 +365,15 @@ def _manifest(
         "glibc_floor": elf_info["floors"],
         "log": str(log_path),
     }
+
+
+def _cuda_record(gpu_plan: cuda.GpuPlan | None, needed: list[str]) -> dict[str, Any] | None:
+    """The manifest's `cuda`: toolkit version, architectures and the runtime the stub really NEEDs."""
+    if gpu_plan is None:
+        return None
+    record = gpu_plan.to_manifest()
+    record["cudart"] = stubinfo.cudart_of(needed) or gpu_plan.toolkit.cudart
+    return record
 
 
 def _recorded_inputs(

@@ -21,7 +21,7 @@ from pathlib import Path
 from stubforge.core.pythons import Interpreter
 from stubforge.errors import BuildError
 from stubforge.progress import QUIET, Progress
-from stubforge.stubs import reproducible
+from stubforge.stubs import cuda, reproducible
 from stubforge.stubs.sources import SourceSet
 
 STUB_TARGET = "triton-python-backend-stub"
@@ -120,6 +120,7 @@ class Plan:
     ninja: str | None
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
+    gpu_plan: cuda.GpuPlan | None = None  # toolkit and architectures of a GPU build (stubs/cuda.py)
     # The user's CFLAGS/CXXFLAGS, which CMake would read itself if stubforge did not set CMAKE_<LANG>_FLAGS.
     env_cflags: str = field(default_factory=lambda: os.environ.get("CFLAGS", ""))
     env_cxxflags: str = field(default_factory=lambda: os.environ.get("CXXFLAGS", ""))
@@ -135,10 +136,20 @@ class Plan:
 
     def path_names(self) -> dict[str, str | Path]:
         """Every path in the configure line by what it stands for, to record that line without them."""
-        return {**self.source_dirs(), "build": self.build_dir, "boost": self.sources.boost.path}
+        names: dict[str, str | Path] = {
+            **self.source_dirs(),
+            "build": self.build_dir,
+            "boost": self.sources.boost.path,
+        }
+        if self.gpu_plan is not None:
+            names["cuda"] = self.gpu_plan.toolkit.root
+        return names
 
     def hook_path(self) -> Path:
         return self.build_dir / "stubforge-project-hook.cmake"
+
+    def cuda_hook_path(self) -> Path:
+        return self.build_dir / "stubforge-backend-cuda.cmake"
 
     def hook_text(self) -> str | None:
         """CMake run inside python_backend's project() call: only a boost header tree needs one."""
@@ -191,6 +202,8 @@ class Plan:
             args.append(f"-DCMAKE_PROJECT_{s.pins.project}_INCLUDE={self.hook_path()}")
         if boost.form != "headers" and s.pins.boost and s.pins.boost.url_variable:
             args.append(f"-D{s.pins.boost.url_variable}=file://{boost.path}")
+        if self.gpu and self.gpu_plan is not None:
+            args += self.gpu_plan.configure_args(self.cuda_hook_path())
         return args + self.extra_args
 
     def build_args(self) -> list[str]:
@@ -233,6 +246,9 @@ def prepare(plan: Plan) -> None:
     hook = plan.hook_text()
     if hook is not None:
         plan.hook_path().write_text(hook)
+    cuda_hook = plan.gpu_plan.hook_text() if plan.gpu and plan.gpu_plan is not None else None
+    if cuda_hook is not None:
+        plan.cuda_hook_path().write_text(cuda_hook)
     if boost.form == "tarball" and not (plan.sources.pins.boost and plan.sources.pins.boost.url_variable):
         # Fixed-URL releases (r24.10): ExternalProject skips the download when the file is already in its
         # download dir with the pinned hash.
@@ -421,10 +437,45 @@ def hint_for(text: str, plan: Plan | None = None) -> str:
     for pattern, package in _MISSING:
         if pattern.search(output):
             return f"install the missing build dependency: apt-get install -y {package}"
-    if plan is not None and plan.gpu and re.search(r"CUDA|TRITON_ENABLE_GPU", output):
-        return "a GPU stub needs the CUDA toolkit found by CMake; for a CPU stub build with --no-gpu"
+    if plan is not None and plan.gpu:
+        gpu_hint = cuda_hint(output, plan.gpu_plan)
+        if gpu_hint:
+            return gpu_hint
     if "Compatibility with CMake < 3.5 has been removed" in output:
         return f"CMake 4 needs -DCMAKE_POLICY_VERSION_MINIMUM={POLICY_VERSION_MINIMUM}; report this as a bug"
+    return ""
+
+
+_UNSUPPORTED_ARCH = re.compile(r"Unsupported gpu architecture '(\w+)'")
+
+
+def cuda_hint(output: str, gpu_plan: cuda.GpuPlan | None) -> str:
+    """What a failed GPU build's output says went wrong with CUDA, as a fix; '' when nothing CUDA-specific."""
+    toolkit = f"CUDA {gpu_plan.toolkit.version} ({gpu_plan.toolkit.nvcc})" if gpu_plan else "the CUDA toolkit"
+    unsupported = _UNSUPPORTED_ARCH.search(output)
+    if unsupported:
+        supported = (
+            ", ".join(str(a) for a in gpu_plan.toolkit.architectures)
+            if gpu_plan
+            else "see nvcc --list-gpu-arch"
+        )
+        return (
+            f"{toolkit} cannot compile for {unsupported.group(1)}: pass --cuda-arch with architectures it "
+            f"supports ({supported}), or a toolkit that has it with --cuda PATH"
+        )
+    if re.search(
+        r"Could NOT find CUDAToolkit|No CMAKE_CUDA_COMPILER could be found|Failed to find nvcc", output
+    ):
+        return "CMake found no CUDA toolkit: pass its root with --cuda PATH (the directory holding bin/nvcc)"
+    if re.search(r"cannot find -lcudart|libcudart\S* not found|CUDA::cudart", output):
+        return (
+            f"{toolkit} has no shared CUDA runtime to link: install its cudart package or pass another --cuda"
+        )
+    if re.search(r"unsupported GNU version|host compiler.*not supported", output, re.I):
+        return (
+            f"{toolkit} does not support this host compiler: install a gcc it supports and pass it with "
+            "--cmake-arg=-DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++-N"
+        )
     return ""
 
 

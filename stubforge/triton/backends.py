@@ -40,6 +40,8 @@ class Backend:
     default_env: Path | None
     default_env_python: str | None
     problems: list[str]
+    gpu: str | None = None  # the stub's GPU setting: 'cpu', 'gpu cuda 13.0 [...] libcudart.so.13'
+    library_gpu: str | None = None  # libtriton_python.so's: 'cpu' or 'gpu libcudart...' (None: no library)
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -93,6 +95,7 @@ def list_backends(backends: Path) -> list[Backend]:
                 f"default env {DEFAULT_ENV} carries Python {default_env_python or 'unknown'}, "
                 f"the stub embeds {python}"
             )
+        stub_gpu, library_gpu = _gpu_texts(info, path, backends, problems)
         found.append(
             Backend(
                 name=path.name,
@@ -105,6 +108,35 @@ def list_backends(backends: Path) -> list[Backend]:
                 default_env=env if env.is_file() else None,
                 default_env_python=default_env_python,
                 problems=problems,
+                gpu=stub_gpu,
+                library_gpu=library_gpu,
             )
         )
     return found
+
+
+def _gpu_texts(
+    info: stubinfo.StubInfo | None, path: Path, backends: Path, problems: list[str]
+) -> tuple[str | None, str | None]:
+    """The stub's and the library's GPU setting; a mismatch between them is a problem of the backend."""
+    from stubforge.triton import gpu
+
+    library = path / LIBRARY if (path / LIBRARY).is_file() else backends / STOCK / LIBRARY
+    library_build = gpu.of_binary(library) if library.is_file() else None
+    stub_build = gpu.of_stub(info) if info is not None else None
+    if stub_build is not None and library_build is not None:
+        found = gpu.mismatch(stub_build, library_build)
+        if found is not None:
+            problems.append(found[0])
+    stub_text = None
+    if info is not None and stub_build is not None:
+        facts = info.facts
+        stub_text = facts.gpu_text() if facts.gpu is not None else ("gpu" if stub_build.gpu else "cpu")
+        if stub_build.cudart and stub_build.cudart not in stub_text:
+            stub_text += f" {stub_build.cudart}"
+    library_text = None
+    if library_build is not None:
+        library_text = "gpu" if library_build.gpu else "cpu"
+        if library_build.cudart:
+            library_text += f" {library_build.cudart}"
+    return stub_text, library_text

@@ -73,6 +73,11 @@ def reachability(deployment: Deployment) -> Reachability | None:
     return Reachability(Where.NOWHERE, stub.path, soname)
 
 
+def system_libraries() -> set[str]:
+    """Sonames in the system's library cache (ldconfig -p)."""
+    return _system_libraries()
+
+
 def _system_libraries() -> set[str]:
     try:
         out = subprocess.run(

@@ -27,6 +27,8 @@ MODEL_SIDECAR_SUFFIX = ".stubforge.json"  # <stub>.stubforge.json, written by `s
 
 # libpython3.8.so.1.0, libpython3.7m.so.1.0 (3.7 and older carry the ABI flag), libpython3.10.so
 _LIBPYTHON = re.compile(r"^libpython(\d+\.\d+)m?\.so")
+# libcudart.so.13; a wheel's bundled copy is renamed (auditwheel): libcudart-09529672.so.12.6.77
+_CUDART = re.compile(r"^libcudart(?:-[0-9a-f]{8})?\.so\.(\d+)")
 
 
 class StubSource(enum.Enum):
@@ -43,6 +45,17 @@ def libpython_minor(name: str) -> str | None:
     """'3.8' from a libpython file or soname ('libpython3.8.so.1.0', 'libpython3.7m.so.1.0'); else None."""
     match = _LIBPYTHON.match(name)
     return match.group(1) if match else None
+
+
+def cudart_major(soname: str) -> int | None:
+    """13 for 'libcudart.so.13' (and for a wheel's renamed 'libcudart-09529672.so.12.6.77': 12); else None."""
+    match = _CUDART.match(soname)
+    return int(match.group(1)) if match else None
+
+
+def cudart_of(needed: list[str] | tuple[str, ...]) -> str | None:
+    """The CUDA runtime a binary links (from its NEEDED), or None for a CPU build."""
+    return next((name for name in needed if cudart_major(name) is not None), None)
 
 
 def python_of(stub: Path) -> str | None:
@@ -85,11 +98,16 @@ class ManifestFacts:
     pybind11: str | None  # None when unknown (imported stubs record 'unknown')
     arch: str | None  # platform.machine() of the build
     gpu: bool | None
+    cuda: str | None = None  # CUDA toolkit version of a GPU build, e.g. "13.0"
+    cuda_architectures: tuple[str, ...] = ()  # CUDA_ARCHITECTURES its kernels were built for
+    cudart: str | None = None  # the CUDA runtime soname it needs, e.g. libcudart.so.13
 
     @classmethod
     def of(cls, manifest: dict[str, Any] | None) -> ManifestFacts:
         if not manifest:
             return cls(None, None, None, None)
+        record = manifest.get("cuda")
+        record = record if isinstance(record, dict) else {}
         triton = manifest.get("triton")
         branch = triton.get("release") if isinstance(triton, dict) else triton
         pybind11 = manifest.get("pybind11")
@@ -102,7 +120,35 @@ class ManifestFacts:
             pybind11=str(pybind11) if pybind11 else None,
             arch=str(arch) if arch else None,
             gpu=bool(gpu) if gpu is not None else None,
+            cuda=str(record["version"]) if record.get("version") else None,
+            cuda_architectures=tuple(str(a) for a in record.get("architectures") or ()),
+            cudart=str(record["cudart"]) if record.get("cudart") else None,
         )
+
+    def gpu_text(self) -> str:
+        """'cpu', 'gpu', or 'gpu cuda 13.0 [75-real;80] libcudart.so.13' for listings."""
+        if not self.gpu:
+            return "cpu" if self.gpu is not None else "gpu?"
+        parts = ["gpu"]
+        if self.cuda:
+            parts.append(f"cuda {self.cuda}")
+        if self.cuda_architectures:
+            parts.append(f"[{';'.join(self.cuda_architectures)}]")
+        if self.cudart:
+            parts.append(self.cudart)
+        return " ".join(parts)
+
+
+def gpu_summary(manifest: dict[str, Any]) -> str:
+    """The GPU column of `stubforge stubs`: from the manifest, and the stub's NEEDED for imported stubs."""
+    facts = ManifestFacts.of(manifest)
+    if facts.gpu and facts.cudart is None:
+        elf_record = manifest.get("elf")
+        needed = elf_record.get("needed", []) if isinstance(elf_record, dict) else []
+        cudart = cudart_of(list(needed))
+        if cudart:
+            return f"{facts.gpu_text()} {cudart}"
+    return facts.gpu_text()
 
 
 @dataclass(frozen=True)

@@ -169,9 +169,12 @@ def test_missing_pybind11_version_lists_cached(imported: Path, py38: pythons.Int
     assert "--pybind11 2.13.6" in info.value.hint
 
 
-def test_gpu_build_without_cuda_says_no_gpu(imported: Path, py38: pythons.Interpreter) -> None:
+def test_gpu_build_without_cuda_says_no_gpu(
+    imported: Path, py38: pythons.Interpreter, tmp_path: Path
+) -> None:
     with pytest.raises(BuildError) as info:
-        _build(py38, gpu=True)
+        _build(py38, gpu=True, cuda=tmp_path)  # a directory without bin/nvcc
+    assert "no nvcc" in info.value.message
     assert "--no-gpu" in info.value.hint
     assert stub.list_stubs() == []
 

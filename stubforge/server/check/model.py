@@ -7,6 +7,7 @@ from pathlib import Path
 from stubforge.core import releases
 from stubforge.errors import StubforgeError
 from stubforge.server.check import env as env_rules
+from stubforge.server.check import gpu as gpu_rules
 from stubforge.server.check import host, model_code, paths
 from stubforge.server.check import stub as stub_rules
 from stubforge.server.check.report import ERROR, ModelCheck
@@ -46,6 +47,7 @@ def check_model(model_dir: Path, release: releases.Release, backends: Path | Non
     )
     if stub is not None:
         stub_rules.libpython_reach(check, resolved, stub, release)
+        gpu_rules.gpu_rules(check, resolved, backends, release)
     else:
         stub_rules.no_stub(check, model_dir, backends)
     if env_path is None:

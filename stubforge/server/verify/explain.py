@@ -27,6 +27,12 @@ _EXPLANATIONS: list[tuple[str, str]] = [
         "--model {model}), or put the directory holding {0} on the server's LD_LIBRARY_PATH{where}",
     ),
     (
+        r"error while loading shared libraries: (libcudart\.so\.(\d+))",
+        "the GPU stub cannot find {0} (CUDA {1}'s runtime; a server's own renamed copy does not count): put the "
+        "directory holding it on the server's LD_LIBRARY_PATH (a CUDA {1} toolkit's lib64), copy it into the "
+        "model env's lib/, or build the stub against the server's CUDA (stubforge build --gpu --cuda PATH)",
+    ),
+    (
         r"Fatal Python error|No module named 'encodings'|init_fs_encoding",
         "the stub's Python could not start in this env: the env was packed for another Python version than "
         "the stub embeds; pack it with stubforge pack-env --stub {stub} --model {model}",
