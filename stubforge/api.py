@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from stubforge.core.pythons import Interpreter
     from stubforge.envs.packenv import PackResult
     from stubforge.server.check import CheckReport
+    from stubforge.server.push import PushResult
     from stubforge.server.verify.session import VerifyReport
     from stubforge.server.verify.tritonserver import ServerInstall
     from stubforge.stubs.build import BuildResult
@@ -39,6 +40,7 @@ __all__ = [
     "find_pythons",
     "pack_env",
     "plan_env_path",
+    "push",
     "run_model",
     "server_install",
     "set_env_path",
@@ -227,13 +229,47 @@ def set_env_path(
 # ------------------------------------------------------------------------------------------ server side
 
 
-def check(target: PathLike, *, triton: str = DEFAULT_TRITON, backends: PathLike | None = None) -> CheckReport:
+def check(
+    target: PathLike,
+    *,
+    triton: str = DEFAULT_TRITON,
+    backends: PathLike | None = None,
+    store: str = "local",
+) -> CheckReport:
     """Every known pitfall of a model repository (or one model directory), found from its files alone.
 
-    backends: Triton's backend directory, to check backend stubs and their default envs too."""
+    backends: Triton's backend directory, to check backend stubs and their default envs too. store: where the
+    server will read the repository ("local", "s3", "gcs", "azure"); object stores add their own rules."""
     from stubforge.server.check import check as check_repository
 
-    return check_repository(Path(target), triton=triton, backends=_path(backends))
+    return check_repository(Path(target), triton=triton, backends=_path(backends), store=store)
+
+
+def push(
+    repository: PathLike,
+    destination: str,
+    *,
+    endpoint_url: str | None = None,
+    dry_run: bool = False,
+    allow_directory_env: bool = False,
+    jobs: int = 8,
+    progress: Progress = QUIET,
+) -> PushResult:
+    """Upload a model repository to `destination` (s3://BUCKET/PREFIX, or Triton's s3://HOST:PORT/BUCKET/PREFIX),
+    only the files whose content differs from the objects there, `jobs` at a time. Backups, stubforge's sidecars
+    and __pycache__ never travel; a directory env is refused unless allow_directory_env. Needs boto3
+    (`pip install 'stubforge[s3]'`); credentials come from the standard AWS chain."""
+    from stubforge.server import push as push_mod
+
+    return push_mod.push(
+        Path(repository),
+        destination,
+        endpoint_url=endpoint_url,
+        dry_run=dry_run,
+        allow_directory_env=allow_directory_env,
+        jobs=jobs,
+        progress=progress,
+    )
 
 
 def server_install(tritonserver: PathLike | None = None, *, pytriton: bool = False) -> ServerInstall:

@@ -168,7 +168,8 @@ def validate_env_path(model_dir: Path, value: str, *, must_exist: bool = True) -
 
     `$$TRITON_MODEL_DIRECTORY` is honoured only as a leading prefix; `..` may climb into the repository but not
     out of it, and no symlink may lead out of the model directory; any other value must be absolute. The
-    target must be a directory or a .tar.gz/.tgz/.tar archive. With `must_exist`, it must exist here and a directory needs bin/activate.
+    target must be a directory or a .tar.gz/.tgz/.tar archive. With `must_exist`, it must exist here and a
+    directory needs bin/activate.
     """
     shown = repr(value)
     fix = f"e.g. {MODEL_DIR_VAR}/env.tar.gz for an environment inside the model directory"
