@@ -317,12 +317,29 @@ def verify(
 ) -> Verification:
     """Load every model of `repository` (or only `models`) in a real tritonserver and send each one request.
 
+    `repository` is a directory or an s3:// URL (Triton's `s3://HOST:PORT/BUCKET/PREFIX`, or `s3://BUCKET/PREFIX`
+    on AWS) that the server reads directly with the AWS credentials this process finds.
+
     The server is a `tritonserver` binary or, with pytriton=True, nvidia-pytriton's. With precheck (default),
     the static `check` runs first, so a known pitfall is named even when the server cannot load the model.
     The server is always stopped and its shared-memory regions removed."""
     from stubforge.server.verify import session
+    from stubforge.triton import stores
 
     install = server_install(tritonserver, pytriton=pytriton)
+    if isinstance(repository, str) and stores.is_s3(repository):
+        # The server reads the store itself; the static check needs the files (check --for s3 before push).
+        report = session.verify(
+            stores.parse_s3(repository),
+            install,
+            backends=_path(backends),
+            models=tuple(models),
+            load_timeout=load_timeout,
+            request_timeout=request_timeout,
+            log_path=_path(log_path),
+            progress=progress,
+        )
+        return Verification(report, None)
     repo = Path(repository)
     found = None
     if precheck and repo.is_dir():

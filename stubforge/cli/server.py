@@ -189,7 +189,7 @@ def print_check(report: CheckReport) -> None:
 
 
 @cli.command("verify")
-@click.argument("repository", type=click.Path(path_type=Path))
+@click.argument("repository")
 @click.option(
     "--tritonserver",
     "server_path",
@@ -210,7 +210,7 @@ def print_check(report: CheckReport) -> None:
 @json_option
 @handle_errors
 def verify_cmd(
-    repository: Path,
+    repository: str,
     server_path: Path | None,
     pytriton: bool,
     backends: Path | None,
@@ -221,9 +221,10 @@ def verify_cmd(
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Load every model of REPOSITORY in a real tritonserver and send each one request."""
+    """Load every model of REPOSITORY (a directory, or s3://HOST:PORT/BUCKET/PREFIX) in a real tritonserver and
+    send each one request."""
     result = api.verify(
-        repository,
+        repository if repository.startswith("s3://") else Path(repository),
         tritonserver=server_path,
         pytriton=pytriton,
         backends=backends,
