@@ -11,6 +11,7 @@ model gets is the resolver's answer (stubforge.triton.deployment).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -290,7 +291,7 @@ def _verify_model(
     client = _client(server)
     config = client.get_model_config(name, as_json=True).get("config", {})
     report.backend = config.get("backend") or config.get("platform")
-    stubs = [s for s in server.stubs() if s.model == name]
+    stubs = [s for s in server.stubs() if _serves(s, name, server)]
     if stubs:
         stub = stubs[0]
         report.stub = stub.exe
@@ -314,6 +315,14 @@ def _verify_model(
         report.log_excerpt = excerpt_of(excerpt)
         report.hint = report.hint or explain(excerpt)
     return report
+
+
+def _serves(stub: server_mod.StubProcess, name: str, server: server_mod.RunningServer) -> bool:
+    """Whether a stub runs model `name`. From an object store the model file lies in the server's copy
+    (folderXXXXXX), so the instance name Triton gives (<model>_<group>_<index>) tells instead."""
+    if server.local_repository is not None:
+        return stub.model == name
+    return re.fullmatch(re.escape(name) + r"_\d+_\d+", stub.instance) is not None
 
 
 def _load(
