@@ -4,8 +4,8 @@ URL grammar.
 A cloud repository is not read in place: the server copies each model directory to a fresh local directory
 (`<mount dir>/folderXXXXXX`, directories 0700, files 0644) and loads that copy, so execute bits, symlinks and
 empty directories do not survive; an EXECUTION_ENV_PATH that climbs out of the model directory with `..` is
-fetched separately, for backend "python" only (docs/triton-behaviour.md, "Repositories in object stores (s3)").
-S3 was run against a real server; GCS and Azure go through the same copy in the server's code and are untested
+fetched separately, for backend "python" only (docs/triton-behaviour.md, "Repositories in object stores
+(s3)"). S3 was run against a real server; GCS and Azure go through the same copy in the server's code and are untested
 here (`tested` says so in every finding).
 """
 

@@ -54,8 +54,8 @@ def store_rules(check: ModelCheck, resolved: deployment.Deployment, store: store
                 "store-parent-env",
                 f"EXECUTION_ENV_PATH {env.written!r} climbs out of the model directory and the model's backend is "
                 f"{resolved.backend!r}: the server fetches such an env from an {store.name} store only for backend "
-                f"{stores.PARENT_ENV_BACKEND!r}, so it will look for it beside its local copy of the model and "
-                "not find it (read in r24.10's server code, not run)",
+                f"{stores.PARENT_ENV_BACKEND!r}, so it looks for it beside its local copy of the model and fails "
+                'with "Failed to get the canonical path for .../folderXXXXXX/../NAME."' + store.untested_note,
                 "put the env inside the model directory ($$TRITON_MODEL_DIRECTORY/env.tar.gz), or give the "
                 "backend its default env (stubforge install backend --env ENV.tar.gz)",
             )
