@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -140,9 +141,20 @@ def test_push_uploads_the_repository_once(world: World, pushed: dict[str, object
 
 
 def test_verify_s3_repository_on_the_right_pythons(world: World, pushed: dict[str, object]) -> None:
-    before_tmp = set(os.listdir("/tmp"))
+    # /tmp is shared with other runs: count only what this one made. Its own temporary files go to a private
+    # TMPDIR; the server's env extractions (always /tmp/python_env_*, TMPDIR ignored) are named in its log.
+    private_tmp = world.root / "verify-tmp"
+    private_tmp.mkdir(exist_ok=True)
+    before_folders = {n for n in os.listdir("/tmp") if n.startswith("folder")}
     started = time.monotonic()
-    proc = world.stubforge("verify", str(pushed["url"]), "--pytriton", "--json", check=False, env=_env(world))
+    proc = world.stubforge(
+        "verify",
+        str(pushed["url"]),
+        "--pytriton",
+        "--json",
+        check=False,
+        env=_env(world, TMPDIR=str(private_tmp)),
+    )
     seconds = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
@@ -153,9 +165,13 @@ def test_verify_s3_repository_on_the_right_pythons(world: World, pushed: dict[st
         assert m["loaded"] and m["response_ok"] and m["python"] == minor, m
         # Both envs were extracted from archives the server downloaded (the shared one fetched by itself).
         assert "/tmp/python_env_" in m["libpython"], m
-    # Nothing of this run stays in /tmp: model copies went to the run's own mount directory.
-    left = sorted(set(os.listdir("/tmp")) - before_tmp)
-    assert [n for n in left if n.startswith(("folder", "python_env_", "stubforge-verify-"))] == []
+    # Nothing of this run stays: model copies went to the run's own mount directory (no /tmp/folder*), which
+    # was removed with its scratch directory, and the env extractions the server logged are gone.
+    assert {n for n in os.listdir("/tmp") if n.startswith("folder")} <= before_folders
+    assert list(private_tmp.iterdir()) == []
+    extracted = set(re.findall(r"/tmp/python_env_\w{6}", Path(report["log"]).read_text()))
+    assert extracted and not [p for p in extracted if os.path.exists(p)]
+    assert "TRITON_AWS_MOUNT_DIRECTORY" not in proc.stderr
     print(f"\nverify s3://: {seconds:.1f} s; push + verify: {seconds + float(pushed['seconds']):.1f} s")
 
 
