@@ -138,12 +138,14 @@ def _upload_all(
 
     # Largest first: the long uploads start early and the pool ends together.
     ordered = sorted(files, key=lambda f: -f.size)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         futures = [pool.submit(upload, item) for item in ordered]
-        finished, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
+        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for future in finished:
             error = future.exception()
             if error is not None:
                 raise error
+    finally:
+        # On a failure or Ctrl-C no new upload starts; the running ones finish (an object is whole or absent).
+        pool.shutdown(wait=True, cancel_futures=True)

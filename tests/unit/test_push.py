@@ -275,3 +275,31 @@ def test_cli_push_and_dry_run(aws: Any, repo: Path) -> None:
     assert done.exit_code == 0 and "uploaded 3 file(s)" in done.output and "6 left out" in done.output
     again = runner.invoke(cli, ["push", str(repo), DEST, "-q"])
     assert "uploaded 0 file(s)" in again.output and "3 unchanged" in again.output
+
+
+def test_a_failed_upload_stops_the_push_with_the_store_error(
+    aws: Any, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    real_client = push_mod.s3mod.client
+
+    def refusing_client(location: stores.S3Location) -> Any:
+        client = real_client(location)
+        upload = client.upload_file
+
+        def upload_file(path: str, bucket: str, key: str, **kwargs: Any) -> None:
+            if key.endswith("shared.tar.gz"):
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+            upload(path, bucket, key, **kwargs)
+
+        client.upload_file = upload_file
+        return client
+
+    monkeypatch.setattr(push_mod.s3mod, "client", refusing_client)
+    with pytest.raises(StubforgeError) as info:
+        push_mod.push(repo, DEST, jobs=1)
+    assert "upload to s3://models/prod/repo" in info.value.message and "AccessDenied" in info.value.message
+    assert "AWS_ACCESS_KEY_ID" in info.value.hint
+    # Largest first and one at a time: nothing started after the failure.
+    assert "prod/repo/shared.tar.gz" not in keys(aws)
