@@ -100,14 +100,14 @@ def _differs(
 ) -> bool:
     if remote is None or remote.size != item.size:
         return True
-    md5, sha = item.digests()
     if _PLAIN_MD5.match(remote.etag):
-        return remote.etag != md5
+        return remote.etag != item.digest("md5")
     try:
         head = client.head_object(Bucket=location.bucket, Key=remote.key)
     except Exception as exc:
         raise s3mod.translate(exc, location, "read") from exc
-    return head.get("Metadata", {}).get(SHA_METADATA) != sha
+    stored = head.get("Metadata", {}).get(SHA_METADATA)
+    return stored is None or stored != item.digest("sha256")
 
 
 def _upload_all(
@@ -118,7 +118,7 @@ def _upload_all(
     lock = threading.Lock()
 
     def upload(item: LocalFile) -> None:
-        _, sha = item.digests()
+        sha = item.digest("sha256")
         try:
             client.upload_file(
                 str(item.path),

@@ -50,14 +50,13 @@ class LocalFile:
     path: Path
     size: int
 
-    def digests(self) -> tuple[str, str]:
-        """(md5 hex, sha256 hex) of the content, read once."""
-        md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    def digest(self, algorithm: str) -> str:
+        """The hex digest of the content ("md5" or "sha256"): one algorithm per read, only the one needed."""
+        hasher = hashlib.new(algorithm, usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
         with open(self.path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
-                md5.update(block)
-                sha.update(block)
-        return md5.hexdigest(), sha.hexdigest()
+                hasher.update(block)
+        return hasher.hexdigest()
 
 
 @dataclass
