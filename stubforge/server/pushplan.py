@@ -52,7 +52,9 @@ class LocalFile:
 
     def digest(self, algorithm: str) -> str:
         """The hex digest of the content ("md5" or "sha256"): one algorithm per read, only the one needed."""
-        hasher = hashlib.new(algorithm, usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
+        hasher = (
+            hashlib.new(algorithm, usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
+        )
         with open(self.path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 hasher.update(block)
