@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "check": "stubforge.api",
     "clean": "stubforge.api",
     "verify": "stubforge.api",
+    "push": "stubforge.api",
     "run_model": "stubforge.api",
     "find_pythons": "stubforge.api",
     "install_model_stub": "stubforge.server.install",
@@ -47,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "Verification": "stubforge.api",
     "VerifyReport": "stubforge.server.verify.session",
     "InstallResult": "stubforge.server.install",
+    "PushResult": "stubforge.server.push",
     "RunReport": "stubforge.api",
     # progress reporting
     "Progress": "stubforge.progress",
@@ -65,6 +67,7 @@ __all__ = [
     "Model",
     "PackResult",
     "Progress",
+    "PushResult",
     "Repository",
     "RunReport",
     "StubforgeError",
@@ -83,6 +86,7 @@ __all__ = [
     "load",
     "pack_env",
     "plan_env_path",
+    "push",
     "run_model",
     "set_env_path",
     "verify",
@@ -99,6 +103,7 @@ if TYPE_CHECKING:  # what mypy and editors see; at run time __getattr__ imports 
         find_pythons,
         pack_env,
         plan_env_path,
+        push,
         run_model,
         set_env_path,
         verify,
@@ -110,6 +115,7 @@ if TYPE_CHECKING:  # what mypy and editors see; at run time __getattr__ imports 
     from stubforge.runner.api import Model, Repository, load
     from stubforge.server.check import CheckReport
     from stubforge.server.install import InstallResult, install_backend, install_model_stub
+    from stubforge.server.push import PushResult
     from stubforge.server.verify.session import VerifyReport
     from stubforge.stubs.build import BuildResult
     from stubforge.triton.pbtxt import WriteResult

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from stubforge.core.pythons import Interpreter
     from stubforge.envs.packenv import PackResult
     from stubforge.server.check import CheckReport
+    from stubforge.server.push import PushResult
     from stubforge.server.verify.session import VerifyReport
     from stubforge.server.verify.tritonserver import ServerInstall
     from stubforge.stubs.build import BuildResult
@@ -39,6 +40,7 @@ __all__ = [
     "find_pythons",
     "pack_env",
     "plan_env_path",
+    "push",
     "run_model",
     "server_install",
     "set_env_path",
@@ -237,13 +239,47 @@ def set_env_path(
 # ------------------------------------------------------------------------------------------ server side
 
 
-def check(target: PathLike, *, triton: str = DEFAULT_TRITON, backends: PathLike | None = None) -> CheckReport:
+def check(
+    target: PathLike,
+    *,
+    triton: str = DEFAULT_TRITON,
+    backends: PathLike | None = None,
+    store: str = "local",
+) -> CheckReport:
     """Every known pitfall of a model repository (or one model directory), found from its files alone.
 
-    backends: Triton's backend directory, to check backend stubs and their default envs too."""
+    backends: Triton's backend directory, to check backend stubs and their default envs too. store: where the
+    server will read the repository ("local", "s3", "gcs", "azure"); object stores add their own rules."""
     from stubforge.server.check import check as check_repository
 
-    return check_repository(Path(target), triton=triton, backends=_path(backends))
+    return check_repository(Path(target), triton=triton, backends=_path(backends), store=store)
+
+
+def push(
+    repository: PathLike,
+    destination: str,
+    *,
+    endpoint_url: str | None = None,
+    dry_run: bool = False,
+    allow_directory_env: bool = False,
+    jobs: int = 8,
+    progress: Progress = QUIET,
+) -> PushResult:
+    """Upload a model repository to `destination` (s3://BUCKET/PREFIX, or Triton's s3://HOST:PORT/BUCKET/PREFIX),
+    only the files whose content differs from the objects there, `jobs` at a time. Backups, stubforge's sidecars
+    and __pycache__ never travel; a directory env is refused unless allow_directory_env. Needs boto3
+    (`pip install 'stubforge[s3]'`); credentials come from the standard AWS chain."""
+    from stubforge.server import push as push_mod
+
+    return push_mod.push(
+        Path(repository),
+        destination,
+        endpoint_url=endpoint_url,
+        dry_run=dry_run,
+        allow_directory_env=allow_directory_env,
+        jobs=jobs,
+        progress=progress,
+    )
 
 
 def server_install(tritonserver: PathLike | None = None, *, pytriton: bool = False) -> ServerInstall:
@@ -291,12 +327,29 @@ def verify(
 ) -> Verification:
     """Load every model of `repository` (or only `models`) in a real tritonserver and send each one request.
 
+    `repository` is a directory or an s3:// URL (Triton's `s3://HOST:PORT/BUCKET/PREFIX`, or `s3://BUCKET/PREFIX`
+    on AWS) that the server reads directly with the AWS credentials this process finds.
+
     The server is a `tritonserver` binary or, with pytriton=True, nvidia-pytriton's. With precheck (default),
     the static `check` runs first, so a known pitfall is named even when the server cannot load the model.
     The server is always stopped and its shared-memory regions removed."""
     from stubforge.server.verify import session
+    from stubforge.triton import stores
 
     install = server_install(tritonserver, pytriton=pytriton)
+    if isinstance(repository, str) and stores.is_s3(repository):
+        # The server reads the store itself; the static check needs the files (check --for s3 before push).
+        report = session.verify(
+            stores.parse_s3(repository),
+            install,
+            backends=_path(backends),
+            models=tuple(models),
+            load_timeout=load_timeout,
+            request_timeout=request_timeout,
+            log_path=_path(log_path),
+            progress=progress,
+        )
+        return Verification(report, None)
     repo = Path(repository)
     found = None
     if precheck and repo.is_dir():

@@ -39,6 +39,7 @@ _INTERRUPTED = {
     "install": "nothing was installed",
     "run": "the model's stubs were stopped",
     "verify": "the server was stopped",
+    "push": "the files uploaded so far stay; push again to send the rest",
 }
 
 

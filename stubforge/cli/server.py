@@ -1,4 +1,4 @@
-"""Server side commands: install model|backend, list, check, verify, clean."""
+"""Server side commands: install model|backend, list, check, verify, push, clean."""
 
 from __future__ import annotations
 
@@ -146,11 +146,19 @@ def list_cmd(backends: Path, as_json: bool) -> None:
     type=click.Path(path_type=Path),
     help="Triton's backend directory (checks backend stubs and envs).",
 )
+@click.option(
+    "--for",
+    "store",
+    type=click.Choice(["local", "s3", "gcs", "azure"]),
+    default="local",
+    show_default=True,
+    help="Where the server will read the repository from (object stores add their rules).",
+)
 @json_option
 @handle_errors
-def check_cmd(target: Path, triton: str, backends: Path | None, as_json: bool) -> None:
+def check_cmd(target: Path, triton: str, backends: Path | None, store: str, as_json: bool) -> None:
     """Find the known pitfalls of a model repository (or one model) from its files, without a server."""
-    report = api.check(target, triton=triton, backends=backends)
+    report = api.check(target, triton=triton, backends=backends, store=store)
     if as_json:
         emit_json(report.to_dict())
     else:
@@ -175,13 +183,15 @@ def print_check(report: CheckReport) -> None:
         click.echo(f"{finding.level:<6} (repository)  {finding.check}: {finding.message}")
         click.echo(f"        fix: {finding.fix}")
     click.echo(
-        f"{len(report.models)} model(s) checked for {report.triton}: {report.errors} error(s), "
+        f"{len(report.models)} model(s) checked for {report.triton}"
+        + (f" read from {report.store}" if report.store != "local" else "")
+        + f": {report.errors} error(s), "
         f"{report.warnings} warning(s)"
     )
 
 
 @cli.command("verify")
-@click.argument("repository", type=click.Path(path_type=Path))
+@click.argument("repository")
 @click.option(
     "--tritonserver",
     "server_path",
@@ -202,7 +212,7 @@ def print_check(report: CheckReport) -> None:
 @json_option
 @handle_errors
 def verify_cmd(
-    repository: Path,
+    repository: str,
     server_path: Path | None,
     pytriton: bool,
     backends: Path | None,
@@ -213,9 +223,10 @@ def verify_cmd(
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Load every model of REPOSITORY in a real tritonserver and send each one request."""
+    """Load every model of REPOSITORY (a directory, or s3://HOST:PORT/BUCKET/PREFIX) in a real tritonserver and
+    send each one request."""
     result = api.verify(
-        repository,
+        repository if repository.startswith("s3://") else Path(repository),
         tritonserver=server_path,
         pytriton=pytriton,
         backends=backends,
@@ -260,6 +271,57 @@ def print_verify(report: VerifyReport) -> None:
     click.echo(
         f"{passed}/{len(report.models)} models verified in {report.seconds:.1f}s "
         f"({report.server_starts} server start{'s' if report.server_starts != 1 else ''}); log {report.log}"
+    )
+
+
+@cli.command("push")
+@click.argument("repository", type=click.Path(path_type=Path))
+@click.argument("destination")
+@click.option(
+    "--endpoint-url", help="The S3 endpoint, e.g. http://127.0.0.1:9000 (default: AWS, or AWS_ENDPOINT_URL)."
+)
+@click.option("--dry-run", is_flag=True, help="List what would be uploaded; upload nothing.")
+@click.option(
+    "--allow-directory-env", is_flag=True, help="Push a model whose EXECUTION_ENV_PATH is a directory anyway."
+)
+@click.option("-j", "--jobs", default=8, show_default=True, help="Uploads at a time.")
+@quiet_option
+@json_option
+@handle_errors
+def push_cmd(
+    repository: Path,
+    destination: str,
+    endpoint_url: str | None,
+    dry_run: bool,
+    allow_directory_env: bool,
+    jobs: int,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Upload REPOSITORY to DESTINATION (s3://BUCKET/PREFIX or s3://HOST:PORT/BUCKET/PREFIX): changed files only."""
+    result = api.push(
+        repository,
+        destination,
+        endpoint_url=endpoint_url,
+        dry_run=dry_run,
+        allow_directory_env=allow_directory_env,
+        jobs=jobs,
+        progress=progress_for(quiet, as_json, "push"),
+    )
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    warn(result.warnings)
+    verb = "would upload" if result.dry_run else "uploaded"
+    if result.dry_run:
+        for relative in result.uploaded:
+            click.echo(f"{verb} {relative}")
+    for key in result.stale:
+        click.echo(f"not in the repository (left in place): {key}")
+    click.echo(
+        f"{result.destination}: {verb} {len(result.uploaded)} file(s), {result.bytes_uploaded / 1e6:.1f} MB; "
+        f"{result.unchanged} unchanged; {len(result.skipped)} left out (backups, sidecars, __pycache__) "
+        f"in {result.seconds:.1f}s"
     )
 
 

@@ -1,9 +1,11 @@
 """EXECUTION_ENV_PATH: the value that points Triton at a model's environment, and the rules Triton applies to it.
 
-`$$TRITON_MODEL_DIRECTORY` counts only as a leading prefix and must stay inside the model directory (no `..` or
-symlink escapes); any other value is an absolute host path; the target is a directory with bin/activate or a
-tar / tar.gz archive, the only formats Triton can open (docs/triton-behaviour.md, "EXECUTION_ENV_PATH and
-extraction").
+`$$TRITON_MODEL_DIRECTORY` counts only as a leading prefix; `..` after it may climb into the repository (a
+shared `$$TRITON_MODEL_DIRECTORY/../shared.tar.gz`: the server resolves it for a local repository and fetches
+it itself from an object store), but not out of it, and symlinks may not lead out of the model directory; any
+other value is an absolute host path; the target is a directory with bin/activate or a tar / tar.gz archive, the
+only formats Triton can open (docs/triton-behaviour.md, "EXECUTION_ENV_PATH and extraction"). What an object
+store adds (directory envs, backends other than `python`) is server/check/store.py's.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ _MAGIC = (
 _ARCHIVE_FAILURE = "archive_read_open_filename() failed."
 
 _OUTSIDE_HINT = (
-    "Triton's cloud and remote repositories (S3, GCS, Azure) download only the model directory, and a host "
-    "path exists only on this host (not in a container or on another server)"
+    "an absolute host path exists only on this host (not in a container, on another server or in an "
+    "object-store repository), and an env outside the repository is not part of it when it is copied or pushed"
 )
 
 
@@ -118,7 +120,10 @@ def env_path_value(model_dir: Path, env: Path, *, allow_host_path: bool = False)
     """The EXECUTION_ENV_PATH value that points Triton at `env` for the model in `model_dir`.
 
     Inside the model directory: `$$TRITON_MODEL_DIRECTORY/<relative path>`, which works in every kind of
-    repository. Outside it: an error, unless `allow_host_path`, which gives the absolute real path.
+    repository. Elsewhere in the repository (the model directory's parent), a shared env:
+    `$$TRITON_MODEL_DIRECTORY/../<relative path>`, which the server resolves in a local repository and fetches
+    from an object store (for backend "python"; docs/triton-behaviour.md, "Repositories in object stores (s3)").
+    Outside the repository: an error, unless `allow_host_path`, which gives the absolute real path.
     """
     model_abs = os.path.abspath(model_dir)
     model_real = os.path.realpath(model_dir)
@@ -139,6 +144,10 @@ def env_path_value(model_dir: Path, env: Path, *, allow_host_path: bool = False)
         else:
             relative = os.path.relpath(env_real, model_real)
         return f"{MODEL_DIR_VAR}/{Path(relative).as_posix()}"
+    repository_abs, repository_real = os.path.dirname(model_abs), os.path.dirname(model_real)
+    if _inside(env_abs, repository_abs) and _inside(env_real, repository_real):
+        # A real file or directory of the repository (a symlink out of it would not travel with it).
+        return f"{MODEL_DIR_VAR}/../{Path(os.path.relpath(env_abs, repository_abs)).as_posix()}"
     if allow_host_path:
         return env_real
     via = (
@@ -147,18 +156,20 @@ def env_path_value(model_dir: Path, env: Path, *, allow_host_path: bool = False)
         else ""
     )
     raise config.ConfigError(
-        f"the environment {env} is outside the model directory {model_dir}{via}",
+        f"the environment {env} is outside the model directory {model_dir} and its repository{via}",
         hint=f"{_OUTSIDE_HINT}. Put the environment inside the model directory (e.g. `stubforge pack-env "
-        f"--model {model_dir}`), or pass --allow-host-path to write the absolute path {env_real}",
+        f"--model {model_dir}`) or beside the models in the repository (shared by them), or pass "
+        f"--allow-host-path to write the absolute path {env_real}",
     )
 
 
 def validate_env_path(model_dir: Path, value: str, *, must_exist: bool = True) -> Path:
     """Resolve an EXECUTION_ENV_PATH value as Triton does and return the real path it names.
 
-    `$$TRITON_MODEL_DIRECTORY` is honoured only as a leading prefix and the result must stay inside the model
-    directory (no `..` or symlink escapes); any other value must be absolute. The target must be a directory
-    or a .tar.gz/.tgz/.tar archive. With `must_exist`, it must exist here and a directory needs bin/activate.
+    `$$TRITON_MODEL_DIRECTORY` is honoured only as a leading prefix; `..` may climb into the repository but not
+    out of it, and no symlink may lead out of the model directory; any other value must be absolute. The
+    target must be a directory or a .tar.gz/.tgz/.tar archive. With `must_exist`, it must exist here and a
+    directory needs bin/activate.
     """
     shown = repr(value)
     fix = f"e.g. {MODEL_DIR_VAR}/env.tar.gz for an environment inside the model directory"
@@ -185,22 +196,35 @@ def validate_env_path(model_dir: Path, value: str, *, must_exist: bool = True) -
             )
         target = Path(os.path.abspath(model_dir)) / rest.lstrip("/")
         real = os.path.realpath(target)
-        if not _inside(real, model_real):
-            if real == model_real:
-                raise config.ConfigError(
-                    f"EXECUTION_ENV_PATH {shown} names the model directory itself",
-                    hint=f"name the environment inside it, {fix}",
-                )
-            how = (
-                "climbs out of it with '..'"
-                if ".." in Path(rest).parts
-                else "leads outside it through a symlink"
-            )
+        # `..` is resolved textually first (as the server does): what it reaches is judged, then symlinks.
+        lexical = os.path.normpath(target)
+        climbs = ".." in Path(rest).parts and not _inside(lexical, os.path.abspath(model_dir))
+        repository_real = os.path.dirname(model_real)
+        if real == model_real or lexical == os.path.abspath(model_dir):
             raise config.ConfigError(
-                f"EXECUTION_ENV_PATH {shown} {how}: it resolves to {real}, outside the model directory "
-                f"{model_dir}",
-                hint=f"Triton requires {MODEL_DIR_VAR} paths to stay inside the model directory: {_OUTSIDE_HINT}. "
-                "Move the environment into the model directory (a real file or directory, not a symlink out)",
+                f"EXECUTION_ENV_PATH {shown} names the model directory itself",
+                hint=f"name the environment inside it, {fix}",
+            )
+        if climbs and _inside(lexical, os.path.dirname(os.path.abspath(model_dir))):
+            if not _inside(real, repository_real):
+                raise config.ConfigError(
+                    f"EXECUTION_ENV_PATH {shown} leads outside the repository through a symlink: it resolves to "
+                    f"{real}",
+                    hint=f"{_OUTSIDE_HINT}. Put the environment (a real file or directory) in the repository",
+                )
+        elif climbs:
+            raise config.ConfigError(
+                f"EXECUTION_ENV_PATH {shown} climbs out of the repository with '..': it resolves to {real}, "
+                f"outside {os.path.dirname(os.path.abspath(model_dir))}",
+                hint=f"{_OUTSIDE_HINT}. Put a shared environment beside the models "
+                f"({MODEL_DIR_VAR}/../shared.tar.gz) or inside the model directory, {fix}",
+            )
+        elif not _inside(real, model_real):
+            raise config.ConfigError(
+                f"EXECUTION_ENV_PATH {shown} leads outside the model directory {model_dir} through a symlink: "
+                f"it resolves to {real}",
+                hint=f"{_OUTSIDE_HINT}. Move the environment into the model directory (a real file or "
+                f"directory, not a symlink out), or name a shared one as {MODEL_DIR_VAR}/../NAME",
             )
     else:
         if not os.path.isabs(value):

@@ -212,7 +212,7 @@ def test_numpy2_is_fine_for_a_release_with_pybind11_212(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "text"),
     [
-        ("$$TRITON_MODEL_DIRECTORY/../env", "climbs out of it"),
+        ("$$TRITON_MODEL_DIRECTORY/../../env", "climbs out of the repository"),
         ("/opt/$$TRITON_MODEL_DIRECTORY/env", "only as a leading prefix"),
         ("$$TRITON_MODEL_DIRECTORY/env.zip", "zip"),
         ("$$TRITON_MODEL_DIRECTORY/nope.tar.gz", "does not exist"),

@@ -188,8 +188,8 @@ def test_pack_env_into_model_writes_the_parameter(cache_root: Path, tmp_path: Pa
 
 
 def test_env_outside_the_model_is_refused_before_packing(cache_root: Path, tmp_path: Path) -> None:
-    model = tmp_path / "m"
-    model.mkdir()
+    model = tmp_path / "repo" / "m"  # tmp_path/elsewhere.tar.gz is outside its repository too
+    model.mkdir(parents=True)
     (model / "config.pbtxt").write_text(CONFIG)
     proc = subprocess.run(
         [

@@ -137,7 +137,7 @@ def test_missing_and_incomplete_backends_and_a_missing_model_file(tmp_path: Path
 
 
 def test_an_unusable_env_path_is_data_not_an_exception(tmp_path: Path) -> None:
-    m = model(tmp_path / "repo", env="$$TRITON_MODEL_DIRECTORY/../env")
+    m = model(tmp_path / "repo", env="$$TRITON_MODEL_DIRECTORY/../../env")  # out of the repository
     stub(m / cache.STUB_NAME, "3.8")
     d = deployment.resolve(m)
     assert d.env is not None and d.env.path is None and d.env.error is not None

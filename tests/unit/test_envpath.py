@@ -63,10 +63,28 @@ def test_env_outside_model_dir(model: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         envpath.env_path_value(model, outside)
     error = info.value
-    assert str(outside) in error.message and str(model) in error.message
-    assert "download only the model directory" in error.hint and "only on this host" in error.hint
+    assert str(outside) in error.message and str(model) in error.message and "repository" in error.message
+    assert "only on this host" in error.hint and "download only" not in error.hint
     assert "--allow-host-path" in error.hint and f"pack-env --model {model}" in error.hint
     assert envpath.env_path_value(model, outside, allow_host_path=True) == str(outside.resolve())
+
+
+def test_shared_env_in_the_repository(model: Path, tmp_path: Path) -> None:
+    """An env beside the models is written as $$TRITON_MODEL_DIRECTORY/../NAME: the server resolves it locally
+    and fetches it from an object store (docs/triton-behaviour.md, "Repositories in object stores (s3)")."""
+    shared = make_tar(model.parent / "shared.tar.gz")
+    value = envpath.env_path_value(model, shared)
+    assert value == "$$TRITON_MODEL_DIRECTORY/../shared.tar.gz"
+    assert envpath.validate_env_path(model, value) == shared.resolve()
+    (model.parent / "envs").mkdir()
+    nested = make_tar(model.parent / "envs" / "py38.tar.gz")
+    assert envpath.env_path_value(model, nested) == "$$TRITON_MODEL_DIRECTORY/../envs/py38.tar.gz"
+    # A symlink in the repository that leads out of it would not travel with it.
+    (model.parent / "linked.tar.gz").symlink_to(make_tar(tmp_path / "real.tar.gz"))
+    with pytest.raises(ConfigError, match="outside the model directory"):
+        envpath.env_path_value(model, model.parent / "linked.tar.gz")
+    with pytest.raises(ConfigError, match="outside the repository through a symlink"):
+        envpath.validate_env_path(model, "$$TRITON_MODEL_DIRECTORY/../linked.tar.gz")
 
 
 def test_env_symlink_escaping_model_dir(model: Path, tmp_path: Path) -> None:
@@ -129,10 +147,17 @@ def test_archive_content_is_checked(model: Path) -> None:
 
 def test_dot_dot_escape(model: Path) -> None:
     make_tar(model.parent / "shared.tar.gz")
+    # Into the repository: what the server resolves (locally) and fetches (object stores).
+    value = "$$TRITON_MODEL_DIRECTORY/../shared.tar.gz"
+    assert envpath.validate_env_path(model, value) == (model.parent / "shared.tar.gz").resolve()
+    # Out of the repository: refused.
+    make_tar(model.parent.parent / "host.tar.gz")
     with pytest.raises(ConfigError) as info:
-        envpath.validate_env_path(model, "$$TRITON_MODEL_DIRECTORY/../shared.tar.gz")
-    assert "'..'" in info.value.message and "$$TRITON_MODEL_DIRECTORY/../shared.tar.gz" in info.value.message
-    assert "download only the model directory" in info.value.hint
+        envpath.validate_env_path(model, "$$TRITON_MODEL_DIRECTORY/../../host.tar.gz")
+    assert "'..'" in info.value.message and "out of the repository" in info.value.message
+    assert "../shared.tar.gz" in info.value.hint and "download only" not in info.value.hint
+    with pytest.raises(ConfigError, match="model directory itself"):
+        envpath.validate_env_path(model, "$$TRITON_MODEL_DIRECTORY/1/..")
     # '..' that stays inside is only a longer spelling.
     make_tar(model / "env.tar.gz")
     value = "$$TRITON_MODEL_DIRECTORY/1/../env.tar.gz"

@@ -7,7 +7,8 @@ what Triton would do, and a one-line fix; its `check` is the id of the rule that
 docs/check.md).
 
 Rules by topic: model_code (the model's files), stub (backend and stub), env (the execution environment), paths
-(characters the launcher cannot take), host (this machine, for env-less models), repository (across models).
+(characters the launcher cannot take), store (an object-store repository), host (this machine, for env-less
+models), repository (across models).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from stubforge.server.check.model import check_model
 from stubforge.server.check.report import ERROR, WARN, CheckReport, Finding, ModelCheck
 from stubforge.server.check.repository import repository_findings
 from stubforge.server.check.rules import RULES, Rule
-from stubforge.triton import deployment
+from stubforge.triton import deployment, stores
 
 __all__ = ["ERROR", "RULES", "WARN", "CheckReport", "Finding", "ModelCheck", "Rule", "check", "check_model"]
 
@@ -32,10 +33,13 @@ def check(
     triton: releases.Release | str = releases.DEFAULT_TRITON,
     backends: Path | None = None,
     target: Target | None = None,
+    store: stores.Store | str = stores.LOCAL,
 ) -> CheckReport:
     """Check a model repository (or one model's directory) for `triton`'s pitfalls. `target`: the machine it
-    will run on (None: this one); carried for the aarch64 checks to come."""
+    will run on (None: this one); carried for the aarch64 checks to come. `store`: where the server will read
+    it from ("local", "s3", "gcs", "azure"): an object store adds its own rules (server/check/store.py)."""
     release = releases.as_release(triton)
+    where = stores.get(store) if isinstance(store, str) else store
     if not repository.is_dir():
         raise StubforgeError(
             f"{repository}: no such directory", hint="pass a model repository or a model directory"
@@ -49,5 +53,7 @@ def check(
                 f"{repository} holds no model (no config.pbtxt in it or its subdirectories)",
                 hint="pass the model repository or one model's directory",
             )
-    models = [check_model(d, release, backends) for d in model_dirs]
-    return CheckReport(str(repository), release.branch, models, repository_findings(models, release))
+    models = [check_model(d, release, backends, where) for d in model_dirs]
+    return CheckReport(
+        str(repository), release.branch, models, repository_findings(models, release), store=where.name
+    )

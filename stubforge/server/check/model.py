@@ -1,4 +1,5 @@
-"""One model's rules, in the order Triton meets their subjects: config, code, backend, stub, env, paths, host."""
+"""One model's rules, in the order Triton meets their subjects: config, code, backend, stub, env, paths, store,
+host."""
 
 from __future__ import annotations
 
@@ -8,13 +9,18 @@ from stubforge.core import releases
 from stubforge.errors import StubforgeError
 from stubforge.server.check import env as env_rules
 from stubforge.server.check import gpu as gpu_rules
-from stubforge.server.check import host, model_code, paths
+from stubforge.server.check import host, model_code, paths, store
 from stubforge.server.check import stub as stub_rules
 from stubforge.server.check.report import ERROR, ModelCheck
-from stubforge.triton import deployment
+from stubforge.triton import deployment, stores
 
 
-def check_model(model_dir: Path, release: releases.Release, backends: Path | None) -> ModelCheck:
+def check_model(
+    model_dir: Path,
+    release: releases.Release,
+    backends: Path | None,
+    where: stores.Store = stores.LOCAL,
+) -> ModelCheck:
     check = ModelCheck(name=model_dir.name, path=str(model_dir))
     try:
         resolved = deployment.resolve(model_dir, triton=release.branch, backends=backends)
@@ -45,6 +51,7 @@ def check_model(model_dir: Path, release: releases.Release, backends: Path | Non
         env_dir=env_path if env_is_dir else None,
         env_archive=None if env_is_dir else env_path,
     )
+    store.store_rules(check, resolved, where)
     if stub is not None:
         stub_rules.libpython_reach(check, resolved, stub, release)
         gpu_rules.gpu_rules(check, resolved, backends, release)

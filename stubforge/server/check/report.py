@@ -56,6 +56,7 @@ class CheckReport:
     triton: str
     models: list[ModelCheck]
     repository: list[Finding]
+    store: str = "local"  # where the server reads the repository from (`check --for`)
 
     @property
     def errors(self) -> int:
@@ -73,6 +74,7 @@ class CheckReport:
         return {
             "target": self.target,
             "triton": self.triton,
+            "store": self.store,
             "errors": self.errors,
             "warnings": self.warnings,
             "models": [m.to_dict() for m in self.models],

@@ -50,6 +50,10 @@ _ALL = (
     # host.py
     Rule("path-python", "host", (WARN,), "no env: this host's python3 is another version or lacks numpy"),
     Rule("user-site", "host", (WARN,), "no env: the user site-packages of the stub's Python leaks in"),
+    # store.py (check --for s3|gcs|azure)
+    Rule("store-env-dir", "store", (ERROR,), "a directory env in an object-store repository"),
+    Rule("store-stub-mode", "store", (WARN,), "a per-model stub loses its execute bit in an object store"),
+    Rule("store-parent-env", "store", (ERROR,), "a `..` env the server does not fetch for this backend"),
     # repository.py
     Rule("parallel-envs", "repository", (WARN,), "tarball envs on several backends, extracted in parallel"),
     Rule("shm", "repository", (WARN,), "the models need more /dev/shm than is free"),

@@ -59,6 +59,17 @@ _EXPLANATIONS: list[tuple[str, str]] = [
         "stubforge pack-env --model {model}",
     ),
     (
+        r"Failed to get the canonical path for \S*/folder\w+/\.\./(\S+?)\.(?:;|\"|\s|$)",
+        "the env {0} lies beside the model in an object store, and the server fetches such an env only for "
+        'backend "python": put it inside the model directory ($$TRITON_MODEL_DIRECTORY/env.tar.gz), or give '
+        "the backend a default env (stubforge install backend --env)",
+    ),
+    (
+        r"Failed to give execute permission to triton_python_backend_stub in (\S+)",
+        "the model's copy is read-only and its stub {0} lost the execute bit on the way (object stores keep no "
+        "modes): bake the stub into the image as a python_3_X backend (stubforge install backend) instead",
+    ),
+    (
         r"Stub process .* is not healthy",
         "the stub stopped answering (killed, or out of memory); see the log excerpt",
     ),

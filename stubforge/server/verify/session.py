@@ -11,6 +11,7 @@ model gets is the resolver's answer (stubforge.triton.deployment).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -23,6 +24,7 @@ import numpy as np
 from stubforge.core import cache, releases
 from stubforge.core.targets import Target
 from stubforge.progress import QUIET, Progress
+from stubforge.server import s3 as s3mod
 from stubforge.server.verify import synthetic
 from stubforge.server.verify import tritonserver as server_mod
 from stubforge.server.verify.explain import (
@@ -38,7 +40,7 @@ from stubforge.server.verify.explain import (
 )
 from stubforge.server.verify.report import ModelReport, VerifyError, VerifyReport
 from stubforge.triton import backends as backend_dirs
-from stubforge.triton import deployment, stubinfo
+from stubforge.triton import deployment, stores, stubinfo
 
 DEAD_STUB_GRACE_S = 3.0  # r25.08+ notices a dead stub itself; give it time to answer before calling it a hang
 
@@ -104,8 +106,26 @@ def _prepare_backends(
     return copy
 
 
+def _store_models(location: stores.S3Location, names: tuple[str, ...]) -> list[str]:
+    found = s3mod.model_names(s3mod.client(location), location)
+    if names:
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise VerifyError(
+                f"{', '.join(missing)}: not a model of {location} (no <name>/config.pbtxt object)",
+                hint="models there: " + (", ".join(found) or "none"),
+            )
+        return list(names)
+    if not found:
+        raise VerifyError(
+            f"{location} holds no model (no <name>/config.pbtxt object under it)",
+            hint="push the repository first (stubforge push REPO URL), or fix the bucket or prefix",
+        )
+    return found
+
+
 def verify(
-    repository: Path,
+    repository: Path | stores.S3Location,
     install: server_mod.ServerInstall,
     *,
     backends: Path | None = None,
@@ -118,15 +138,32 @@ def verify(
     progress: Progress = QUIET,
 ) -> VerifyReport:
     """Load every model (or `models`) of `repository` in the server of `install`, one request each. `target`:
-    the machine the server runs on (None: this one); carried for emulated servers to come."""
-    repository = repository.resolve()
+    the machine the server runs on (None: this one); carried for emulated servers to come.
+
+    `repository` is a directory or an s3:// location the server reads directly: it gets the AWS credentials
+    this process resolves, and its copies of the models go to a private directory of this run (the store's
+    mount variable), removed with it (docs/triton-behaviour.md, "Repositories in object stores (s3)")."""
+    location: stores.S3Location | None = None
+    local: Path | None = None
+    if isinstance(repository, stores.S3Location):
+        location = repository
+        names = _store_models(location, models)
+        served: Path | str = location.triton_url
+    else:
+        local = served = repository.resolve()
+        names = repository_models(local, models)
     # The server runs with the repository as its working directory: a relative --backends would move.
     backends = backends.resolve() if backends is not None else None
-    names = repository_models(repository, models)
     started = time.monotonic()
     env = _server_env(install, extra_env)
+    if location is not None:
+        env.update(s3mod.server_credentials())
     with tempfile.TemporaryDirectory(prefix="stubforge-verify-") as scratch_name:
         scratch = Path(scratch_name)
+        copies = scratch / "store-copies"
+        if location is not None and stores.S3.mount_variable:
+            copies.mkdir()
+            env[stores.S3.mount_variable] = str(copies)
         served_backends = _prepare_backends(install, backends, env, scratch)
         backends_note = str(served_backends)
         # A scratch copy (--pytriton) disappears after the run: hints name the directory the user has.
@@ -146,7 +183,13 @@ def verify(
             starts += 1
             progress.step("start", f"tritonserver ({len(pending)} model(s) to load)")
             server = server_mod.RunningServer(
-                install, repository, served_backends, log, env, _python_backends(served_backends)
+                install,
+                served,
+                served_backends,
+                log,
+                env,
+                _python_backends(served_backends),
+                cwd=local or scratch,
             )
             try:
                 server.wait_live(60.0)
@@ -173,8 +216,9 @@ def verify(
                 progress.step("stop", "tritonserver")
                 server.stop(grace=1.0 if hung or not server.alive() else 15.0)
                 cleaned += server.cleanup()
+                cleaned += _remove_copies(copies)
     return VerifyReport(
-        repository=str(repository),
+        repository=str(local or location),
         server=str(install.binary),
         server_version=server_version,
         backends=backends_note,
@@ -185,6 +229,16 @@ def verify(
         cleaned=cleaned,
         path_python=" ".join(p for p in path_python(env) if p) or None,
     )
+
+
+def _remove_copies(copies: Path) -> list[str]:
+    """The model copies a killed server left in this run's mount directory (a clean stop removes its own)."""
+    removed = []
+    if copies.is_dir():
+        for entry in sorted(copies.iterdir()):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(str(entry))
+    return removed
 
 
 def _client(server: server_mod.RunningServer) -> Any:
@@ -219,10 +273,11 @@ def _verify_model(
         report.load_seconds = round(elapsed, 2)
         excerpt = server.log_since(offset)
         report.log_excerpt = excerpt_of(excerpt)
-        model_dir = server.repository / name
-        report.hint = env_mismatch(model_dir, backends) or explain(
+        local = server.local_repository
+        model_dir = local / name if local is not None else None  # an object store's model: no local files
+        report.hint = (env_mismatch(model_dir, backends) if model_dir else None) or explain(
             excerpt,
-            stub=model_stub(model_dir, backends),
+            stub=model_stub(model_dir, backends) if model_dir else None,
             model=model_dir,
             env=server.env,
             # A scratch copy (--pytriton) disappears after the run: name the directory the user has.
@@ -236,7 +291,7 @@ def _verify_model(
     client = _client(server)
     config = client.get_model_config(name, as_json=True).get("config", {})
     report.backend = config.get("backend") or config.get("platform")
-    stubs = [s for s in server.stubs() if s.model == name]
+    stubs = [s for s in server.stubs() if _serves(s, name, server)]
     if stubs:
         stub = stubs[0]
         report.stub = stub.exe
@@ -260,6 +315,14 @@ def _verify_model(
         report.log_excerpt = excerpt_of(excerpt)
         report.hint = report.hint or explain(excerpt)
     return report
+
+
+def _serves(stub: server_mod.StubProcess, name: str, server: server_mod.RunningServer) -> bool:
+    """Whether a stub runs model `name`. From an object store the model file lies in the server's copy
+    (folderXXXXXX), so the instance name Triton gives (<model>_<group>_<index>) tells instead."""
+    if server.local_repository is not None:
+        return stub.model == name
+    return re.fullmatch(re.escape(name) + r"_\d+_\d+", stub.instance) is not None
 
 
 def _load(

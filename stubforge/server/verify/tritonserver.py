@@ -191,14 +191,15 @@ class RunningServer:
     def __init__(
         self,
         install: ServerInstall,
-        repository: Path,
+        repository: Path | str,
         backends: Path,
         log_path: Path,
         env: dict[str, str],
         python_backends: list[str],
+        cwd: Path | None = None,
     ) -> None:
         self.install = install
-        self.repository = repository
+        self.repository = repository  # a local directory, or the URL of an object-store repository
         self.backends = backends
         self.env = env
         self.log_path = log_path
@@ -235,7 +236,7 @@ class RunningServer:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                cwd=str(repository),
+                cwd=str(cwd or repository),
                 start_new_session=True,
             )
         except OSError as exc:
@@ -244,6 +245,10 @@ class RunningServer:
                 f"{install.binary} cannot be started: {exc.strerror}",
                 hint="pass the tritonserver binary of this machine's architecture (--tritonserver PATH)",
             ) from exc
+
+    @property
+    def local_repository(self) -> Path | None:
+        return self.repository if isinstance(self.repository, Path) else None
 
     @property
     def grpc_url(self) -> str:
