@@ -18,8 +18,10 @@ from stubforge.errors import StubforgeError
 from stubforge.progress import QUIET, Progress
 
 if TYPE_CHECKING:
+    from stubforge.core.debian_sysroot import CreateResult as SysrootCreated
     from stubforge.core.leftovers import Leftover
     from stubforge.core.pythons import Interpreter
+    from stubforge.core.sysroot import Sysroot
     from stubforge.envs.packenv import PackResult
     from stubforge.server.check import CheckReport
     from stubforge.server.verify.session import VerifyReport
@@ -36,6 +38,8 @@ __all__ = [
     "build_stubs",
     "check",
     "clean",
+    "create_sysroot",
+    "describe_sysroot",
     "find_pythons",
     "pack_env",
     "plan_env_path",
@@ -376,3 +380,32 @@ def clean(*, dry_run: bool = False, triton: bool = True) -> list[Leftover]:
     from stubforge.core import leftovers
 
     return leftovers.clean(dry_run=dry_run, triton=triton)
+
+
+def create_sysroot(
+    directory: PathLike,
+    *,
+    arch: str = "aarch64",
+    python: str = "3.11",
+    numpy: bool = False,
+    packages: Sequence[str] = (),
+    force: bool = False,
+    progress: Progress = QUIET,
+) -> SysrootCreated:
+    """Make `directory` a root filesystem for `arch` from Debian's packages: python<python>, its libpython and
+    headers, zlib and libarchive (what a stub links), `numpy` adds python3-numpy, `packages` any others. The debs
+    are cached, so the same request is offline the second time; only the host Debian release's Pythons exist
+    (3.11 on bookworm). Returns what was made, with `sysroot` as `describe_sysroot` reads it."""
+    from stubforge.core import debian_sysroot
+
+    return debian_sysroot.create(
+        Path(directory), arch, python, numpy, tuple(packages), force=force, progress=progress
+    )
+
+
+def describe_sysroot(directory: PathLike, *, arch: str | None = None) -> Sysroot:
+    """A target root filesystem (made by `create_sysroot`, or a Jetson/Armbian rootfs copied from the board):
+    its architecture and glibc from its libc, and the Pythons a stub can embed (libpython + headers)."""
+    from stubforge.core import sysroot
+
+    return sysroot.describe(Path(directory), arch)

@@ -39,6 +39,7 @@ _INTERRUPTED = {
     "install": "nothing was installed",
     "run": "the model's stubs were stopped",
     "verify": "the server was stopped",
+    "sysroot": "no sysroot was written",
 }
 
 
@@ -102,9 +103,9 @@ def cli(verbose: bool) -> None:
 
 
 # The sides register their commands on `cli`: imported here, after `cli` exists.
-from stubforge.cli import build, envs, runner, server  # noqa: E402
+from stubforge.cli import build, envs, runner, server, targets  # noqa: E402
 
-__all__ = ["build", "cli", "envs", "main", "runner", "server"]
+__all__ = ["build", "cli", "envs", "main", "runner", "server", "targets"]
 
 
 def _terminated(_signum: int, _frame: object) -> None:
