@@ -81,6 +81,8 @@ def build_stub(
     mode: str = "auto",
     cmake_args: Sequence[str] = (),
     force: bool = False,
+    arch: str | None = None,
+    sysroot: PathLike | None = None,
     progress: Progress = QUIET,
 ) -> BuildResult:
     """Compile Triton's `triton_python_backend_stub` for one Python (a version such as "3.10", a tag such as
@@ -89,7 +91,8 @@ def build_stub(
     triton: the release ("24.10", "r24.10" or "2.51.0") whose sources are in the source cache; pybind11: a
     cached pybind11 version instead of the release's pin; source/boost: a python_backend checkout or boost
     tree to build from; jobs: parallel compile jobs (0: all cores); mode: "auto", "unity" or "plain";
-    cmake_args: extra -D options, applied last; force: rebuild even when cached."""
+    cmake_args: extra -D options, applied last; force: rebuild even when cached; arch/sysroot: build for
+    another machine (e.g. "aarch64") against its root filesystem with a cross compiler (docs/aarch64.md)."""
     return build_stubs(
         [python],
         triton=triton,
@@ -101,6 +104,8 @@ def build_stub(
         mode=mode,
         cmake_args=cmake_args,
         force=force,
+        arch=arch,
+        sysroot=sysroot,
         progress=progress,
     )[0]
 
@@ -118,24 +123,35 @@ def build_stubs(
     mode: str = "auto",
     cmake_args: Sequence[str] = (),
     force: bool = False,
+    arch: str | None = None,
+    sysroot: PathLike | None = None,
     progress: Progress = QUIET,
 ) -> list[BuildResult]:
     """`build_stub` for several Pythons, one after the other.
 
     Every interpreter is resolved before the first build: a typo in the third one must not cost two builds.
     flavor "runner" (or its old name "harness") builds stubforge's own stub for `load()`/`stubforge run`
-    instead; it takes only `force` of the other options."""
+    instead; it takes only `force`, `arch` and `sysroot` of the other options."""
     from stubforge.core import pythons as pythons_mod
+    from stubforge.core.targets import Target
     from stubforge.stubs import build as stub_build
+    from stubforge.stubs import cross
 
-    interps = [
-        p if isinstance(p, pythons_mod.Interpreter) else pythons_mod.resolve(p, require_buildable=True)
-        for p in pythons
-    ]
+    target = Target.parse(arch, _path(sysroot))
+    if cross.needed(target):
+        # The target's Pythons are the sysroot's: checked by the build itself, before it compiles.
+        interps: list[str | Interpreter] = [p if isinstance(p, str) else p.minor for p in pythons]
+        for spec in interps:
+            cross.plan(target, str(spec), "c" if flavor in ("runner", "harness") else "c++")
+    else:
+        interps = [
+            p if isinstance(p, pythons_mod.Interpreter) else pythons_mod.resolve(p, require_buildable=True)
+            for p in pythons
+        ]
     if flavor in ("runner", "harness"):
         from stubforge.stubs import runner_stub
 
-        return [runner_stub.build_runner_stub(interp, force=force) for interp in interps]
+        return [runner_stub.build_runner_stub(interp, force=force, target=target) for interp in interps]
     if flavor != "upstream":
         raise StubforgeError(f"unknown stub flavor {flavor!r}", hint="use upstream or runner")
     options = stub_build.BuildOptions(
@@ -148,6 +164,7 @@ def build_stubs(
         force=force,
         mode=mode,
         cmake_args=tuple(cmake_args),
+        target=target,
     )
     return [stub_build.build_one(interp, options, progress) for interp in interps]
 

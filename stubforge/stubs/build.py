@@ -17,8 +17,8 @@ from stubforge.core import cache, pythons, releases
 from stubforge.core.targets import Target, as_target
 from stubforge.errors import BuildError
 from stubforge.progress import QUIET, Progress
+from stubforge.stubs import cross, reproducible, upstream
 from stubforge.stubs import probe as verify
-from stubforge.stubs import reproducible, upstream
 from stubforge.stubs import sources as sources_mod
 from stubforge.triton import stubinfo
 
@@ -37,7 +37,9 @@ class BuildOptions:
     force: bool = False
     mode: str = "auto"
     cmake_args: tuple[str, ...] = ()  # extra -D options, appended last (they win)
-    target: Target | None = None  # None: this machine (only recorded for now; cross builds come later)
+    target: Target | None = (
+        None  # None: this machine; a target with a sysroot is a cross build (stubs/cross.py)
+    )
 
 
 @dataclass
@@ -115,10 +117,25 @@ def build_one(
     started = time.monotonic()
     if options.mode not in MODES:
         raise BuildError(f"unknown build mode {options.mode!r}", hint=f"use one of {', '.join(MODES)}")
-    interp = (
-        python if isinstance(python, pythons.Interpreter) else pythons.resolve(python, require_buildable=True)
-    )
-    pythons.check_buildable(interp)
+    target = as_target(options.target)
+    crossing = cross.needed(target)
+    if crossing:
+        if isinstance(python, pythons.Interpreter):
+            raise BuildError(
+                "a cross build takes the target's Python version, not an interpreter of this machine",
+                hint="pass the version, e.g. '3.11'",
+            )
+        cross_plan: cross.CrossBuild | None = cross.plan(target, python)
+        assert cross_plan is not None
+        interp = cross_plan.interpreter
+    else:
+        cross_plan = None
+        interp = (
+            python
+            if isinstance(python, pythons.Interpreter)
+            else pythons.resolve(python, require_buildable=True)
+        )
+        pythons.check_buildable(interp)
     report = progress.task(f"py{interp.minor}")  # timed from here: one Python's build
     srcs = sources_mod.resolve(
         options.triton, pybind11=options.pybind11, source=options.source, boost=options.boost
@@ -129,9 +146,12 @@ def build_one(
         options.gpu,
         srcs.pybind11.version,
         srcs.boost.version,
-        arch=as_target(options.target).arch,
+        arch=target.arch,
         cmake_args=options.cmake_args,
     )
+    if cross_plan is not None:
+        # Another sysroot (another glibc or Python patch level) makes another binary.
+        key += f"-sysroot_{cross_plan.identity()}"
     final_dir = cache.stubs_dir() / key
     warnings = list(srcs.warnings)
     warning = numpy2_warning(interp, srcs.pybind11.version)
@@ -150,7 +170,10 @@ def build_one(
                     key, final_dir / cache.STUB_NAME, cached, True, time.monotonic() - started, warnings
                 )
             report.step("rebuild", "the cached stub was built from other sources (re-import or --source)")
-        manifest = _build_and_store(interp, options, srcs, key, final_dir, report, fingerprint)
+        manifest = _build_and_store(interp, options, srcs, key, final_dir, report, fingerprint, cross_plan)
+    skipped = (manifest.get("probe") or {}).get("skipped")
+    if skipped:
+        warnings.append(f"the stub's probe was not run: {skipped}")
     for use in manifest["inputs"]["date_time_macros"]:
         warnings.append(
             f"{use} is compiled in; SOURCE_DATE_EPOCH pins it (docs/build.md, Reproducible builds)"
@@ -187,6 +210,7 @@ def _build_and_store(
     final_dir: Path,
     report: Progress,
     fingerprint: str,
+    cross_plan: cross.CrossBuild | None = None,
 ) -> dict[str, Any]:
     started = time.monotonic()
     cmake_tool = upstream.find_cmake(srcs.pins.cmake_minimum)
@@ -213,6 +237,7 @@ def _build_and_store(
                 ninja=ninja,
                 log_path=log_path,
                 extra_args=list(options.cmake_args),
+                cross=cross_plan,
             )
             report.step("mode", mode)
             try:
@@ -231,8 +256,17 @@ def _build_and_store(
                 )
             report.step("verify")
             verify_started = time.monotonic()
+            label = f"the stub built for Python {interp.version}"
             try:
-                verified = verify.verify(built, interp, label=f"the stub built for Python {interp.version}")
+                if cross_plan is not None:
+                    verified = verify.verify_for_target(
+                        built, interp, cross_plan.target, cross_plan.lib_dirs(), label=label
+                    )
+                    skipped = verified["probe"].get("skipped")  # type: ignore[attr-defined]
+                    if skipped:
+                        report.step("probe", f"skipped: {skipped}")
+                else:
+                    verified = verify.verify(built, interp, label=label)
             except BuildError as exc:
                 exc.hint = f"{exc.hint} (build log: {log_path})"
                 raise
@@ -241,6 +275,9 @@ def _build_and_store(
                 interp, options, srcs, key, plan, result, verified, mode, attempts, log_path, jobs
             )
             manifest["sources_fingerprint"] = fingerprint
+            manifest["probe"] = verified["probe"]
+            if cross_plan is not None:
+                manifest["cross"] = {**cross_plan.to_dict(), "floors_checked": verified["floors_checked"]}
             manifest["inputs"] = _recorded_inputs(interp, srcs, plan, result, fingerprint)
             manifest["timings"] = {
                 "configure_s": round(result.configure_s, 2),
@@ -288,7 +325,8 @@ def _manifest(
             "libpython": interp.libpython,
             "numpy": interp.numpy,
         },
-        "arch": platform.machine(),
+        "arch": as_target(options.target).arch,  # the stub's own architecture
+        "build_host": platform.machine(),
         "target": as_target(options.target).to_dict(),
         "gpu": options.gpu,
         "pybind11": srcs.pybind11.version,
