@@ -27,8 +27,11 @@ CROSS_PACKAGE = {"aarch64": "g++-aarch64-linux-gnu", "x86_64": "g++-x86-64-linux
 _RAPIDJSON_HEADERS = ("usr/include/rapidjson",)
 # glibc's own link libraries (libfoo.so): taken from the cross toolchain, never from the sysroot.
 _TOOLCHAIN_LIBS = frozenset(
-    ["c", "m", "pthread", "dl", "rt", "resolv", "util", "anl", "mvec", "BrokenLocale", "nsl", "crypt", "c_malloc_debug", "thread_db", "memusage", "pcprofile"]
-)
+    (
+        "c", "m", "pthread", "dl", "rt", "resolv", "util", "anl", "mvec", "BrokenLocale", "nsl", "crypt",
+        "c_malloc_debug", "thread_db", "memusage", "pcprofile",
+    )
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
