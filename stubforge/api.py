@@ -248,13 +248,22 @@ def set_env_path(
 # ------------------------------------------------------------------------------------------ server side
 
 
-def check(target: PathLike, *, triton: str = DEFAULT_TRITON, backends: PathLike | None = None) -> CheckReport:
+def check(
+    target: PathLike,
+    *,
+    triton: str = DEFAULT_TRITON,
+    backends: PathLike | None = None,
+    arch: str | None = None,
+) -> CheckReport:
     """Every known pitfall of a model repository (or one model directory), found from its files alone.
 
-    backends: Triton's backend directory, to check backend stubs and their default envs too."""
+    backends: Triton's backend directory, to check backend stubs and their default envs too; arch: the server's
+    architecture (default: that of the backends' libtriton_python.so, else this machine's)."""
+    from stubforge.core.targets import Target
     from stubforge.server.check import check as check_repository
 
-    return check_repository(Path(target), triton=triton, backends=_path(backends))
+    server = Target.parse(arch) if arch else None
+    return check_repository(Path(target), triton=triton, backends=_path(backends), target=server)
 
 
 def server_install(tritonserver: PathLike | None = None, *, pytriton: bool = False) -> ServerInstall:

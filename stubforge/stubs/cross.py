@@ -229,7 +229,7 @@ def plan(target: Target, python: str, language: str = "c++") -> CrossBuild:
             hint=f"pass --sysroot DIR (a rootfs copied from the board, or `stubforge sysroot create DIR --arch "
             f"{target.arch} --python 3.11`), or build on the board itself",
         )
-    minor = _minor_of(python)
+    minor = minor_of(python)
     described = describe(target.sysroot, target.arch)
     try:
         py = described.python(minor)
@@ -239,7 +239,7 @@ def plan(target: Target, python: str, language: str = "c++") -> CrossBuild:
     return CrossBuild(target, described, py, cc, cxx)
 
 
-def _minor_of(python: str) -> str:
+def minor_of(python: str) -> str:
     text = python.strip().lower()
     if text.startswith("cp") and text[2:].isdigit():
         text = f"{text[2]}.{text[3:]}"

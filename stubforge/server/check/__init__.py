@@ -21,7 +21,7 @@ from stubforge.server.check.model import check_model
 from stubforge.server.check.report import ERROR, WARN, CheckReport, Finding, ModelCheck
 from stubforge.server.check.repository import repository_findings
 from stubforge.server.check.rules import RULES, Rule
-from stubforge.triton import deployment
+from stubforge.triton import arch, deployment
 
 __all__ = ["ERROR", "RULES", "WARN", "CheckReport", "Finding", "ModelCheck", "Rule", "check", "check_model"]
 
@@ -34,7 +34,8 @@ def check(
     target: Target | None = None,
 ) -> CheckReport:
     """Check a model repository (or one model's directory) for `triton`'s pitfalls. `target`: the machine it
-    will run on (None: this one); carried for the aarch64 checks to come."""
+    will run on (None: the one the backends' libtriton_python.so is for, else this one); a stub, env or backend
+    library of another architecture is an `arch` finding."""
     release = releases.as_release(triton)
     if not repository.is_dir():
         raise StubforgeError(
@@ -49,5 +50,6 @@ def check(
                 f"{repository} holds no model (no config.pbtxt in it or its subdirectories)",
                 hint="pass the model repository or one model's directory",
             )
-    models = [check_model(d, release, backends) for d in model_dirs]
+    server_arch = arch.deployment_arch(target, backends)
+    models = [check_model(d, release, backends, server_arch) for d in model_dirs]
     return CheckReport(str(repository), release.branch, models, repository_findings(models, release))

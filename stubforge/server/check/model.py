@@ -6,14 +6,22 @@ from pathlib import Path
 
 from stubforge.core import releases
 from stubforge.errors import StubforgeError
+from stubforge.server.check import arch as arch_rules
 from stubforge.server.check import env as env_rules
 from stubforge.server.check import host, model_code, paths
 from stubforge.server.check import stub as stub_rules
 from stubforge.server.check.report import ERROR, ModelCheck
+from stubforge.triton import arch as arch_mod
 from stubforge.triton import deployment
 
 
-def check_model(model_dir: Path, release: releases.Release, backends: Path | None) -> ModelCheck:
+def check_model(
+    model_dir: Path,
+    release: releases.Release,
+    backends: Path | None,
+    server_arch: tuple[str, str] | None = None,
+) -> ModelCheck:
+    """`server_arch`: the deployment's architecture and where that came from (triton.arch.deployment_arch)."""
     check = ModelCheck(name=model_dir.name, path=str(model_dir))
     try:
         resolved = deployment.resolve(model_dir, triton=release.branch, backends=backends)
@@ -44,6 +52,7 @@ def check_model(model_dir: Path, release: releases.Release, backends: Path | Non
         env_dir=env_path if env_is_dir else None,
         env_archive=None if env_is_dir else env_path,
     )
+    arch_rules.pieces(check, resolved, server_arch or arch_mod.deployment_arch(None, backends))
     if stub is not None:
         stub_rules.libpython_reach(check, resolved, stub, release)
     else:

@@ -30,6 +30,13 @@ _ALL = (
     Rule("stub", "stub", (ERROR, WARN), "no stub that will run, or one that links no libpython"),
     Rule("stub-mode", "stub", (ERROR, WARN), "the stub is not executable, or left so by a failed probe"),
     Rule("libpython", "stub", (ERROR,), "nothing provides the stub's libpython to the server"),
+    # arch.py
+    Rule(
+        "arch",
+        "arch",
+        (ERROR,),
+        "a stub, env or backend library built for another architecture than the server",
+    ),
     # env.py
     Rule("env-path", "env", (ERROR,), "EXECUTION_ENV_PATH that Triton cannot use"),
     Rule("env", "env", (ERROR,), "the env archive cannot be read as tar or tar.gz"),
