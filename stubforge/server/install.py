@@ -22,8 +22,8 @@ from stubforge import __version__
 from stubforge.core import cache, elf, fsutil, pythons, releases
 from stubforge.core.targets import Target, as_target
 from stubforge.errors import StubforgeError
-from stubforge.stubs import build as stub_mod
 from stubforge.server.check.arch import build_command
+from stubforge.stubs import build as stub_mod
 from stubforge.stubs import cross
 from stubforge.stubs import probe as verify
 from stubforge.triton import arch as arch_mod
