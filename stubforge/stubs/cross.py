@@ -10,13 +10,14 @@ cross-compilation").
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from stubforge.core import pythons
+from stubforge.core import cache, fsutil, pythons
 from stubforge.core.sysroot import TRIPLETS, Sysroot, SysrootError, SysrootPython, describe, inside
 from stubforge.core.targets import Target, host_target
 from stubforge.errors import BuildError
@@ -167,19 +168,32 @@ class CrossBuild:
                     return base / rel
         return None
 
-    def write_rapidjson_config(self, build_dir: Path) -> Path | None:
+    def rapidjson_config_dir(self) -> Path | None:
+        """Outside the build tree: common's exported target lists this include dir, and CMake refuses an
+        exported include dir inside the build tree."""
         headers = self.rapidjson_headers()
         if headers is None:
             return None
-        config_dir = build_dir / "stubforge-rapidjson"
+        digest = hashlib.sha256(str(headers).encode()).hexdigest()[:10]
+        return cache.root() / "cross" / f"rapidjson-{digest}"
+
+    def write_rapidjson_config(self) -> Path | None:
+        headers = self.rapidjson_headers()
+        config_dir = self.rapidjson_config_dir()
+        if headers is None or config_dir is None:
+            return None
         include = config_dir / "include"
         include.mkdir(parents=True, exist_ok=True)
         link = include / "rapidjson"
-        if not link.exists():
-            link.symlink_to(headers)
-        (config_dir / "RapidJSONConfig.cmake").write_text(
-            f'set(RAPIDJSON_INCLUDE_DIRS "{include}")\nset(RapidJSON_INCLUDE_DIRS "{include}")\n'
-            "set(RapidJSON_FOUND TRUE)\n"
+        if not link.is_symlink():
+            with contextlib.suppress(FileExistsError):  # another build made it meanwhile
+                link.symlink_to(headers)
+        fsutil.write_atomic(
+            config_dir / "RapidJSONConfig.cmake",
+            (
+                f'set(RAPIDJSON_INCLUDE_DIRS "{include}")\nset(RapidJSON_INCLUDE_DIRS "{include}")\n'
+                "set(RapidJSON_FOUND TRUE)\n"
+            ).encode(),
         )
         return config_dir
 

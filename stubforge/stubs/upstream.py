@@ -144,6 +144,9 @@ class Plan:
         }
         if self.cross is not None:
             names["sysroot"] = self.cross.sysroot.root
+            rapidjson = self.cross.rapidjson_config_dir()
+            if rapidjson is not None:
+                names["rapidjson"] = rapidjson
         return names
 
     def toolchain_path(self) -> Path:
@@ -193,8 +196,8 @@ class Plan:
             ]
         else:
             args += [f"-DCMAKE_TOOLCHAIN_FILE={self.toolchain_path()}", *self.cross.python_cache_args()]
-            rapidjson = self.build_dir / "stubforge-rapidjson"
-            if self.cross.rapidjson_headers() is not None:
+            rapidjson = self.cross.rapidjson_config_dir()
+            if rapidjson is not None:
                 args.append(f"-DRapidJSON_DIR={rapidjson}")
         if self.ninja:
             args += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={self.ninja}"]
@@ -259,7 +262,7 @@ def prepare(plan: Plan) -> None:
     plan.build_dir.mkdir(parents=True, exist_ok=True)
     if plan.cross is not None:
         plan.toolchain_path().write_text(plan.cross.toolchain_text())
-        plan.cross.write_rapidjson_config(plan.build_dir)
+        plan.cross.write_rapidjson_config()
         plan.cross.prepare_link_dir(plan.link_dir())
     boost = plan.sources.boost
     hook = plan.hook_text()
