@@ -55,7 +55,12 @@ def main() -> None:
             sysroot = Path(cache_dir) / "sysroot"
             debian_sysroot.create(sysroot, "aarch64", args.python)
         target = Target.parse("aarch64", sysroot)
-        interp = pythons.resolve(args.python, require_buildable=True)
+        found = [i for i in pythons.discover() if i.minor == args.python and i.buildable]
+        if not found:
+            raise SystemExit(
+                f"no Python {args.python} with a shared libpython and headers for the native build"
+            )
+        interp = ([i for i in found if "/.pyenv/" in i.executable] or found)[0]
         native_times, cross_times = [], []
         for _ in range(args.rounds):
             started = time.monotonic()
