@@ -18,8 +18,10 @@ from stubforge.errors import StubforgeError
 from stubforge.progress import QUIET, Progress
 
 if TYPE_CHECKING:
+    from stubforge.core.debian_sysroot import CreateResult as SysrootCreated
     from stubforge.core.leftovers import Leftover
     from stubforge.core.pythons import Interpreter
+    from stubforge.core.sysroot import Sysroot
     from stubforge.envs.packenv import PackResult
     from stubforge.server.check import CheckReport
     from stubforge.server.push import PushResult
@@ -37,6 +39,8 @@ __all__ = [
     "build_stubs",
     "check",
     "clean",
+    "create_sysroot",
+    "describe_sysroot",
     "find_pythons",
     "pack_env",
     "plan_env_path",
@@ -79,6 +83,8 @@ def build_stub(
     mode: str = "auto",
     cmake_args: Sequence[str] = (),
     force: bool = False,
+    arch: str | None = None,
+    sysroot: PathLike | None = None,
     progress: Progress = QUIET,
     cuda: PathLike | None = None,
     cuda_arch: str | None = None,
@@ -91,7 +97,9 @@ def build_stub(
     tree to build from; jobs: parallel compile jobs (0: all cores); mode: "auto", "unity" or "plain";
     cmake_args: extra -D options, applied last; force: rebuild even when cached. With gpu: cuda, the CUDA
     toolkit root (default: CUDA_HOME, CUDA_PATH, nvcc on PATH, /usr/local/cuda); cuda_arch, the CUDA
-    architectures of the backend's kernels (default: the release's list, less what the toolkit cannot compile)."""
+    architectures of the backend's kernels (default: the release's list, less what the toolkit cannot compile).
+    arch/sysroot: build for another machine (e.g. "aarch64") against its root filesystem with a cross compiler
+    (docs/aarch64.md)."""
     return build_stubs(
         [python],
         triton=triton,
@@ -103,6 +111,8 @@ def build_stub(
         mode=mode,
         cmake_args=cmake_args,
         force=force,
+        arch=arch,
+        sysroot=sysroot,
         progress=progress,
         cuda=cuda,
         cuda_arch=cuda_arch,
@@ -122,6 +132,8 @@ def build_stubs(
     mode: str = "auto",
     cmake_args: Sequence[str] = (),
     force: bool = False,
+    arch: str | None = None,
+    sysroot: PathLike | None = None,
     progress: Progress = QUIET,
     cuda: PathLike | None = None,
     cuda_arch: str | None = None,
@@ -130,18 +142,27 @@ def build_stubs(
 
     Every interpreter is resolved before the first build: a typo in the third one must not cost two builds.
     flavor "runner" (or its old name "harness") builds stubforge's own stub for `load()`/`stubforge run`
-    instead; it takes only `force` of the other options."""
+    instead; it takes only `force`, `arch` and `sysroot` of the other options."""
     from stubforge.core import pythons as pythons_mod
+    from stubforge.core.targets import Target
     from stubforge.stubs import build as stub_build
+    from stubforge.stubs import cross
 
-    interps = [
-        p if isinstance(p, pythons_mod.Interpreter) else pythons_mod.resolve(p, require_buildable=True)
-        for p in pythons
-    ]
+    target = Target.parse(arch, _path(sysroot))
+    if cross.needed(target):
+        # The target's Pythons are the sysroot's: checked by the build itself, before it compiles.
+        interps: list[str | Interpreter] = [p if isinstance(p, str) else p.minor for p in pythons]
+        for spec in interps:
+            cross.plan(target, str(spec), "c" if flavor in ("runner", "harness") else "c++")
+    else:
+        interps = [
+            p if isinstance(p, pythons_mod.Interpreter) else pythons_mod.resolve(p, require_buildable=True)
+            for p in pythons
+        ]
     if flavor in ("runner", "harness"):
         from stubforge.stubs import runner_stub
 
-        return [runner_stub.build_runner_stub(interp, force=force) for interp in interps]
+        return [runner_stub.build_runner_stub(interp, force=force, target=target) for interp in interps]
     if flavor != "upstream":
         raise StubforgeError(f"unknown stub flavor {flavor!r}", hint="use upstream or runner")
     options = stub_build.BuildOptions(
@@ -156,6 +177,7 @@ def build_stubs(
         cmake_args=tuple(cmake_args),
         cuda=_path(cuda),
         cuda_arch=cuda_arch,
+        target=target,
     )
     return [stub_build.build_one(interp, options, progress) for interp in interps]
 
@@ -245,15 +267,20 @@ def check(
     triton: str = DEFAULT_TRITON,
     backends: PathLike | None = None,
     store: str = "local",
+    arch: str | None = None,
 ) -> CheckReport:
     """Every known pitfall of a model repository (or one model directory), found from its files alone.
 
     backends: Triton's backend directory, to check backend stubs and their default envs too. store: where the
-    server will read the repository ("local", "s3", "gcs", "azure"); object stores add their own rules."""
+    server will read the repository ("local", "s3", "gcs", "azure"); object stores add their own rules. arch: the
+    server's architecture (default: that of the backends' libtriton_python.so, else this machine's)."""
+    from stubforge.core.targets import Target
     from stubforge.server.check import check as check_repository
 
-    return check_repository(Path(target), triton=triton, backends=_path(backends), store=store)
-
+    server = Target.parse(arch) if arch else None
+    return check_repository(
+        Path(target), triton=triton, backends=_path(backends), target=server, store=store
+    )
 
 def push(
     repository: PathLike,
@@ -439,3 +466,32 @@ def clean(*, dry_run: bool = False, triton: bool = True) -> list[Leftover]:
     from stubforge.core import leftovers
 
     return leftovers.clean(dry_run=dry_run, triton=triton)
+
+
+def create_sysroot(
+    directory: PathLike,
+    *,
+    arch: str = "aarch64",
+    python: str = "3.11",
+    numpy: bool = False,
+    packages: Sequence[str] = (),
+    force: bool = False,
+    progress: Progress = QUIET,
+) -> SysrootCreated:
+    """Make `directory` a root filesystem for `arch` from Debian's packages: python<python>, its libpython and
+    headers, zlib and libarchive (what a stub links), `numpy` adds python3-numpy, `packages` any others. The debs
+    are cached, so the same request is offline the second time; only the host Debian release's Pythons exist
+    (3.11 on bookworm). Returns what was made, with `sysroot` as `describe_sysroot` reads it."""
+    from stubforge.core import debian_sysroot
+
+    return debian_sysroot.create(
+        Path(directory), arch, python, numpy, tuple(packages), force=force, progress=progress
+    )
+
+
+def describe_sysroot(directory: PathLike, *, arch: str | None = None) -> Sysroot:
+    """A target root filesystem (made by `create_sysroot`, or a Jetson/Armbian rootfs copied from the board):
+    its architecture and glibc from its libc, and the Pythons a stub can embed (libpython + headers)."""
+    from stubforge.core import sysroot
+
+    return sysroot.describe(Path(directory), arch)

@@ -40,6 +40,7 @@ _INTERRUPTED = {
     "run": "the model's stubs were stopped",
     "verify": "the server was stopped",
     "push": "the files uploaded so far stay; push again to send the rest",
+    "sysroot": "no sysroot was written",
 }
 
 
@@ -103,9 +104,9 @@ def cli(verbose: bool) -> None:
 
 
 # The sides register their commands on `cli`: imported here, after `cli` exists.
-from stubforge.cli import build, envs, runner, server  # noqa: E402
+from stubforge.cli import build, envs, runner, server, targets  # noqa: E402
 
-__all__ = ["build", "cli", "envs", "main", "runner", "server"]
+__all__ = ["build", "cli", "envs", "main", "runner", "server", "targets"]
 
 
 def _terminated(_signum: int, _frame: object) -> None:

@@ -176,6 +176,12 @@ def sources_list(as_json: bool) -> None:
     help="upstream: Triton's stub from python_backend; runner: stubforge's own stub for `stubforge run` "
     "(harness: its old name).",
 )
+@click.option("--arch", help="Target architecture (aarch64, x86_64; default: this machine's).")
+@click.option(
+    "--sysroot",
+    type=click.Path(path_type=Path),
+    help="The target's root filesystem (cross build; see `stubforge sysroot create`).",
+)
 @quiet_option
 @json_option
 @handle_errors
@@ -193,10 +199,13 @@ def build_cmd(
     force: bool,
     cmake_args: tuple[str, ...],
     flavor: str,
+    arch: str | None,
+    sysroot: Path | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Compile triton_python_backend_stub for each --python, verify it and cache it."""
+    """Compile triton_python_backend_stub for each --python, verify it and cache it (for another machine with
+    --arch and --sysroot)."""
     results = api.build_stubs(
         python_specs,
         flavor=flavor,
@@ -209,6 +218,8 @@ def build_cmd(
         mode=mode,
         cmake_args=cmake_args,
         force=force,
+        arch=arch,
+        sysroot=sysroot,
         progress=progress_for(quiet, as_json),
         cuda=cuda,
         cuda_arch=cuda_arch,

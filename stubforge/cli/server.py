@@ -19,12 +19,24 @@ from stubforge.cli import (
     triton_option,
     warn,
 )
+from stubforge.core.targets import Target
 
 if TYPE_CHECKING:  # imported for annotations only: the server side (numpy, tritonclient) loads on use
     from stubforge.server.check import CheckReport
     from stubforge.server.verify.session import VerifyReport
 
 CACHED_STUB_RELEASE_HELP = "Release of the cached stub to use."
+
+
+ARCH_OPTION = click.option(
+    "--arch",
+    help="The server's architecture (default: --backends' libtriton_python.so, else this machine's).",
+)
+SYSROOT_OPTION = click.option(
+    "--sysroot",
+    type=click.Path(path_type=Path),
+    help="The server machine's root filesystem, to build a missing stub for it (see stubforge sysroot).",
+)
 
 
 @cli.group("install")
@@ -38,15 +50,27 @@ def install_group() -> None:
 @click.option("--stub", type=click.Path(path_type=Path), help="Install this stub file instead.")
 @triton_option(CACHED_STUB_RELEASE_HELP)
 @click.option("--force", is_flag=True, help="Replace a different stub already there.")
+@ARCH_OPTION
+@SYSROOT_OPTION
 @json_option
 @handle_errors
 def install_model_cmd(
-    model_dir: Path, python_spec: str | None, stub: Path | None, triton: str, force: bool, as_json: bool
+    model_dir: Path,
+    python_spec: str | None,
+    stub: Path | None,
+    triton: str,
+    force: bool,
+    arch: str | None,
+    sysroot: Path | None,
+    as_json: bool,
 ) -> None:
     """Put a per-model stub at MODEL_DIR/triton_python_backend_stub."""
     from stubforge.server import install
 
-    result = install.install_model_stub(model_dir, python=python_spec, stub=stub, triton=triton, force=force)
+    target = Target.parse(arch, sysroot) if arch or sysroot else None
+    result = install.install_model_stub(
+        model_dir, python=python_spec, stub=stub, triton=triton, force=force, target=target
+    )
     if as_json:
         emit_json(result.to_dict())
         return
@@ -68,6 +92,8 @@ def install_model_cmd(
 @triton_option(CACHED_STUB_RELEASE_HELP)
 @click.option("--copy-library", is_flag=True, help="Also copy python/libtriton_python.so (not required).")
 @click.option("--force", is_flag=True, help="Replace an existing backend directory with other content.")
+@ARCH_OPTION
+@SYSROOT_OPTION
 @json_option
 @handle_errors
 def install_backend_cmd(
@@ -79,6 +105,8 @@ def install_backend_cmd(
     triton: str,
     copy_library: bool,
     force: bool,
+    arch: str | None,
+    sysroot: Path | None,
     as_json: bool,
 ) -> None:
     """Create a python_3_X backend directory: stub, utils, a dispatcher model.py, optional default env."""
@@ -93,6 +121,7 @@ def install_backend_cmd(
         triton=triton,
         copy_library=copy_library,
         force=force,
+        target=Target.parse(arch, sysroot) if arch or sysroot else None,
     )
     if as_json:
         emit_json(result.to_dict())
@@ -154,11 +183,17 @@ def list_cmd(backends: Path, as_json: bool) -> None:
     show_default=True,
     help="Where the server will read the repository from (object stores add their rules).",
 )
+@click.option(
+    "--arch",
+    help="The server's architecture (default: that of --backends' libtriton_python.so, else this machine's).",
+)
 @json_option
 @handle_errors
-def check_cmd(target: Path, triton: str, backends: Path | None, store: str, as_json: bool) -> None:
+def check_cmd(
+    target: Path, triton: str, backends: Path | None, store: str, arch: str | None, as_json: bool
+) -> None:
     """Find the known pitfalls of a model repository (or one model) from its files, without a server."""
-    report = api.check(target, triton=triton, backends=backends, store=store)
+    report = api.check(target, triton=triton, backends=backends, store=store, arch=arch)
     if as_json:
         emit_json(report.to_dict())
     else:

@@ -189,3 +189,15 @@ def defined_versions(path: Path, family: str) -> str | None:
     except (OSError, ELFError):
         return None
     return f"{family}_{best}" if best else None
+
+
+# e_machine numbers of the ELF header (offset 18, 2 bytes), for files read as bytes (an archive member).
+_E_MACHINE_NUMBERS = {62: "x86_64", 183: "aarch64"}
+
+
+def arch_of_header(data: bytes) -> str | None:
+    """The architecture of an ELF file from its first 20 bytes; None when it is not ELF or not one we target."""
+    if len(data) < 20 or data[:4] != b"\x7fELF":
+        return None
+    order = "little" if data[5] == 1 else "big"
+    return _E_MACHINE_NUMBERS.get(int.from_bytes(data[18:20], order))  # type: ignore[arg-type]

@@ -22,8 +22,11 @@ from stubforge import __version__
 from stubforge.core import cache, elf, fsutil, pythons, releases
 from stubforge.core.targets import Target, as_target
 from stubforge.errors import StubforgeError
+from stubforge.server.check.arch import build_command
 from stubforge.stubs import build as stub_mod
+from stubforge.stubs import cross
 from stubforge.stubs import probe as verify
+from stubforge.triton import arch as arch_mod
 from stubforge.triton import backends as backend_dirs
 from stubforge.triton import deployment, gpu, libpython, stubinfo
 from stubforge.triton.config import read_config
@@ -139,17 +142,20 @@ def _wheel_libraries(stub: Path) -> tuple[str, ...]:
     return ()
 
 
-def find_cached_stub(triton: releases.Release | str, minor: str, gpu: bool | None = None) -> Path | None:
-    """The newest cached stub of that release and Python: CPU builds first (a GPU build needs a CUDA runtime),
-    built ones before imported ones. gpu=True/False restricts to that kind."""
+def find_cached_stub(
+    triton: releases.Release | str, minor: str, gpu: bool | None = None, arch: str | None = None
+) -> Path | None:
+    """The newest cached stub of that release and Python for `arch` (None: this machine's): CPU builds first (a
+    GPU build needs a CUDA runtime), built ones before imported ones. gpu=True/False restricts to that kind."""
     branch = releases.normalize(triton)
+    arch = arch or as_target(None).arch
     candidates = [
         a
         for a in cache.stub_artifacts()
         if a.get("triton", {}).get("release") == branch
         and a.get("python", {}).get("minor") == minor
         and (gpu is None or bool(a.get("gpu")) == gpu)
-        and a.get("arch") == platform.machine()
+        and a.get("arch") == arch
     ]
     candidates.sort(
         key=lambda a: (
@@ -166,18 +172,31 @@ def _choose_stub(
     python: str | None, stub: Path | None, triton: releases.Release | str, target: Target | None = None
 ) -> Path:
     """--stub FILE (checked against --python), or the cached stub of that Python, built when missing."""
+    chosen = as_target(target)
     if stub is None:
         if not python:
             raise InstallError("which stub? pass --python 3.X or --stub FILE", hint="e.g. --python 3.8")
-        cached = find_cached_stub(triton, pythons.resolve(python).minor)
+        minor = cross.minor_of(python) if cross.needed(chosen) else pythons.resolve(python).minor
+        cached = find_cached_stub(triton, minor, arch=chosen.arch)
         return cached or stub_mod.build_one(python, stub_mod.BuildOptions(triton=triton, target=target)).stub
     if not stub.is_file():
         raise InstallError(
             f"--stub {stub}: no such file", hint="pass the path of a triton_python_backend_stub"
         )
-    if python:
+    if python and not cross.needed(chosen):
         _interpreter_for(stub, python)
     return stub
+
+
+def refuse_other_arch(piece: str, path: Path, its_arch: str | None, server: tuple[str, str]) -> None:
+    """A stub, env or backend library of another architecture than the server's is never installed."""
+    server_arch, source = server
+    if its_arch is not None and its_arch != server_arch:
+        raise InstallError(
+            f"{piece} {path} is for {its_arch}, but the server is {server_arch} ({source})",
+            hint=f"use a {piece} built for {server_arch} ({build_command(server_arch)} for a stub, pack-env "
+            f"--arch {server_arch} for an env), or pass --arch if the server really is another machine",
+        )
 
 
 @dataclass
@@ -209,6 +228,7 @@ def install_model_stub(
     machine the server runs on (None: this one), recorded in the sidecar."""
     info = read_config(model_dir)
     stub = _choose_stub(python, stub, triton, target)
+    refuse_other_arch("stub", stub, arch_mod.file_arch(stub), arch_mod.deployment_arch(target, None))
     minor = _stub_python(stub)
     dest = info.path.parent / cache.STUB_NAME
     digest = cache.sha256_of(stub)
@@ -335,7 +355,11 @@ def install_backend(
             hint="--backends must be Triton's backend directory, holding the stock python/ backend "
             "(stubforge never ships upstream files; it copies them from there)",
         )
-    stub = _choose_stub(python, stub, triton, target)
+    server = arch_mod.deployment_arch(target, backends)
+    stub = _choose_stub(python, stub, triton, target or Target(server[0]))
+    refuse_other_arch("stub", stub, arch_mod.file_arch(stub), server)
+    if env is not None and env.is_file():
+        refuse_other_arch("env", env, arch_mod.env_arch_of(env), server)
     minor = _stub_python(stub)
     name = name or f"python_{minor.replace('.', '_')}"
     if name == "python" or "/" in name or not name:
@@ -348,7 +372,7 @@ def install_backend(
         )
     dest = backends / name
     try:
-        _write_backend(dest, stub, stock, env, copy_library, minor, force, as_target(target))
+        _write_backend(dest, stub, stock, env, copy_library, minor, force, target or Target(server[0]))
     except _Unchanged:
         return InstallResult(dest, False, stub, _backend_warnings(dest, minor, env))
     return InstallResult(dest, True, stub, _backend_warnings(dest, minor, env))

@@ -17,7 +17,7 @@ from stubforge.core import cache, pythons, releases
 from stubforge.core.targets import Target, as_target
 from stubforge.errors import BuildError
 from stubforge.progress import QUIET, Progress
-from stubforge.stubs import cuda, reproducible, upstream
+from stubforge.stubs import cross, cuda, reproducible, upstream
 from stubforge.stubs import probe as verify
 from stubforge.stubs import sources as sources_mod
 from stubforge.triton import stubinfo
@@ -37,7 +37,7 @@ class BuildOptions:
     force: bool = False
     mode: str = "auto"
     cmake_args: tuple[str, ...] = ()  # extra -D options, appended last (they win)
-    target: Target | None = None  # None: this machine (only recorded for now; cross builds come later)
+    target: Target | None = None  # None: this machine; a target with a sysroot is a cross build (stubs/cross.py)
     cuda: Path | None = None  # --cuda: the toolkit root for a GPU build (None: found, stubs/cuda.py)
     cuda_arch: str | None = None  # --cuda-arch: CUDA_ARCHITECTURES for kernel_library_new (None: intersected)
 
@@ -130,10 +130,25 @@ def build_one(
     started = time.monotonic()
     if options.mode not in MODES:
         raise BuildError(f"unknown build mode {options.mode!r}", hint=f"use one of {', '.join(MODES)}")
-    interp = (
-        python if isinstance(python, pythons.Interpreter) else pythons.resolve(python, require_buildable=True)
-    )
-    pythons.check_buildable(interp)
+    target = as_target(options.target)
+    crossing = cross.needed(target)
+    if crossing:
+        if isinstance(python, pythons.Interpreter):
+            raise BuildError(
+                "a cross build takes the target's Python version, not an interpreter of this machine",
+                hint="pass the version, e.g. '3.11'",
+            )
+        cross_plan: cross.CrossBuild | None = cross.plan(target, python)
+        assert cross_plan is not None
+        interp = cross_plan.interpreter
+    else:
+        cross_plan = None
+        interp = (
+            python
+            if isinstance(python, pythons.Interpreter)
+            else pythons.resolve(python, require_buildable=True)
+        )
+        pythons.check_buildable(interp)
     report = progress.task(f"py{interp.minor}")  # timed from here: one Python's build
     srcs = sources_mod.resolve(
         options.triton, pybind11=options.pybind11, source=options.source, boost=options.boost
@@ -147,10 +162,13 @@ def build_one(
         options.gpu,
         srcs.pybind11.version,
         srcs.boost.version,
-        arch=as_target(options.target).arch,
+        arch=target.arch,
         cmake_args=options.cmake_args,
         gpu_plan=gpu_plan,
     )
+    if cross_plan is not None:
+        # Another sysroot (another glibc or Python patch level) makes another binary.
+        key += f"-sysroot_{cross_plan.identity()}"
     final_dir = cache.stubs_dir() / key
     warnings = list(srcs.warnings)
     if gpu_plan is not None and gpu_plan.dropped:
@@ -175,7 +193,12 @@ def build_one(
                     key, final_dir / cache.STUB_NAME, cached, True, time.monotonic() - started, warnings
                 )
             report.step("rebuild", "the cached stub was built from other sources (re-import or --source)")
-        manifest = _build_and_store(interp, options, srcs, key, final_dir, report, fingerprint, gpu_plan)
+        manifest = _build_and_store(
+            interp, options, srcs, key, final_dir, report, fingerprint, gpu_plan, cross_plan
+        )
+    skipped = (manifest.get("probe") or {}).get("skipped")
+    if skipped:
+        warnings.append(f"the stub's probe was not run: {skipped}")
     for use in manifest["inputs"]["date_time_macros"]:
         warnings.append(
             f"{use} is compiled in; SOURCE_DATE_EPOCH pins it (docs/build.md, Reproducible builds)"
@@ -235,6 +258,7 @@ def _build_and_store(
     report: Progress,
     fingerprint: str,
     gpu_plan: cuda.GpuPlan | None = None,
+    cross_plan: cross.CrossBuild | None = None,
 ) -> dict[str, Any]:
     started = time.monotonic()
     cmake_tool = upstream.find_cmake(srcs.pins.cmake_minimum)
@@ -262,6 +286,7 @@ def _build_and_store(
                 log_path=log_path,
                 extra_args=list(options.cmake_args),
                 gpu_plan=gpu_plan,
+                cross=cross_plan,
             )
             report.step("mode", mode)
             try:
@@ -280,14 +305,23 @@ def _build_and_store(
                 )
             report.step("verify")
             verify_started = time.monotonic()
+            label = f"the stub built for Python {interp.version}"
             try:
-                verified = verify.verify(
-                    built,
-                    interp,
-                    label=f"the stub built for Python {interp.version}",
-                    # A GPU stub NEEDs the toolkit's libcudart, which need not be in the library cache.
-                    library_path=gpu_plan.toolkit.library_dirs() if gpu_plan is not None else (),
-                )
+                if cross_plan is not None:
+                    verified = verify.verify_for_target(
+                        built, interp, cross_plan.target, cross_plan.lib_dirs(), label=label
+                    )
+                    skipped = verified["probe"].get("skipped")  # type: ignore[attr-defined]
+                    if skipped:
+                        report.step("probe", f"skipped: {skipped}")
+                else:
+                    verified = verify.verify(
+                        built,
+                        interp,
+                        label=label,
+                        # A GPU stub NEEDs the toolkit's libcudart, which need not be in the library cache.
+                        library_path=gpu_plan.toolkit.library_dirs() if gpu_plan is not None else (),
+                    )
             except BuildError as exc:
                 exc.hint = f"{exc.hint} (build log: {log_path})"
                 raise
@@ -297,6 +331,9 @@ def _build_and_store(
             )
             manifest["sources_fingerprint"] = fingerprint
             manifest["cuda"] = _cuda_record(gpu_plan, manifest["elf"]["needed"])
+            manifest["probe"] = verified["probe"]
+            if cross_plan is not None:
+                manifest["cross"] = {**cross_plan.to_dict(), "floors_checked": verified["floors_checked"]}
             manifest["inputs"] = _recorded_inputs(interp, srcs, plan, result, fingerprint)
             manifest["timings"] = {
                 "configure_s": round(result.configure_s, 2),
@@ -344,7 +381,8 @@ def _manifest(
             "libpython": interp.libpython,
             "numpy": interp.numpy,
         },
-        "arch": platform.machine(),
+        "arch": as_target(options.target).arch,  # the stub's own architecture
+        "build_host": platform.machine(),
         "target": as_target(options.target).to_dict(),
         "gpu": options.gpu,
         "pybind11": srcs.pybind11.version,

@@ -9,7 +9,10 @@ import subprocess
 from pathlib import Path
 
 from stubforge.core import elf
+from stubforge.core.emulation import INSTALL_HINT, emulation_for, unavailable_reason
 from stubforge.core.pythons import Interpreter
+from stubforge.core.sysroot import inside
+from stubforge.core.targets import Target
 from stubforge.errors import BuildError
 
 PROBE_MESSAGE = "Expected 9 arguments, found 1 arguments."
@@ -88,3 +91,89 @@ def verify(
             details=(proc.stderr or proc.stdout).strip()[-2000:],
         )
     return {"elf": info.to_dict(), "probe": {"exit": proc.returncode, "stderr": proc.stderr.strip()}}
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".") if p.isdigit())
+
+
+def verify_for_target(
+    stub: Path,
+    interpreter: Interpreter,
+    target: Target,
+    lib_dirs: tuple[Path, ...],
+    label: str | None = None,
+) -> dict[str, object]:
+    """A stub built for another machine: ELF machine of the target, NEEDED its libpython, a glibc (and
+    libstdc++) floor the sysroot meets; then the no-argument probe under emulation when this machine has it
+    (the result says when it was skipped and why)."""
+    name = label or str(stub)
+    info = elf.read(stub)
+    if info.machine != target.elf_machine:
+        raise BuildError(
+            f"{name} is built for {info.arch or info.machine}, not {target.arch}",
+            hint="the compiler is not a cross compiler for the target; see the build log",
+        )
+    soname = interpreter.libpython_soname
+    if soname not in info.needed:
+        linked = [n for n in info.needed if n.startswith("libpython")]
+        raise BuildError(
+            f"{name} links {', '.join(linked) or 'no libpython'}, not {soname} of the sysroot's Python "
+            f"{interpreter.version}",
+            hint="CMake picked another libpython; see the build log",
+        )
+    floors = _floor_check(info, target, lib_dirs, name)
+    emulation = emulation_for(target.arch)
+    if emulation is None:
+        result: dict[str, object] = {"skipped": unavailable_reason(target.arch)}
+    else:
+        env = emulation.environment(dict(os.environ), target.sysroot, lib_dirs)
+        try:
+            proc = subprocess.run(
+                emulation.command([str(stub)]),
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                timeout=PROBE_TIMEOUT_S,
+                env=env,
+                check=False,
+            )
+        except OSError as exc:
+            raise BuildError(
+                f"{name} cannot be run under emulation ({exc.strerror})", hint=INSTALL_HINT
+            ) from exc
+        if proc.returncode != 1 or PROBE_MESSAGE not in proc.stderr:
+            raise ProbeFailed(
+                proc.returncode,
+                f"{name} answered the no-argument probe under {emulation.how} emulation with exit "
+                f"{proc.returncode} instead of exit 1 and {PROBE_MESSAGE!r}",
+                hint="exit 127 means the loader could not find a library in the sysroot (see details)",
+                details=(proc.stderr or proc.stdout).strip()[-2000:],
+            )
+        result = {"exit": proc.returncode, "stderr": proc.stderr.strip(), "emulation": emulation.how}
+    return {"elf": info.to_dict(), "probe": result, "floors_checked": floors}
+
+
+def _floor_check(info: elf.ElfInfo, target: Target, lib_dirs: tuple[Path, ...], name: str) -> dict[str, str]:
+    """The stub's GLIBC_/GLIBCXX_ needs against what the sysroot's libc and libstdc++ define."""
+    checked: dict[str, str] = {}
+    available: dict[str, str | None] = {"GLIBC": f"GLIBC_{target.libc}" if target.libc else None}
+    for directory in lib_dirs:
+        candidate = directory / "libstdc++.so.6"
+        if candidate.exists() and "GLIBCXX" not in checked:
+            real = inside(target.sysroot, candidate) if target.sysroot else candidate.resolve()
+            available["GLIBCXX"] = elf.defined_versions(real, "GLIBCXX")
+            break
+    for family, have in available.items():
+        need = info.floors.get(family)
+        if not need or not have:
+            continue
+        need_v, have_v = need.split("_", 1)[1], have.split("_", 1)[1]
+        checked[family] = f"needs {need_v}, sysroot has {have_v}"
+        if _version_key(need_v) > _version_key(have_v):
+            raise BuildError(
+                f"{name} needs {need}, but the sysroot {target.sysroot} has only {have}: it would not start on "
+                "the target",
+                hint="build with a cross compiler whose C library is not newer than the board's, or on the board",
+            )
+    return checked

@@ -6,12 +6,14 @@ sources. Cached and verified like an upstream stub (NEEDED libpython, the no-arg
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import os
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,8 @@ from typing import Any
 from stubforge import __version__
 from stubforge.core import cache, elf, pythons, targets
 from stubforge.errors import BuildError
+from stubforge.stubs import cross, reproducible, sources
 from stubforge.stubs import probe as verify
-from stubforge.stubs import reproducible, sources
 from stubforge.stubs.build import BuildResult
 
 SOURCE = Path(__file__).resolve().parent.parent / "runner" / "stub_src" / "sfstub.c"
@@ -39,19 +41,33 @@ def _compiler() -> str:
     )
 
 
-def runner_key(interp: pythons.Interpreter) -> str:
+def runner_key(interp: pythons.Interpreter, plan: cross.CrossBuild | None = None) -> str:
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS + LIBS).encode()).hexdigest()[:10]
     tag = "cp" + interp.minor.replace(".", "")
-    return f"runner-{tag}-{platform.machine()}-{digest}"
+    if plan is None:
+        return f"runner-{tag}-{platform.machine()}-{digest}"
+    return f"runner-{tag}-{plan.target.arch}-{digest}-sysroot_{plan.identity()}"
 
 
-def build_runner_stub(python: str | pythons.Interpreter, *, force: bool = False) -> BuildResult:
+def build_runner_stub(
+    python: str | pythons.Interpreter, *, force: bool = False, target: targets.Target | None = None
+) -> BuildResult:
+    """The runner's stub for one Python: this machine's interpreter, or with a `target` naming a sysroot, the
+    sysroot's Python compiled with the target's cross compiler."""
     started = time.monotonic()
-    interp = (
-        python if isinstance(python, pythons.Interpreter) else pythons.resolve(python, require_buildable=True)
-    )
-    pythons.check_buildable(interp)
-    key = runner_key(interp)
+    plan: cross.CrossBuild | None = None
+    chosen = targets.as_target(target)
+    if cross.needed(chosen):
+        plan = cross.plan(chosen, python if isinstance(python, str) else python.minor, "c")
+        interp = plan.interpreter
+    else:
+        interp = (
+            python
+            if isinstance(python, pythons.Interpreter)
+            else pythons.resolve(python, require_buildable=True)
+        )
+        pythons.check_buildable(interp)
+    key = runner_key(interp, plan)
     final_dir = cache.stubs_dir() / key
     with cache.locked(key):
         manifest_path = final_dir / cache.MANIFEST_NAME
@@ -60,21 +76,39 @@ def build_runner_stub(python: str | pythons.Interpreter, *, force: bool = False)
             if cached.get("python", {}).get("executable") == interp.executable:
                 return BuildResult(key, final_dir / cache.STUB_NAME, cached, True, time.monotonic() - started)
         with cache.staging_dir(final_dir) as staging:
-            manifest = _compile(interp, staging / cache.STUB_NAME, key)
+            manifest = _compile(interp, staging / cache.STUB_NAME, key, plan)
             cache.write_json_atomic(staging / cache.MANIFEST_NAME, manifest)
     return BuildResult(key, final_dir / cache.STUB_NAME, manifest, False, time.monotonic() - started)
 
 
-def _compile(interp: pythons.Interpreter, output: Path, key: str) -> dict[str, Any]:
+def _compile(
+    interp: pythons.Interpreter, output: Path, key: str, plan: cross.CrossBuild | None = None
+) -> dict[str, Any]:
+    with contextlib.ExitStack() as scratch:
+        return _compile_in(interp, output, key, plan, scratch)
+
+
+def _compile_in(
+    interp: pythons.Interpreter,
+    output: Path,
+    key: str,
+    plan: cross.CrossBuild | None,
+    scratch: contextlib.ExitStack,
+) -> dict[str, Any]:
     assert interp.libpython
-    compiler = _compiler()
+    compiler = plan.cc if plan is not None else _compiler()
     # The source's directory differs from one installation to the next; the binary names it stub_src/.
     maps = [m.flag() for m in reproducible.prefix_maps({"stub_src": SOURCE.parent})]
+    target_flags: list[str] = []
+    if plan is not None:
+        link_dir = plan.prepare_link_dir(Path(scratch.enter_context(tempfile.TemporaryDirectory())))
+        target_flags = [*plan.compile_flags(), *plan.link_flags(link_dir)]
     command = [
         compiler,
         *FLAGS,
         *maps,
         f"-I{interp.include_dir}",
+        *target_flags,
         str(SOURCE),
         interp.libpython,  # by path: NEEDED gets the soname, and no RUNPATH is recorded (like Triton's stub)
         *LIBS,
@@ -102,16 +136,22 @@ def _compile(interp: pythons.Interpreter, output: Path, key: str) -> dict[str, A
             details=(proc.stderr or proc.stdout)[-3000:],
         )
     compile_s = time.monotonic() - t0
-    checked = verify.verify(output, interp, label=f"the runner's stub for Python {interp.version}")
-    return {
+    label = f"the runner's stub for Python {interp.version}"
+    if plan is not None:
+        checked = verify.verify_for_target(output, interp, plan.target, plan.lib_dirs(), label=label)
+    else:
+        checked = verify.verify(output, interp, label=label)
+    built_for = plan.target if plan is not None else targets.host_target()
+    manifest: dict[str, Any] = {
         "schema": 1,
         "flavor": "runner",
         "key": key,
         "stubforge": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "arch": platform.machine(),
-        # The runner's stub runs beside stubforge itself: always built for this machine.
-        "target": targets.host_target().to_dict(),
+        "arch": built_for.arch,
+        "build_host": platform.machine(),
+        # The runner's stub runs beside stubforge itself: this machine, or another one under emulation.
+        "target": built_for.to_dict(),
         "gpu": False,
         "python": {
             "version": interp.version,
@@ -127,6 +167,9 @@ def _compile(interp: pythons.Interpreter, output: Path, key: str) -> dict[str, A
         "probe": checked["probe"],
         "sha256": cache.sha256_of(output),
     }
+    if plan is not None:
+        manifest["cross"] = {**plan.to_dict(), "floors_checked": checked["floors_checked"]}
+    return manifest
 
 
 def _recorded_inputs(interp: pythons.Interpreter, compiler: str, maps: list[str]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from stubforge.core.pythons import Interpreter
 from stubforge.errors import BuildError
 from stubforge.progress import QUIET, Progress
 from stubforge.stubs import cuda, reproducible
+from stubforge.stubs.cross import CROSS_CXX_FLAGS, CrossBuild
 from stubforge.stubs.sources import SourceSet
 
 STUB_TARGET = "triton-python-backend-stub"
@@ -124,6 +125,7 @@ class Plan:
     # The user's CFLAGS/CXXFLAGS, which CMake would read itself if stubforge did not set CMAKE_<LANG>_FLAGS.
     env_cflags: str = field(default_factory=lambda: os.environ.get("CFLAGS", ""))
     env_cxxflags: str = field(default_factory=lambda: os.environ.get("CXXFLAGS", ""))
+    cross: CrossBuild | None = None  # None: a native build with the host's compiler
 
     def source_dirs(self) -> dict[str, str]:
         """The source trees the compiler reads, by input kind. A boost header tree is reached through the
@@ -143,7 +145,18 @@ class Plan:
         }
         if self.gpu_plan is not None:
             names["cuda"] = self.gpu_plan.toolkit.root
+        if self.cross is not None:
+            names["sysroot"] = self.cross.sysroot.root
+            rapidjson = self.cross.rapidjson_config_dir()
+            if rapidjson is not None:
+                names["rapidjson"] = rapidjson
         return names
+
+    def toolchain_path(self) -> Path:
+        return self.build_dir / "stubforge-toolchain.cmake"
+
+    def link_dir(self) -> Path:
+        return self.build_dir / "stubforge-sysroot-libs"
 
     def hook_path(self) -> Path:
         return self.build_dir / "stubforge-project-hook.cmake"
@@ -178,12 +191,20 @@ class Plan:
             f"-DFETCHCONTENT_SOURCE_DIR_PYBIND11={s.pybind11.path}",
             f"-DFETCHCONTENT_SOURCE_DIR_DLPACK={s.dlpack.path}",
             f"-DFETCHCONTENT_SOURCE_DIR_GOOGLETEST={s.googletest.path}",
+        ]
+        if self.cross is None:
             # pybind11's classic mode reads PYTHON_EXECUTABLE; the other two cover FindPython modes. Without
             # them CMake picks whatever python3 comes first on PATH (a shim, or another version).
-            f"-DPYTHON_EXECUTABLE={exe}",
-            f"-DPython_EXECUTABLE={exe}",
-            f"-DPython3_EXECUTABLE={exe}",
-        ]
+            args += [
+                f"-DPYTHON_EXECUTABLE={exe}",
+                f"-DPython_EXECUTABLE={exe}",
+                f"-DPython3_EXECUTABLE={exe}",
+            ]
+        else:
+            args += [f"-DCMAKE_TOOLCHAIN_FILE={self.toolchain_path()}", *self.cross.python_cache_args()]
+            rapidjson = self.cross.rapidjson_config_dir()
+            if rapidjson is not None:
+                args.append(f"-DRapidJSON_DIR={rapidjson}")
         if self.ninja:
             args += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={self.ninja}"]
         else:
@@ -191,10 +212,15 @@ class Plan:
         if self.cmake.version_tuple >= (4,):
             args.append(f"-DCMAKE_POLICY_VERSION_MINIMUM={POLICY_VERSION_MINIMUM}")
         maps = self.prefix_maps()
-        args += [
-            f"-DCMAKE_C_FLAGS={reproducible.compile_flags(maps, self.env_cflags)}",
-            f"-DCMAKE_CXX_FLAGS={reproducible.compile_flags(maps, self.env_cxxflags)}",
-        ]
+        cflags = reproducible.compile_flags(maps, self.env_cflags)
+        cxxflags = reproducible.compile_flags(maps, self.env_cxxflags)
+        if self.cross is not None:
+            extra = " ".join(self.cross.compile_flags())
+            cflags = f"{cflags} {extra}".strip()
+            cxxflags = f"{cxxflags} {extra} {' '.join(CROSS_CXX_FLAGS)}".strip()
+            link = " ".join(self.cross.link_flags(self.link_dir()))
+            args += [f"-DCMAKE_EXE_LINKER_FLAGS={link}", f"-DCMAKE_SHARED_LINKER_FLAGS={link}"]
+        args += [f"-DCMAKE_C_FLAGS={cflags}", f"-DCMAKE_CXX_FLAGS={cxxflags}"]
         if self.unity:
             args += ["-DCMAKE_UNITY_BUILD=ON", f"-DCMAKE_UNITY_BUILD_BATCH_SIZE={UNITY_BATCH_SIZE}"]
         boost = s.boost
@@ -242,6 +268,10 @@ endfunction()
 def prepare(plan: Plan) -> None:
     """Put boost where the release's CMakeLists expects it, before configure."""
     plan.build_dir.mkdir(parents=True, exist_ok=True)
+    if plan.cross is not None:
+        plan.toolchain_path().write_text(plan.cross.toolchain_text())
+        plan.cross.write_rapidjson_config()
+        plan.cross.prepare_link_dir(plan.link_dir())
     boost = plan.sources.boost
     hook = plan.hook_text()
     if hook is not None:

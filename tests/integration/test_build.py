@@ -50,7 +50,7 @@ def test_builds_verified_stubs_for_38_and_310(
         assert manifest["python"]["version"] == py.version
         assert manifest["sha256"] == cache.sha256_of(result.stub)
         assert manifest["triton"]["release"] == "r24.10"
-        assert manifest["target"] == {"arch": manifest["arch"], "sysroot": None}
+        assert manifest["target"] == {"arch": manifest["arch"], "sysroot": None, "libc": None}
         assert manifest["pybind11"] == "2.10.0"
         assert manifest["boost"]["version"] == "1.79.0"
         assert manifest["build"]["mode"] == "unity"

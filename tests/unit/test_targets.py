@@ -34,13 +34,13 @@ def test_unknown_arch_is_a_clear_error(name: str) -> None:
     assert "aarch64" in info.value.hint and "x86_64" in info.value.hint
 
 
-def test_sysroot_must_be_a_directory(tmp_path: Path) -> None:
-    target = Target.parse("arm64", tmp_path)
-    assert target == Target("aarch64", tmp_path.resolve())
-    assert target.to_dict() == {"arch": "aarch64", "sysroot": str(tmp_path.resolve())}
+def test_sysroot_must_be_a_directory_with_a_libc(tmp_path: Path) -> None:
     with pytest.raises(TargetError) as info:
         Target.parse("aarch64", tmp_path / "missing")
     assert "no such directory" in info.value.message
+    with pytest.raises(TargetError) as info:
+        Target.parse("aarch64", tmp_path)
+    assert "no libc.so.6" in info.value.message and str(tmp_path.resolve()) in info.value.message
     assert Target.parse("aarch64", "").sysroot is None
 
 
@@ -71,7 +71,8 @@ def test_a_binary_reports_its_arch() -> None:
 
 
 def test_manifest_round_trip(tmp_path: Path) -> None:
-    target = Target("aarch64", tmp_path)
+    target = Target("aarch64", tmp_path, "2.36")
+    assert target.to_dict() == {"arch": "aarch64", "sysroot": str(tmp_path), "libc": "2.36"}
     assert Target.from_dict(target.to_dict()) == target
     assert Target.from_dict(targets.host_target().to_dict()) == targets.host_target()
     assert Target.from_dict(None) is None and Target.from_dict({"sysroot": "/x"}) is None

@@ -22,7 +22,7 @@ from stubforge.server.check.model import check_model
 from stubforge.server.check.report import ERROR, WARN, CheckReport, Finding, ModelCheck
 from stubforge.server.check.repository import repository_findings
 from stubforge.server.check.rules import RULES, Rule
-from stubforge.triton import deployment, stores
+from stubforge.triton import arch, deployment, stores
 
 __all__ = ["ERROR", "RULES", "WARN", "CheckReport", "Finding", "ModelCheck", "Rule", "check", "check_model"]
 
@@ -36,8 +36,9 @@ def check(
     store: stores.Store | str = stores.LOCAL,
 ) -> CheckReport:
     """Check a model repository (or one model's directory) for `triton`'s pitfalls. `target`: the machine it
-    will run on (None: this one); carried for the aarch64 checks to come. `store`: where the server will read
-    it from ("local", "s3", "gcs", "azure"): an object store adds its own rules (server/check/store.py)."""
+    will run on (None: the one the backends' libtriton_python.so is for, else this one); a stub, env or backend
+    library of another architecture is an `arch` finding. `store`: where the server will read it from ("local",
+    "s3", "gcs", "azure"): an object store adds its own rules (server/check/store.py)."""
     release = releases.as_release(triton)
     where = stores.get(store) if isinstance(store, str) else store
     if not repository.is_dir():
@@ -53,7 +54,8 @@ def check(
                 f"{repository} holds no model (no config.pbtxt in it or its subdirectories)",
                 hint="pass the model repository or one model's directory",
             )
-    models = [check_model(d, release, backends, where) for d in model_dirs]
+    server_arch = arch.deployment_arch(target, backends)
+    models = [check_model(d, release, backends, where, server_arch) for d in model_dirs]
     return CheckReport(
         str(repository), release.branch, models, repository_findings(models, release), store=where.name
     )

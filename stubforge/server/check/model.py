@@ -7,11 +7,13 @@ from pathlib import Path
 
 from stubforge.core import releases
 from stubforge.errors import StubforgeError
+from stubforge.server.check import arch as arch_rules
 from stubforge.server.check import env as env_rules
 from stubforge.server.check import gpu as gpu_rules
 from stubforge.server.check import host, model_code, paths, store
 from stubforge.server.check import stub as stub_rules
 from stubforge.server.check.report import ERROR, ModelCheck
+from stubforge.triton import arch as arch_mod
 from stubforge.triton import deployment, stores
 
 
@@ -20,7 +22,9 @@ def check_model(
     release: releases.Release,
     backends: Path | None,
     where: stores.Store = stores.LOCAL,
+    server_arch: tuple[str, str] | None = None,
 ) -> ModelCheck:
+    """`server_arch`: the deployment's architecture and where that came from (triton.arch.deployment_arch)."""
     check = ModelCheck(name=model_dir.name, path=str(model_dir))
     try:
         resolved = deployment.resolve(model_dir, triton=release.branch, backends=backends)
@@ -52,6 +56,7 @@ def check_model(
         env_archive=None if env_is_dir else env_path,
     )
     store.store_rules(check, resolved, where)
+    arch_rules.pieces(check, resolved, server_arch or arch_mod.deployment_arch(None, backends))
     if stub is not None:
         stub_rules.libpython_reach(check, resolved, stub, release)
         gpu_rules.gpu_rules(check, resolved, backends, release)

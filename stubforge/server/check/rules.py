@@ -33,6 +33,13 @@ _ALL = (
     # gpu.py
     Rule("gpu-mismatch", "gpu", (WARN,), "a GPU stub with a CPU libtriton_python.so, or the reverse"),
     Rule("cudart", "gpu", (ERROR,), "nothing provides the CUDA runtime a GPU stub needs"),
+    # arch.py
+    Rule(
+        "arch",
+        "arch",
+        (ERROR,),
+        "a stub, env or backend library built for another architecture than the server",
+    ),
     # env.py
     Rule("env-path", "env", (ERROR,), "EXECUTION_ENV_PATH that Triton cannot use"),
     Rule("env", "env", (ERROR,), "the env archive cannot be read as tar or tar.gz"),
