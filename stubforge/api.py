@@ -170,15 +170,20 @@ def pack_env(
     allow_host_path: bool = False,
     backup: bool = True,
     force: bool = False,
+    arch: str | None = None,
+    sysroot: PathLike | None = None,
     progress: Progress = QUIET,
 ) -> PackResult:
     """Create an execution environment for EXECUTION_ENV_PATH and write it as an archive or a directory.
 
-    The env comes from a shared-library CPython (`python` plus pip `requirements`), a `spec` file, an existing
-    conda env (`prefix` or `conda_name`) or a `venv`; numpy is added when missing (`numpy<2` where the `stub`
-    or the `triton` release needs it). Write `output` (NAME.tar.gz) or `directory`; with `model_dir`, pack into
-    it (default MODEL/env.tar.gz) and point its config.pbtxt at the result (a backup is kept unless
-    backup=False). The env is started the way Triton starts it before it is written."""
+        The env comes from a shared-library CPython (`python` plus pip `requirements`), a `spec` file, an existing
+        conda env (`prefix` or `conda_name`) or a `venv`; numpy is added when missing (`numpy<2` where the `stub`
+        or the `triton` release needs it). Write `output` (NAME.tar.gz) or `directory`; with `model_dir`, pack into
+        it (default MODEL/env.tar.gz) and point its config.pbtxt at the result (a backup is kept unless
+        backup=False). The env is started the way Triton starts it before it is written. `arch` and `sysroot`: an env
+    for another machine, its Python from the sysroot and its packages as wheels for that architecture (started
+    under emulation when binfmt_misc can)."""
+    from stubforge.core.targets import Target
     from stubforge.envs import packenv
 
     options = packenv.PackOptions(
@@ -199,6 +204,7 @@ def pack_env(
         model_dir=_path(model_dir),
         allow_host_path=allow_host_path,
         backup=backup,
+        target=Target.parse(arch, _path(sysroot)) if arch is not None or sysroot is not None else None,
     )
     return packenv.pack_env(options, progress)
 
