@@ -20,6 +20,7 @@ from stubforge.progress import QUIET, Progress
 if TYPE_CHECKING:
     from stubforge.core.leftovers import Leftover
     from stubforge.core.pythons import Interpreter
+    from stubforge.core.targets import Target
     from stubforge.envs.packenv import PackResult
     from stubforge.server.check import CheckReport
     from stubforge.server.verify.session import VerifyReport
@@ -242,9 +243,15 @@ def check(target: PathLike, *, triton: str = DEFAULT_TRITON, backends: PathLike 
     return check_repository(Path(target), triton=triton, backends=_path(backends))
 
 
-def server_install(tritonserver: PathLike | None = None, *, pytriton: bool = False) -> ServerInstall:
+def server_install(
+    tritonserver: PathLike | None = None, *, pytriton: bool = False, arch: str | None = None
+) -> ServerInstall:
     """The tritonserver to verify with: a binary (or the install root holding bin/tritonserver), or with
-    pytriton=True the one inside an installed nvidia-pytriton. Exactly one of the two must be given."""
+    pytriton=True the one inside an installed nvidia-pytriton. Exactly one of the two must be given. With
+    pytriton=True and `arch` another architecture than this machine's, the nvidia-pytriton wheel for `arch` is
+    downloaded once from PyPI into the cache."""
+    from stubforge.core.targets import Target
+    from stubforge.server.verify import pytriton_wheel
     from stubforge.server.verify import tritonserver as server
 
     if (tritonserver is not None) == pytriton:
@@ -252,7 +259,42 @@ def server_install(tritonserver: PathLike | None = None, *, pytriton: bool = Fal
             "which server? pass exactly one of --tritonserver PATH and --pytriton",
             hint="e.g. --tritonserver /opt/tritonserver/bin/tritonserver",
         )
-    return server.from_binary(Path(tritonserver)) if tritonserver is not None else server.find_pytriton()
+    if tritonserver is not None:
+        return server.from_binary(Path(tritonserver))
+    machine = Target.parse(arch)
+    return server.find_pytriton() if machine.is_host else pytriton_wheel.server_for(machine.arch)
+
+
+def _verify_target(install: ServerInstall, arch: str | None, sysroot: PathLike | None) -> Target:
+    """The machine the server is built for: --arch, else the binary's own architecture; they must agree."""
+    from stubforge.core import elf
+    from stubforge.core.targets import Target
+    from stubforge.server.verify.tritonserver import ServerError
+
+    built_for = elf.read(install.binary).arch
+    machine = Target.parse(arch or built_for, _path(sysroot))
+    if built_for is not None and built_for != machine.arch:
+        raise ServerError(
+            f"{install.binary} is built for {built_for}, but --arch says {machine.arch}",
+            hint=f"drop --arch, or pass a tritonserver built for {machine.arch} (or --pytriton --arch {machine.arch})",
+        )
+    return machine
+
+
+def _sysroot_environment(machine: Target) -> dict[str, str]:
+    """With a sysroot, the server's stubs find its libraries, and its python3 comes first on PATH: a model
+    without an env runs in the first python3 on the server's PATH, which must be the target's."""
+    from stubforge.envs import sysroot_python
+
+    if machine.sysroot is None:
+        return {}
+    dirs = [str(d) for d in sysroot_python.lib_dirs(machine.sysroot, machine.arch)]
+    current = os.environ.get("LD_LIBRARY_PATH")
+    bins = [str(machine.sysroot / "usr" / "bin"), os.environ.get("PATH", "/usr/bin:/bin")]
+    return {
+        "LD_LIBRARY_PATH": os.pathsep.join(dirs + ([current] if current else [])),
+        "PATH": os.pathsep.join(bins),
+    }
 
 
 @dataclass
@@ -283,16 +325,27 @@ def verify(
     request_timeout: float = 60.0,
     log_path: PathLike | None = None,
     precheck: bool = True,
+    arch: str | None = None,
+    sysroot: PathLike | None = None,
     progress: Progress = QUIET,
 ) -> Verification:
     """Load every model of `repository` (or only `models`) in a real tritonserver and send each one request.
 
     The server is a `tritonserver` binary or, with pytriton=True, nvidia-pytriton's. With precheck (default),
     the static `check` runs first, so a known pitfall is named even when the server cannot load the model.
-    The server is always stopped and its shared-memory regions removed."""
+    The server is always stopped and its shared-memory regions removed. `arch`: the server's architecture (a
+    binary's own by default); another one than this machine's runs under emulation (qemu-user through
+    binfmt_misc), checked before anything is downloaded. `sysroot`: the target's root filesystem, whose
+    libraries and python3 the server's stubs get (models without an env need it)."""
+    from stubforge.core import emulation
+    from stubforge.core.targets import Target
     from stubforge.server.verify import session
 
-    install = server_install(tritonserver, pytriton=pytriton)
+    if pytriton and arch is not None:
+        wanted = Target.parse(arch)
+        emulation.require(wanted, f"the {wanted.arch} tritonserver of nvidia-pytriton")
+    install = server_install(tritonserver, pytriton=pytriton, arch=arch)
+    machine = _verify_target(install, arch, sysroot)
     repo = Path(repository)
     found = None
     if precheck and repo.is_dir():
@@ -308,6 +361,8 @@ def verify(
         load_timeout=load_timeout,
         request_timeout=request_timeout,
         log_path=_path(log_path),
+        extra_env=_sysroot_environment(machine),
+        target=machine,
         progress=progress,
     )
     return Verification(report, found)

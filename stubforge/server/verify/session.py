@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from stubforge.core import cache, releases
-from stubforge.core.targets import Target
+from stubforge.core import cache, emulation, releases
+from stubforge.core.targets import Target, as_target
+from stubforge.envs import envarch
 from stubforge.progress import QUIET, Progress
 from stubforge.server.verify import synthetic
 from stubforge.server.verify import tritonserver as server_mod
@@ -118,7 +119,12 @@ def verify(
     progress: Progress = QUIET,
 ) -> VerifyReport:
     """Load every model (or `models`) of `repository` in the server of `install`, one request each. `target`:
-    the machine the server runs on (None: this one); carried for emulated servers to come."""
+    the machine the server is built for (None: this one); another architecture runs under emulation, with every
+    timeout scaled for it, and a model whose env is of another architecture is reported without being loaded."""
+    machine = as_target(target)
+    runs = emulation.require(machine, f"the {machine.arch} tritonserver {install.binary}")
+    load_timeout *= runs.timeout_factor
+    request_timeout *= runs.timeout_factor
     repository = repository.resolve()
     # The server runs with the repository as its working directory: a relative --backends would move.
     backends = backends.resolve() if backends is not None else None
@@ -149,11 +155,16 @@ def verify(
                 install, repository, served_backends, log, env, _python_backends(served_backends)
             )
             try:
-                server.wait_live(60.0)
+                server.wait_live(60.0 * runs.timeout_factor)
                 server_version = server_version or _server_version(server)
                 while pending:
                     name = pending.pop(0)
-                    progress.step("load", name)
+                    progress.step("load", name if runs.native else f"{name} ({runs.describe()})")
+                    wrong_env = _env_of_other_arch(repository / name, served_backends, machine.arch)
+                    if wrong_env is not None:
+                        reports[name] = wrong_env
+                        progress.step("failed", name)
+                        continue
                     report = _verify_model(
                         server,
                         name,
@@ -185,6 +196,27 @@ def verify(
         cleaned=cleaned,
         path_python=" ".join(p for p in path_python(env) if p) or None,
     )
+
+
+def _env_of_other_arch(model_dir: Path, backends: Path, arch: str) -> ModelReport | None:
+    """A failed report, without loading, for a model whose env is built for another architecture than the
+    server's (the server would fail with a loader message that does not say so)."""
+    try:
+        env = deployment.resolve(model_dir, backends=backends).env
+    except Exception:
+        return None  # an unreadable config: the server's own error says more
+    if env is None or env.path is None:
+        return None
+    env_arch = envarch.env_arch(env.path)
+    if env_arch is None or env_arch == arch:
+        return None
+    report = ModelReport(model_dir.name)
+    report.error = f"its env {env.path} is built for {env_arch}, but the server runs {arch}; not loaded"
+    report.hint = (
+        f"pack the env for {arch}: stubforge pack-env --arch {arch} --sysroot DIR --python X.Y ... "
+        f"(or verify with --arch {env_arch})"
+    )
+    return report
 
 
 def _client(server: server_mod.RunningServer) -> Any:
