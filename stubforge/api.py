@@ -396,10 +396,12 @@ def run_model(
     output_dir: PathLike | None = None,
     auto_complete: bool = True,
     max_env_size: int | str | None = None,
+    runner_stub: PathLike | None = None,
 ) -> RunReport:
     """Run a model.py as Triton's Python backend would, without a server: load it, send `requests` identical
     requests built from `inputs` ("NAME=FILE.npy" or "NAME=JSON", typed by the config) and report the last
-    answer (a decoupled model's responses as NAME[i]); with output_dir, each output is saved as NAME.npy."""
+    answer (a decoupled model's responses as NAME[i]); with output_dir, each output is saved as NAME.npy.
+    `runner_stub`: the runner's stub built for the env's architecture (an aarch64 env runs under emulation)."""
     if requests < 1:
         raise StubforgeError(f"--requests {requests} must be at least 1", hint="e.g. --requests 10")
     from stubforge.envs import archive
@@ -422,6 +424,7 @@ def run_model(
         startup_timeout=startup_timeout,
         execute_timeout=execute_timeout,
         auto_complete=auto_complete,
+        runner_stub=_path(runner_stub),
     ) as model:
         tensors = run_inputs.parse(tuple(inputs), model.deployment.config)
         outputs: dict[str, Any] = {}
