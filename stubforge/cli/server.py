@@ -249,7 +249,8 @@ def verify_cmd(
 
 
 def print_verify(report: VerifyReport) -> None:
-    click.echo(f"tritonserver {report.server_version or '?'}  {report.server}")
+    where = f" ({report.arch}, {report.emulation})" if report.emulation not in (None, "native") else ""
+    click.echo(f"tritonserver {report.server_version or '?'}{where}  {report.server}")
     click.echo(f"backends {report.backends}; first python3 on PATH: {report.path_python or 'none'}")
     for m in report.models:
         status = "ok" if m.ok else "FAILED"

@@ -41,6 +41,7 @@ from stubforge.server.verify.report import ModelReport, VerifyError, VerifyRepor
 from stubforge.triton import backends as backend_dirs
 from stubforge.triton import deployment, stubinfo
 
+SMALL_OUTPUT = 16  # outputs of at most this many elements are reported with their values
 DEAD_STUB_GRACE_S = 3.0  # r25.08+ notices a dead stub itself; give it time to answer before calling it a hang
 
 
@@ -195,6 +196,8 @@ def verify(
         server_starts=starts,
         cleaned=cleaned,
         path_python=" ".join(p for p in path_python(env) if p) or None,
+        arch=machine.arch,
+        emulation=runs.describe(),
     )
 
 
@@ -366,6 +369,12 @@ def _request(client: Any, name: str, config: dict[str, Any], timeout: float, rep
     for output in response.get("outputs", []):
         shape = [int(d) for d in output.get("shape", [])]
         report.outputs[output["name"]] = [output.get("datatype"), shape]
+        if shape and int(np.prod(shape)) <= SMALL_OUTPUT:
+            array = result.as_numpy(output["name"])
+            if array is not None:
+                report.values[output["name"]] = [
+                    v.decode("utf-8", "replace") if isinstance(v, bytes) else v.item() for v in array.flat
+                ]
         if shape and int(np.prod(shape)) == 0 and all(item.data.size for item in inputs):
             report.warnings.append(f"output {output['name']} came back empty (shape {shape})")
     report.response_ok = True
