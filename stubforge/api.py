@@ -338,6 +338,7 @@ def verify(
     binfmt_misc), checked before anything is downloaded. `sysroot`: the target's root filesystem, whose
     libraries and python3 the server's stubs get (models without an env need it)."""
     from stubforge.core import emulation
+    from stubforge.core.cache import STUB_NAME
     from stubforge.core.targets import Target
     from stubforge.server.verify import session
 
@@ -352,6 +353,12 @@ def verify(
         progress.step("check", str(repo))
         # Without --backends the server serves its own backends/: check against that one too.
         own = install.backends if install.backends.is_dir() else None
+        if (
+            own is not None
+            and install.prebuilt_stubs is not None
+            and not (own / "python" / STUB_NAME).is_file()
+        ):
+            own = None  # nvidia-pytriton's python/ has no stub: verify gives it the wheel's, as pytriton does
         found = check(repo, backends=backends if backends is not None else own)
     report = session.verify(
         repo,

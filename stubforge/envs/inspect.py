@@ -141,9 +141,9 @@ def run_probe(
         env = launcher_env(env_dir, clean)
     timeout = PROBE_TIMEOUT_S * timeout_factor  # emulated envs (another architecture) start far slower
     try:
-        # cwd: the env, so a project directory (an .egg-info there) never shows up as installed in it.
+        # cwd /: the current directory (a project with an .egg-info) is not on the probed sys.path.
         proc = subprocess.run(
-            args, capture_output=True, text=True, env=env, timeout=timeout, check=False, cwd=str(env_dir)
+            args, capture_output=True, text=True, env=env, timeout=timeout, check=False, cwd="/"
         )
     except subprocess.TimeoutExpired as exc:
         raise EnvError(f"{python} did not answer within {timeout:.0f} s", hint="check the env") from exc
