@@ -79,8 +79,8 @@ def probe(target: Target | str) -> Emulation:
             native=False,
             available=False,
             reason=f"binfmt_misc is not mounted at {directory}",
-            hint=f"as root: mount -t binfmt_misc binfmt_misc {directory} && update-binfmts --enable {name} "
-            f"(if qemu-user-static is not installed yet: {install})",
+            hint=f"as root: mount -t binfmt_misc binfmt_misc {directory} && update-binfmts --enable {name}; "
+            "this needs qemu-user-static and binfmt-support (apt-get install qemu-user-static binfmt-support)",
         )
     if directory.joinpath("status").read_text().strip() != "enabled":
         return Emulation(
