@@ -29,6 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from stubforge.core import pythons  # noqa: E402
 from stubforge.runner import api as runner_api  # noqa: E402
 from tests import aarch64  # noqa: E402
 
@@ -59,6 +60,14 @@ def _stats(values: list[float]) -> str:
     return f"min {min(values):7.2f}  median {statistics.median(values):7.2f}  max {max(values):7.2f}"
 
 
+def _host_python311() -> str:
+    """A shared-library CPython 3.11 of this machine, by path (several 3.11 installs make "3.11" ambiguous)."""
+    found = [i for i in pythons.discover() if i.minor == "3.11" and i.libpython]
+    if not found:
+        raise SystemExit("no shared-library CPython 3.11 on this machine (pyenv install 3.11)")
+    return found[0].executable
+
+
 def _pack(args: list[str], out: Path) -> float:
     t0 = time.monotonic()
     subprocess.run(
@@ -71,8 +80,6 @@ def _pack(args: list[str], out: Path) -> float:
             "--force",
             "--dir",
             str(out),
-            "--python",
-            "3.11",
             *args,
         ],
         check=True,
@@ -113,16 +120,17 @@ def main() -> None:
         os.environ.setdefault("STUBFORGE_CACHE", str(tmp / "cache"))
         sysroot = options.sysroot or aarch64.sysroot(tmp / "sysroot")
         stub = aarch64.runner_stub(sysroot, tmp / "sfstub-aarch64")
-        cross = ["--arch", "aarch64", "--sysroot", str(sysroot)]
+        cross = ["--arch", "aarch64", "--sysroot", str(sysroot), "--python", "3.11"]
+        host = ["--python", _host_python311()]
 
         # (1) pack time, alternating, after one warm-up of each (pip's cache, the page cache).
         _pack(cross, tmp / "warm-a64")
-        _pack([], tmp / "warm-x86")
+        _pack(host, tmp / "warm-x86")
         a64_s: list[float] = []
         x86_s: list[float] = []
         for _ in range(options.repeat):
             a64_s.append(_pack(cross, tmp / "env-a64"))
-            x86_s.append(_pack([], tmp / "env-x86"))
+            x86_s.append(_pack(host, tmp / "env-x86"))
         print(f"pack-env aarch64 (emulated validation), s: {_stats(a64_s)}")
         print(f"pack-env x86_64 (native), s:               {_stats(x86_s)}")
         print(f"ratio aarch64/x86_64 (medians): {statistics.median(a64_s) / statistics.median(x86_s):.2f}x")
@@ -130,7 +138,7 @@ def main() -> None:
         # (2) load-to-ready in the runner, emulated vs native.
         repo = tmp / "repo"
         emulated = _model(repo, "a64", cross)
-        native = _model(repo, "x86", [])
+        native = _model(repo, "x86", host)
         rows: dict[str, list[tuple[float, float, float, str]]] = {"a64": [], "x86": []}
         for _ in range(options.repeat):
             rows["a64"].append(_load(emulated, stub))
