@@ -65,6 +65,8 @@ def _host_python311() -> str:
     found = [i for i in pythons.discover() if i.minor == "3.11" and i.libpython]
     if not found:
         raise SystemExit("no shared-library CPython 3.11 on this machine (pyenv install 3.11)")
+    # Not a distribution's /usr/bin/python3: Debian's is EXTERNALLY-MANAGED and reads dist-packages.
+    found.sort(key=lambda i: not i.executable.startswith(("/root/.pyenv", os.path.expanduser("~/.pyenv"))))
     return found[0].executable
 
 

@@ -142,9 +142,15 @@ def test_the_packed_env_is_an_aarch64_env_validated_under_emulation(board: Board
     assert "EXECUTION_ENV_PATH" in (board.repo / "a64" / "config.pbtxt").read_text()
 
 
-def _leftovers(before_envs: set[str]) -> tuple[list[str], list[str], list[int]]:
-    shm = sorted(p.name for p in server_mod.SHM_DIR.iterdir() if p.name.startswith("stubforge_"))
-    envs = sorted(set(map(str, Path("/tmp").glob("python_env_*"))) - before_envs)
+def _snapshot() -> tuple[set[str], set[str]]:
+    return set(p.name for p in server_mod.SHM_DIR.iterdir()), set(map(str, Path("/tmp").glob("python_env_*")))
+
+
+def _leftovers(before: tuple[set[str], set[str]]) -> tuple[list[str], list[str], list[int]]:
+    """What this run left (other runs on the machine may come and go meanwhile: only new names count)."""
+    shm_now, envs_now = _snapshot()
+    shm = sorted(n for n in shm_now - before[0] if n.startswith("stubforge_"))
+    envs = sorted(envs_now - before[1])
     procs = [
         proc.pid
         for proc in psutil.process_iter(["name", "cmdline"])
@@ -155,7 +161,7 @@ def _leftovers(before_envs: set[str]) -> tuple[list[str], list[str], list[int]]:
 
 
 def test_the_model_answers_in_the_real_aarch64_server(board: Board) -> None:
-    before = set(map(str, Path("/tmp").glob("python_env_*")))
+    before = _snapshot()
     proc = board.stubforge(
         "verify",
         str(board.repo),
