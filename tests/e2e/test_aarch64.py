@@ -146,7 +146,7 @@ def _snapshot() -> tuple[set[str], set[str]]:
     return set(p.name for p in server_mod.SHM_DIR.iterdir()), set(map(str, Path("/tmp").glob("python_env_*")))
 
 
-def _leftovers(before: tuple[set[str], set[str]], cache: Path) -> tuple[list[str], list[str], list[int]]:
+def _leftovers(before: tuple[set[str], set[str]], root: Path) -> tuple[list[str], list[str], list[int]]:
     """What this run left (other runs on the machine may come and go meanwhile: only new names count)."""
     shm_now, envs_now = _snapshot()
     shm = sorted(n for n in shm_now - before[0] if n.startswith("stubforge_"))
@@ -155,7 +155,7 @@ def _leftovers(before: tuple[set[str], set[str]], cache: Path) -> tuple[list[str
         proc.pid
         for proc in psutil.process_iter(["name", "cmdline"])
         if (proc.info.get("name") or "").startswith(("tritonserver", "triton_python_b"))
-        and str(cache) in " ".join(proc.info.get("cmdline") or [])
+        and str(root) in " ".join(proc.info.get("cmdline") or [])
     ]
     return shm, envs, procs
 
@@ -188,7 +188,7 @@ def test_the_model_answers_in_the_real_aarch64_server(board: Board) -> None:
     assert not wrong["loaded"]
     assert "built for x86_64, but the server runs aarch64" in wrong["error"]
     assert "pack-env --arch aarch64" in wrong["hint"]
-    assert _leftovers(before, board.cache) == ([], [], [])
+    assert _leftovers(before, board.root) == ([], [], [])
 
 
 def test_the_runner_runs_it_under_emulation(board: Board, monkeypatch: pytest.MonkeyPatch) -> None:
