@@ -269,9 +269,11 @@ def _verify_target(install: ServerInstall, arch: str | None, sysroot: PathLike |
     """The machine the server is built for: --arch, else the binary's own architecture; they must agree."""
     from stubforge.core import elf
     from stubforge.core.targets import Target
+    from stubforge.envs.sysroot_python import elf_machine
     from stubforge.server.verify.tritonserver import ServerError
 
-    built_for = elf.read(install.binary).arch
+    machine_name = elf_machine(install.binary)  # None for a wrapper script: then it runs as this machine's
+    built_for = (elf.arch_of_machine(machine_name) or machine_name) if machine_name else None
     machine = Target.parse(arch or built_for, _path(sysroot))
     if built_for is not None and built_for != machine.arch:
         raise ServerError(
