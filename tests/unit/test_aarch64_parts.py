@@ -190,3 +190,15 @@ def test_an_aarch64_env_needs_an_aarch64_runner_stub(tmp_path: Path) -> None:
     with pytest.raises(RunnerError) as caught:
         foreign.plan("m", tmp_path, tmp_path / "env.tar.gz", host_stub)
     assert "is built for x86_64, but the env" in str(caught.value)
+
+
+def test_pack_env_for_another_arch_needs_a_sysroot_and_refuses_host_envs(tmp_path: Path) -> None:
+    import stubforge
+
+    with pytest.raises(EnvError) as caught:
+        stubforge.pack_env("3.11", arch="aarch64", output=tmp_path / "env.tar.gz")
+    assert "--arch aarch64 needs --sysroot DIR" in str(caught.value)
+    with pytest.raises(EnvError) as caught:
+        stubforge.pack_env(arch="arm64", sysroot=tmp_path, venv=tmp_path, output=tmp_path / "env.tar.gz")
+    assert "--prefix, --name and --venv pack an environment of this machine" in str(caught.value)
+    assert not list(tmp_path.iterdir())  # refused before anything was written
