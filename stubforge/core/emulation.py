@@ -13,6 +13,7 @@ machine without qemu-user-static gets).
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,18 +29,49 @@ class EmulationError(StubforgeError):
     """Binaries of the target architecture cannot run here."""
 
 
+INSTALL_HINT = "apt-get install qemu-user-static binfmt-support"
+
+
 @dataclass(frozen=True)
 class Emulation:
     arch: str
     native: bool  # the host's own architecture: nothing to emulate
-    available: bool
+    available: bool  # the kernel runs the arch's files itself (native, or binfmt_misc): also their children
     interpreter: str | None = None  # qemu-<arch>(-static) as binfmt_misc names it
     reason: str = ""  # why it is not available
     hint: str = ""
+    prefix: tuple[str, ...] = ()  # without binfmt_misc: (qemu-<arch>-static,) runs one file explicitly
 
     @property
     def timeout_factor(self) -> float:
         return 1.0 if self.native else TIMEOUT_FACTOR
+
+    @property
+    def how(self) -> str:
+        """ "native", "binfmt" (transparent), "qemu" (only by calling qemu with the file) or "none"."""
+        if self.native:
+            return "native"
+        if self.available:
+            return "binfmt"
+        return "qemu" if self.prefix else "none"
+
+    def command(self, argv: list[str]) -> list[str]:
+        """argv as it runs here: unchanged, or behind qemu when binfmt_misc does not run it."""
+        return [*self.prefix, *argv] if not self.available else list(argv)
+
+    def environment(
+        self, base: dict[str, str], sysroot: Path | None, lib_dirs: tuple[Path, ...] = ()
+    ) -> dict[str, str]:
+        """`base` plus what lets the target's loader find the sysroot's libraries (QEMU_LD_PREFIX: qemu looks up
+        the target's loader and libraries in the sysroot first)."""
+        env = dict(base)
+        if not self.native and sysroot is not None:
+            env["QEMU_LD_PREFIX"] = str(sysroot)
+        if lib_dirs:
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(
+                p for p in (*(str(d) for d in lib_dirs), base.get("LD_LIBRARY_PATH", "")) if p
+            )
+        return env
 
     def require(self, what: str) -> None:
         """Raise EmulationError naming `what` (e.g. 'the aarch64 tritonserver') unless it can run."""
@@ -132,6 +164,24 @@ def _entry_fields(entry: Path) -> dict[str, str]:
         key, _, value = line.partition(" ")
         fields.setdefault(key.strip(), value.strip())
     return fields
+
+
+def emulation_for(arch: str) -> Emulation | None:
+    """How to run one `arch` file here: natively, through binfmt_misc, or by calling qemu (enough for a single
+    program such as a stub's probe, not for a server that starts stubs itself); None when nothing can."""
+    found = probe(arch)
+    if found.available:
+        return found
+    for name in (f"qemu-{arch}-static", f"qemu-{arch}"):
+        qemu = shutil.which(name)
+        if qemu:
+            return Emulation(arch, native=False, available=False, interpreter=qemu, prefix=(qemu,))
+    return None
+
+
+def unavailable_reason(arch: str) -> str:
+    found = probe(arch)
+    return f"no emulation for {arch} on this {host_target().arch} machine ({found.reason}): {found.hint}"
 
 
 def require(target: Target | str, what: str) -> Emulation:

@@ -202,3 +202,26 @@ def test_pack_env_for_another_arch_needs_a_sysroot_and_refuses_host_envs(tmp_pat
         stubforge.pack_env(arch="arm64", sysroot=tmp_path, venv=tmp_path, output=tmp_path / "env.tar.gz")
     assert "--prefix, --name and --venv pack an environment of this machine" in str(caught.value)
     assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_without_binfmt_a_single_program_can_still_run_behind_qemu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if Target.parse().arch != "x86_64":
+        pytest.skip("emulating aarch64 is what an x86_64 host does")
+    _binfmt(tmp_path, monkeypatch, status=None, entry=None)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    qemu = bin_dir / "qemu-aarch64-static"
+    qemu.write_text("#!/bin/sh\n")
+    qemu.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    found = emulation.emulation_for("aarch64")
+    assert found is not None and found.how == "qemu" and not found.available
+    assert found.command(["stub"]) == [str(qemu), "stub"]
+    assert found.environment({}, tmp_path)["QEMU_LD_PREFIX"] == str(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    assert emulation.emulation_for("aarch64") is None
+    assert "binfmt_misc is not mounted" in emulation.unavailable_reason("aarch64")
+    native = emulation.emulation_for("x86_64")
+    assert native is not None and native.how == "native" and native.command(["x"]) == ["x"]
