@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from stubforge.core.leftovers import Leftover
     from stubforge.core.pythons import Interpreter
     from stubforge.core.sysroot import Sysroot
+    from stubforge.core.targets import Target
     from stubforge.envs.packenv import PackResult
     from stubforge.server.check import CheckReport
     from stubforge.server.push import PushResult
@@ -204,15 +205,20 @@ def pack_env(
     allow_host_path: bool = False,
     backup: bool = True,
     force: bool = False,
+    arch: str | None = None,
+    sysroot: PathLike | None = None,
     progress: Progress = QUIET,
 ) -> PackResult:
     """Create an execution environment for EXECUTION_ENV_PATH and write it as an archive or a directory.
 
-    The env comes from a shared-library CPython (`python` plus pip `requirements`), a `spec` file, an existing
-    conda env (`prefix` or `conda_name`) or a `venv`; numpy is added when missing (`numpy<2` where the `stub`
-    or the `triton` release needs it). Write `output` (NAME.tar.gz) or `directory`; with `model_dir`, pack into
-    it (default MODEL/env.tar.gz) and point its config.pbtxt at the result (a backup is kept unless
-    backup=False). The env is started the way Triton starts it before it is written."""
+        The env comes from a shared-library CPython (`python` plus pip `requirements`), a `spec` file, an existing
+        conda env (`prefix` or `conda_name`) or a `venv`; numpy is added when missing (`numpy<2` where the `stub`
+        or the `triton` release needs it). Write `output` (NAME.tar.gz) or `directory`; with `model_dir`, pack into
+        it (default MODEL/env.tar.gz) and point its config.pbtxt at the result (a backup is kept unless
+        backup=False). The env is started the way Triton starts it before it is written. `arch` and `sysroot`: an env
+    for another machine, its Python from the sysroot and its packages as wheels for that architecture (started
+    under emulation when binfmt_misc can)."""
+    from stubforge.core.targets import Target
     from stubforge.envs import packenv
 
     options = packenv.PackOptions(
@@ -233,6 +239,7 @@ def pack_env(
         model_dir=_path(model_dir),
         allow_host_path=allow_host_path,
         backup=backup,
+        target=Target.parse(arch, _path(sysroot)) if arch is not None or sysroot is not None else None,
     )
     return packenv.pack_env(options, progress)
 
@@ -278,9 +285,8 @@ def check(
     from stubforge.server.check import check as check_repository
 
     server = Target.parse(arch) if arch else None
-    return check_repository(
-        Path(target), triton=triton, backends=_path(backends), target=server, store=store
-    )
+    return check_repository(Path(target), triton=triton, backends=_path(backends), target=server, store=store)
+
 
 def push(
     repository: PathLike,
@@ -309,9 +315,15 @@ def push(
     )
 
 
-def server_install(tritonserver: PathLike | None = None, *, pytriton: bool = False) -> ServerInstall:
+def server_install(
+    tritonserver: PathLike | None = None, *, pytriton: bool = False, arch: str | None = None
+) -> ServerInstall:
     """The tritonserver to verify with: a binary (or the install root holding bin/tritonserver), or with
-    pytriton=True the one inside an installed nvidia-pytriton. Exactly one of the two must be given."""
+    pytriton=True the one inside an installed nvidia-pytriton. Exactly one of the two must be given. With
+    pytriton=True and `arch` another architecture than this machine's, the nvidia-pytriton wheel for `arch` is
+    downloaded once from PyPI into the cache."""
+    from stubforge.core.targets import Target
+    from stubforge.server.verify import pytriton_wheel
     from stubforge.server.verify import tritonserver as server
 
     if (tritonserver is not None) == pytriton:
@@ -319,7 +331,44 @@ def server_install(tritonserver: PathLike | None = None, *, pytriton: bool = Fal
             "which server? pass exactly one of --tritonserver PATH and --pytriton",
             hint="e.g. --tritonserver /opt/tritonserver/bin/tritonserver",
         )
-    return server.from_binary(Path(tritonserver)) if tritonserver is not None else server.find_pytriton()
+    if tritonserver is not None:
+        return server.from_binary(Path(tritonserver))
+    machine = Target.parse(arch)
+    return server.find_pytriton() if machine.is_host else pytriton_wheel.server_for(machine.arch)
+
+
+def _verify_target(install: ServerInstall, arch: str | None, sysroot: PathLike | None) -> Target:
+    """The machine the server is built for: --arch, else the binary's own architecture; they must agree."""
+    from stubforge.core import elf
+    from stubforge.core.targets import Target
+    from stubforge.envs.sysroot_python import elf_machine
+    from stubforge.server.verify.tritonserver import ServerError
+
+    machine_name = elf_machine(install.binary)  # None for a wrapper script: then it runs as this machine's
+    built_for = (elf.arch_of_machine(machine_name) or machine_name) if machine_name else None
+    machine = Target.parse(arch or built_for, _path(sysroot))
+    if built_for is not None and built_for != machine.arch:
+        raise ServerError(
+            f"{install.binary} is built for {built_for}, but --arch says {machine.arch}",
+            hint=f"drop --arch, or pass a tritonserver built for {machine.arch} (or --pytriton --arch {machine.arch})",
+        )
+    return machine
+
+
+def _sysroot_environment(machine: Target) -> dict[str, str]:
+    """With a sysroot, the server's stubs find its libraries, and its python3 comes first on PATH: a model
+    without an env runs in the first python3 on the server's PATH, which must be the target's."""
+    from stubforge.envs import sysroot_python
+
+    if machine.sysroot is None:
+        return {}
+    dirs = [str(d) for d in sysroot_python.lib_dirs(machine.sysroot, machine.arch)]
+    current = os.environ.get("LD_LIBRARY_PATH")
+    bins = [str(machine.sysroot / "usr" / "bin"), os.environ.get("PATH", "/usr/bin:/bin")]
+    return {
+        "LD_LIBRARY_PATH": os.pathsep.join(dirs + ([current] if current else [])),
+        "PATH": os.pathsep.join(bins),
+    }
 
 
 @dataclass
@@ -350,6 +399,8 @@ def verify(
     request_timeout: float = 60.0,
     log_path: PathLike | None = None,
     precheck: bool = True,
+    arch: str | None = None,
+    sysroot: PathLike | None = None,
     progress: Progress = QUIET,
 ) -> Verification:
     """Load every model of `repository` (or only `models`) in a real tritonserver and send each one request.
@@ -359,11 +410,21 @@ def verify(
 
     The server is a `tritonserver` binary or, with pytriton=True, nvidia-pytriton's. With precheck (default),
     the static `check` runs first, so a known pitfall is named even when the server cannot load the model.
-    The server is always stopped and its shared-memory regions removed."""
+    The server is always stopped and its shared-memory regions removed. `arch`: the server's architecture (a
+    binary's own by default); another one than this machine's runs under emulation (qemu-user through
+    binfmt_misc), checked before anything is downloaded. `sysroot`: the target's root filesystem, whose
+    libraries and python3 the server's stubs get (models without an env need it)."""
+    from stubforge.core import emulation
+    from stubforge.core.cache import STUB_NAME
+    from stubforge.core.targets import Target
     from stubforge.server.verify import session
     from stubforge.triton import stores
 
-    install = server_install(tritonserver, pytriton=pytriton)
+    if pytriton and arch is not None:
+        wanted = Target.parse(arch)
+        emulation.require(wanted, f"the {wanted.arch} tritonserver of nvidia-pytriton")
+    install = server_install(tritonserver, pytriton=pytriton, arch=arch)
+    machine = _verify_target(install, arch, sysroot)
     if isinstance(repository, str) and stores.is_s3(repository):
         # The server reads the store itself; the static check needs the files (check --for s3 before push).
         report = session.verify(
@@ -374,6 +435,8 @@ def verify(
             load_timeout=load_timeout,
             request_timeout=request_timeout,
             log_path=_path(log_path),
+            extra_env=_sysroot_environment(machine),
+            target=machine,
             progress=progress,
         )
         return Verification(report, None)
@@ -383,6 +446,12 @@ def verify(
         progress.step("check", str(repo))
         # Without --backends the server serves its own backends/: check against that one too.
         own = install.backends if install.backends.is_dir() else None
+        if (
+            own is not None
+            and install.prebuilt_stubs is not None
+            and not (own / "python" / STUB_NAME).is_file()
+        ):
+            own = None  # nvidia-pytriton's python/ has no stub: verify gives it the wheel's, as pytriton does
         found = check(repo, backends=backends if backends is not None else own)
     report = session.verify(
         repo,
@@ -392,6 +461,8 @@ def verify(
         load_timeout=load_timeout,
         request_timeout=request_timeout,
         log_path=_path(log_path),
+        extra_env=_sysroot_environment(machine),
+        target=machine,
         progress=progress,
     )
     return Verification(report, found)
@@ -425,10 +496,12 @@ def run_model(
     output_dir: PathLike | None = None,
     auto_complete: bool = True,
     max_env_size: int | str | None = None,
+    runner_stub: PathLike | None = None,
 ) -> RunReport:
     """Run a model.py as Triton's Python backend would, without a server: load it, send `requests` identical
     requests built from `inputs` ("NAME=FILE.npy" or "NAME=JSON", typed by the config) and report the last
-    answer (a decoupled model's responses as NAME[i]); with output_dir, each output is saved as NAME.npy."""
+    answer (a decoupled model's responses as NAME[i]); with output_dir, each output is saved as NAME.npy.
+    `runner_stub`: the runner's stub built for the env's architecture (an aarch64 env runs under emulation)."""
     if requests < 1:
         raise StubforgeError(f"--requests {requests} must be at least 1", hint="e.g. --requests 10")
     from stubforge.envs import archive
@@ -451,6 +524,7 @@ def run_model(
         startup_timeout=startup_timeout,
         execute_timeout=execute_timeout,
         auto_complete=auto_complete,
+        runner_stub=_path(runner_stub),
     ) as model:
         tensors = run_inputs.parse(tuple(inputs), model.deployment.config)
         outputs: dict[str, Any] = {}

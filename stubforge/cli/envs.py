@@ -88,6 +88,12 @@ def param_cmd(
     "--allow-host-path", is_flag=True, help="With --model: allow an env outside it (writes an absolute path)."
 )
 @click.option("--no-backup", is_flag=True, help="With --model: keep no config.pbtxt.bak.")
+@click.option("--arch", help="The machine the env is for: aarch64 (arm64) or x86_64; default this one's.")
+@click.option(
+    "--sysroot",
+    type=click.Path(path_type=Path),
+    help="The target's root filesystem: the env's Python, libpython and stdlib come from it.",
+)
 @quiet_option
 @json_option
 @click.argument("packages", nargs=-1)
@@ -109,6 +115,8 @@ def pack_env_cmd(
     model_dir: Path | None,
     allow_host_path: bool,
     no_backup: bool,
+    arch: str | None,
+    sysroot: Path | None,
     quiet: bool,
     as_json: bool,
     packages: tuple[str, ...],
@@ -134,6 +142,8 @@ def pack_env_cmd(
         allow_host_path=allow_host_path,
         backup=not no_backup,
         force=force,
+        arch=arch,
+        sysroot=sysroot,
         progress=progress_for(quiet, as_json, "pack-env"),
     )
     if as_json:
@@ -144,6 +154,8 @@ def pack_env_cmd(
         show_config_write(result.config)
     m = result.manifest
     size = f"{m['size'] / 1e6:.1f} MB"
+    arch = m.get("target", {}).get("arch")
+    where = f" for {arch} ({m['validated']})" if m.get("validated") not in (None, "started") else ""
     click.echo(
-        f"{result.path}  {result.kind}, Python {m['python']}, numpy {m['numpy']}, {size}, {m['seconds']}s"
+        f"{result.path}  {result.kind}{where}, Python {m['python']}, numpy {m['numpy']}, {size}, {m['seconds']}s"
     )

@@ -59,6 +59,11 @@ def _backend_config(items: tuple[str, ...]) -> dict[str, str]:
     is_flag=True,
     help="As tritonserver's flag: auto_complete_config() is not called.",
 )
+@click.option(
+    "--runner-stub",
+    type=click.Path(path_type=Path),
+    help="The runner's stub to start (one built for the env's architecture: an aarch64 env runs emulated).",
+)
 @json_option
 @handle_errors
 def run_cmd(
@@ -74,6 +79,7 @@ def run_cmd(
     output_dir: Path | None,
     max_env_size: str | None,
     no_auto_complete: bool,
+    runner_stub: Path | None,
     as_json: bool,
 ) -> None:
     """Run MODEL_DIR's model.py as Triton's Python backend would, without a server."""
@@ -90,6 +96,7 @@ def run_cmd(
         output_dir=output_dir,
         auto_complete=not no_auto_complete,
         max_env_size=max_env_size,
+        runner_stub=runner_stub,
     ).to_dict()
     if as_json:
         emit_json(report)

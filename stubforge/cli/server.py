@@ -243,6 +243,16 @@ def print_check(report: CheckReport) -> None:
 @click.option("--load-timeout", default=120.0, show_default=True, help="Seconds one model may take to load.")
 @click.option("--request-timeout", default=60.0, show_default=True, help="Seconds one request may take.")
 @click.option("--log", "log_path", type=click.Path(path_type=Path), help="Write the server log here.")
+@click.option(
+    "--arch",
+    help="The server's architecture (default: the binary's). With --pytriton and another architecture than "
+    "this machine's, that nvidia-pytriton wheel is downloaded and run under emulation (timeouts x8).",
+)
+@click.option(
+    "--sysroot",
+    type=click.Path(path_type=Path),
+    help="The target's root filesystem: its libraries and python3 for the server's stubs.",
+)
 @quiet_option
 @json_option
 @handle_errors
@@ -255,6 +265,8 @@ def verify_cmd(
     load_timeout: float,
     request_timeout: float,
     log_path: Path | None,
+    arch: str | None,
+    sysroot: Path | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -269,6 +281,8 @@ def verify_cmd(
         load_timeout=load_timeout,
         request_timeout=request_timeout,
         log_path=log_path,
+        arch=arch,
+        sysroot=sysroot,
         progress=progress_for(quiet, as_json, "verify"),
     )
     if as_json:
@@ -283,7 +297,8 @@ def verify_cmd(
 
 
 def print_verify(report: VerifyReport) -> None:
-    click.echo(f"tritonserver {report.server_version or '?'}  {report.server}")
+    where = f" ({report.arch}, {report.emulation})" if report.emulation not in (None, "native") else ""
+    click.echo(f"tritonserver {report.server_version or '?'}{where}  {report.server}")
     click.echo(f"backends {report.backends}; first python3 on PATH: {report.path_python or 'none'}")
     for m in report.models:
         status = "ok" if m.ok else "FAILED"

@@ -113,7 +113,11 @@ def requirement_names(requirements: list[str]) -> list[str]:
 
 
 def run_probe(
-    env_dir: Path, imports: list[str], activate_with_bash: bool = False, dists: list[str] | None = None
+    env_dir: Path,
+    imports: list[str],
+    activate_with_bash: bool = False,
+    dists: list[str] | None = None,
+    timeout_factor: float = 1.0,
 ) -> dict[str, object]:
     """Start the env's python exactly as the launcher would and report what it sees; `dists` are
     distributions whose top-level modules are imported too."""
@@ -135,14 +139,14 @@ def run_probe(
     else:
         args = [str(python), "-c", _PROBE, payload]
         env = launcher_env(env_dir, clean)
+    timeout = PROBE_TIMEOUT_S * timeout_factor  # emulated envs (another architecture) start far slower
     try:
+        # cwd /: the current directory (a project with an .egg-info) is not on the probed sys.path.
         proc = subprocess.run(
-            args, capture_output=True, text=True, env=env, timeout=PROBE_TIMEOUT_S, check=False
+            args, capture_output=True, text=True, env=env, timeout=timeout, check=False, cwd="/"
         )
     except subprocess.TimeoutExpired as exc:
-        raise EnvError(
-            f"{python} did not answer within {PROBE_TIMEOUT_S:.0f} s", hint="check the env"
-        ) from exc
+        raise EnvError(f"{python} did not answer within {timeout:.0f} s", hint="check the env") from exc
     if proc.returncode != 0:
         raise EnvError(
             f"{python} does not start the way Triton starts it (exit {proc.returncode})",
@@ -162,6 +166,7 @@ def validate(
     numpy2_ok: bool,
     numpy2_reason: str = "",
     stub_glibcxx: str | None = None,
+    timeout_factor: float = 1.0,
 ) -> EnvReport:
     """Raise EnvError unless the env is what Triton needs; warnings for what may still bite."""
     minor_libs = sorted((env_dir / "lib").glob("libpython3*.so.1.0"))
@@ -176,7 +181,7 @@ def validate(
             hint="every Triton release refuses an env without it, even those that never run it",
         )
     wanted = requirement_names(requirements)
-    data = run_probe(env_dir, ["numpy"], dists=wanted)
+    data = run_probe(env_dir, ["numpy"], dists=wanted, timeout_factor=timeout_factor)
     version = str(data["version"])
     if expected_python and not (version == expected_python or version.startswith(expected_python + ".")):
         raise EnvError(

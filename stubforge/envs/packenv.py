@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from stubforge import __version__
-from stubforge.core import cache, elf, fsutil, pythons, releases
+from stubforge.core import cache, elf, emulation, fsutil, pythons, releases
 from stubforge.core.targets import Target, as_target
-from stubforge.envs import condapack, create, inspect, numpy2, pack
+from stubforge.envs import condapack, create, cross, inspect, numpy2, pack, sysroot_python
 from stubforge.envs import spec as spec_mod
 from stubforge.envs.create import EnvError
 from stubforge.progress import QUIET, Progress
@@ -44,7 +44,7 @@ class PackOptions:
     prune: bool = False
     force: bool = False
     triton: releases.Release | str = releases.DEFAULT_TRITON
-    target: Target | None = None  # the machine the env is for; None: this one (only recorded for now)
+    target: Target | None = None  # the machine the env is for; None: this one. With a sysroot: its Python
     stub: Path | None = None  # the stub the env will run with: its pybind11 decides numpy 2
     model_dir: Path | None = (
         None  # write EXECUTION_ENV_PATH into its config.pbtxt (output defaults inside it)
@@ -183,7 +183,12 @@ def pack_env(options: PackOptions, progress: Progress = QUIET) -> PackResult:
 
 def _pack(options: PackOptions, progress: Progress) -> PackResult:
     started = time.monotonic()
+    machine = as_target(options.target)
+    if not machine.is_host:
+        _refuse_for_cross(options, machine)
     target = _check_output(options)
+    if not machine.is_host:
+        return _pack_cross(options, machine, target, started, progress)
     if options.prefix is not None or options.conda_name is not None:
         return _pack_conda(options, target, started, progress)
     venv_site: Path | None = None
@@ -232,6 +237,85 @@ def _pack(options: PackOptions, progress: Progress) -> PackResult:
             log=log,
             started=started,
             progress=progress,
+        )
+
+
+def _refuse_for_cross(options: PackOptions, machine: Target) -> None:
+    """What an env for another machine cannot be made from (before any work)."""
+    if options.prefix is not None or options.conda_name is not None or options.venv is not None:
+        raise EnvError(
+            f"--arch {machine.arch}/--sysroot make a new env from the sysroot's Python; "
+            "--prefix, --name and --venv pack an environment of this machine",
+            hint="drop --prefix/--name/--venv and give --python 3.X with PACKAGES or -r",
+        )
+    if machine.sysroot is None:
+        raise EnvError(
+            f"--arch {machine.arch} needs --sysroot DIR: the env's Python comes from the target's root filesystem",
+            hint=sysroot_python.SYSROOT_HINT,
+        )
+
+
+def _pack_cross(
+    options: PackOptions, machine: Target, target: Path, started: float, progress: Progress
+) -> PackResult:
+    """An env for another machine (or this one's sysroot): the sysroot's Python, the target's wheels; started
+    under emulation to validate it when binfmt_misc runs the target's binaries."""
+    options = _apply_spec(options)
+    if options.conda_packages:
+        raise EnvError(
+            f"{options.spec} lists conda packages; an env for --arch {machine.arch} is made with pip wheels only",
+            hint="move the packages to the spec's pip list",
+        )
+    assert options.python is not None
+    found = sysroot_python.find(machine, options.python)
+    if options.stub is not None:
+        _check_stub_matches(options.stub, found.libpython.name, found.version)
+        _check_stub_arch(options.stub, machine)
+    rule = _numpy2_rule(options)
+    requirements = list(options.requirements)
+    all_requirements = requirements + _file_requirements(options.requirement_files)
+    _refuse_numpy2_early(rule, all_requirements)
+    if "numpy" not in inspect.requirement_names(all_requirements):
+        requirements.append("numpy" if rule.allowed else "numpy<2")
+    log = cache.logs_dir() / f"pack-env-{machine.arch}-{found.minor}-{os.getpid()}-{int(time.time())}.log"
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
+        env_dir = Path(tmp) / "env"
+        env_dir.mkdir()
+        progress.step("copy", f"Python {found.version} ({machine.arch}) from {found.sysroot}")
+        sysroot_python.copy_interpreter(found, env_dir)
+        bundled = sysroot_python.bundle_libraries(found, env_dir)
+        progress.step("bundle", f"{len(bundled)} libraries from the sysroot")
+        cross.pip_install(
+            env_dir, found, requirements, options.requirement_files, options.pip_args, log, progress
+        )
+        foreign = sysroot_python.foreign_binaries(env_dir, machine.arch)
+        if foreign:
+            raise EnvError(
+                f"the env for {machine.arch} holds binaries of another architecture: {', '.join(foreign)}",
+                hint="a wheel for the wrong platform was installed; check --pip-arg options and the log "
+                f"({log})",
+            )
+        source: dict[str, Any] = {**found.to_dict(), "bundled_libraries": bundled}
+        return _finish(
+            options,
+            env_dir,
+            source=source,
+            expected_python=found.version,
+            requirements=requirements + _file_requirements(options.requirement_files),
+            numpy_rule=rule,
+            log=log,
+            started=started,
+            progress=progress,
+            sysroot_python=found,
+        )
+
+
+def _check_stub_arch(stub: Path, machine: Target) -> None:
+    arch = elf.read(stub).arch
+    if arch != machine.arch:
+        raise EnvError(
+            f"--stub {stub} is built for {arch}, but the env is for {machine.arch}",
+            hint=f"pass the stub built for {machine.arch} (stubforge build --arch {machine.arch} --sysroot DIR)",
         )
 
 
@@ -377,21 +461,37 @@ def _finish(
     log: Path,
     started: float,
     progress: Progress,
+    sysroot_python: sysroot_python.SysrootPython | None = None,
 ) -> PackResult:
-    """Prune, validate, write the archive or directory and its manifest."""
+    """Prune, validate, write the archive or directory and its manifest. With `sysroot_python` (an env for
+    another machine), the validating launch runs under emulation, or is replaced by static checks without it."""
     freed = 0
     if options.prune:
         freed = pack.prune(env_dir)
         progress.step("pruned", f"{freed / 1e6:.1f} MB")
-    progress.step("validate")
-    report = inspect.validate(
-        env_dir,
-        expected_python=expected_python,
-        requirements=requirements,
-        numpy2_ok=numpy_rule.allowed,
-        numpy2_reason=numpy_rule.reason,
-        stub_glibcxx=_stub_glibcxx(options.stub),
-    )
+    machine = as_target(options.target)
+    runs = emulation.probe(machine)
+    progress.step("validate", "" if runs.native else runs.describe())
+    if runs.available:
+        report = inspect.validate(
+            env_dir,
+            expected_python=expected_python,
+            requirements=requirements,
+            numpy2_ok=numpy_rule.allowed,
+            numpy2_reason=numpy_rule.reason,
+            stub_glibcxx=_stub_glibcxx(options.stub),
+            timeout_factor=runs.timeout_factor,
+        )
+    else:
+        assert sysroot_python is not None  # the host always runs its own binaries
+        report = cross.static_report(
+            env_dir,
+            sysroot_python,
+            requirements=requirements,
+            numpy2_ok=numpy_rule.allowed,
+            numpy2_reason=numpy_rule.reason,
+            why_not_started=f"{runs.reason}; {runs.hint}",
+        )
     manifest: dict[str, Any] = {
         "schema": 1,
         "stubforge": __version__,
@@ -403,7 +503,10 @@ def _finish(
         "requirements": requirements,
         "requirement_files": [str(p) for p in options.requirement_files],
         "triton": releases.normalize(options.triton),
-        "target": as_target(options.target).to_dict(),
+        "target": machine.to_dict(),
+        "validated": "started"
+        if runs.native
+        else ("started under emulation" if runs.available else "static"),
         "pruned_bytes": freed,
         "warnings": report.warnings,
         "log": str(log),

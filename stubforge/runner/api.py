@@ -25,9 +25,10 @@ import numpy as np
 
 from stubforge.core import pythons, releases
 from stubforge.errors import PythonNotFound, RunnerError, StubforgeError
-from stubforge.runner import batching, bls, instances, protocol
+from stubforge.runner import batching, bls, foreign, instances, protocol
+from stubforge.runner.launcher import envmanager
 from stubforge.runner.launcher.stub import LaunchSpec, ModelError, StubProcess
-from stubforge.stubs import runner_stub
+from stubforge.stubs import runner_stub as runner_stub_build
 from stubforge.triton import deployment as resolver
 from stubforge.triton.config import config_json
 
@@ -162,6 +163,7 @@ class ModelOptions:
     execute_timeout: float | None = None
     auto_complete: bool = True
     fallback_python: str | None = None
+    runner_stub: Path | str | None = None
 
     def for_peer(self) -> ModelOptions:
         """A BLS peer's options: its own deployment decides its Python, the caller's is the fallback."""
@@ -186,13 +188,15 @@ class Model:
         execute_timeout: float | None = _DEFAULTS.execute_timeout,
         auto_complete: bool = _DEFAULTS.auto_complete,
         fallback_python: str | None = _DEFAULTS.fallback_python,
+        runner_stub: Path | str | None = _DEFAULTS.runner_stub,
     ) -> None:
         """python: the stub's Python (a version or an interpreter path) when the deployment names none or the
         same; triton: the release whose launcher and env activation to follow; backends: the server's backends
         directory (a python_3_X backend's stub, env and model.py); backend_config: the python backend's
         --backend-config keys (shm-*); auto_complete=False is tritonserver's --disable-auto-complete-config;
         fallback_python: the Python for a model whose deployment names none (BLS peers of a model run with
-        --python)."""
+        --python); runner_stub: the runner's stub to start instead of building one for this machine, needed
+        for an env of another architecture (it then runs under emulation, its timeouts scaled)."""
         started = time.monotonic()
         # Settings first: a bad value is an error before anything is resolved, built or started.
         shm = instances.shm_settings(backend_config or {})
@@ -205,6 +209,7 @@ class Model:
             execute_timeout=execute_timeout,
             auto_complete=auto_complete,
             fallback_python=fallback_python,
+            runner_stub=runner_stub,
         )
         self.release = releases.as_release(triton)
         self.deployment = deployment(
@@ -219,11 +224,23 @@ class Model:
         self._pool = instances.InstancePool()
         self._encoder = protocol.RequestEncoder()
         self._batcher: batching.Batcher | None = None
-        interp = _interpreter(
-            python or (fallback_python if "calling model" in self.deployment.python_source else None),
-            self.deployment.python,
+        env_path = self.deployment.env_path
+        env_dir = envmanager.shared().resolve(env_path, self.release) if env_path is not None else None
+        other = foreign.plan(
+            self.deployment.name, env_dir, env_path, Path(runner_stub) if runner_stub is not None else None
         )
-        stub = runner_stub.build_runner_stub(interp).stub
+        interp: pythons.Interpreter | None = None
+        if other is not None:
+            stub = other.stub
+            startup_timeout *= other.timeout_factor
+            if execute_timeout is not None:
+                self.execute_timeout = execute_timeout * other.timeout_factor
+        else:
+            interp = _interpreter(
+                python or (fallback_python if "calling model" in self.deployment.python_source else None),
+                self.deployment.python,
+            )
+            stub = runner_stub_build.build_runner_stub(interp).stub
         try:
             spec = instances.launch_spec(
                 stub=stub,
@@ -412,6 +429,7 @@ def _load(model_dir: Path | str, options: ModelOptions) -> Model:
         execute_timeout=options.execute_timeout,
         auto_complete=options.auto_complete,
         fallback_python=options.fallback_python,
+        runner_stub=options.runner_stub,
     )
 
 
@@ -432,6 +450,7 @@ class Repository:
         execute_timeout: float | None = _DEFAULTS.execute_timeout,
         auto_complete: bool = _DEFAULTS.auto_complete,
         fallback_python: str | None = _DEFAULTS.fallback_python,
+        runner_stub: Path | str | None = _DEFAULTS.runner_stub,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -447,6 +466,7 @@ class Repository:
             execute_timeout=execute_timeout,
             auto_complete=auto_complete,
             fallback_python=fallback_python,
+            runner_stub=runner_stub,
         )
         self._models: dict[str, Model] = {}
 
@@ -486,6 +506,7 @@ def load(
     execute_timeout: float | None = _DEFAULTS.execute_timeout,
     auto_complete: bool = _DEFAULTS.auto_complete,
     fallback_python: str | None = _DEFAULTS.fallback_python,
+    runner_stub: Path | str | None = _DEFAULTS.runner_stub,
 ) -> Model:
     """Load the model in `model_dir` as Triton would and start its instances (see Model.__init__)."""
     return Model(
@@ -498,4 +519,5 @@ def load(
         execute_timeout=execute_timeout,
         auto_complete=auto_complete,
         fallback_python=fallback_python,
+        runner_stub=runner_stub,
     )

@@ -50,7 +50,7 @@ def launch_spec(
     model_path: Path,
     runtime_dir: str,
     env_path: Path | None,
-    interpreter: pythons.Interpreter,
+    interpreter: pythons.Interpreter | None,
     release: releases.Release,
     shm: ShmSettings,
 ) -> LaunchSpec:
@@ -60,7 +60,7 @@ def launch_spec(
     base_env.setdefault("PYTHONUNBUFFERED", "1")  # the model's print() reaches output() as it happens
     if env_dir is None:
         # No env: stand in for a server whose first python3 is this interpreter.
-        assert interpreter.libpython
+        assert interpreter is not None and interpreter.libpython
         base_env["PATH"] = os.pathsep.join(
             p for p in (os.path.dirname(interpreter.executable), base_env.get("PATH", "")) if p
         )

@@ -37,7 +37,9 @@ class BuildOptions:
     force: bool = False
     mode: str = "auto"
     cmake_args: tuple[str, ...] = ()  # extra -D options, appended last (they win)
-    target: Target | None = None  # None: this machine; a target with a sysroot is a cross build (stubs/cross.py)
+    target: Target | None = (
+        None  # None: this machine; a target with a sysroot is a cross build (stubs/cross.py)
+    )
     cuda: Path | None = None  # --cuda: the toolkit root for a GPU build (None: found, stubs/cuda.py)
     cuda_arch: str | None = None  # --cuda-arch: CUDA_ARCHITECTURES for kernel_library_new (None: intersected)
 

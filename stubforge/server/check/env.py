@@ -153,13 +153,20 @@ def _unsafe_member(contents: EnvContents) -> str | None:
 
 
 def _numpy(contents: EnvContents, minor: str) -> str | bool | None:
-    """numpy's version from its dist-info; True when numpy is there without one; None when absent."""
-    site = f"lib/python{minor}/site-packages/"
-    for name in contents.under(site):
-        match = re.fullmatch(re.escape(site) + r"numpy-([^/]+)\.dist-info/METADATA", name)
-        if match:
-            return match.group(1)
-    return True if contents.has(site + "numpy/__init__.py") else None
+    """numpy's version from its dist-info; True when numpy is there without one; None when absent. Debian's
+    and Ubuntu's Python (an env from a Jetson or Armbian sysroot) read dist-packages, not site-packages."""
+    found: str | bool | None = None
+    for site in (
+        f"lib/python{minor}/site-packages/",
+        "lib/python3/dist-packages/",
+        f"lib/python{minor}/dist-packages/",
+    ):
+        for name in contents.under(site):
+            match = re.fullmatch(re.escape(site) + r"numpy-([^/]+)\.dist-info/METADATA", name)
+            if match:
+                return match.group(1)
+        found = found or (True if contents.has(site + "numpy/__init__.py") else None)
+    return found
 
 
 def _glibcxx(check: ModelCheck, env: EnvContents, stub: Path) -> None:

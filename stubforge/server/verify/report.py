@@ -27,6 +27,7 @@ class ModelReport:
     numpy: str | None = None
     stub: str | None = None
     outputs: dict[str, list[Any]] = field(default_factory=dict)  # name -> [datatype, shape]
+    values: dict[str, list[Any]] = field(default_factory=dict)  # name -> flat values, for small outputs only
     error: str | None = None
     hung: bool = False  # the load never returned; the server had to be killed
     hint: str | None = None
@@ -50,6 +51,10 @@ class VerifyReport:
     server_starts: int
     cleaned: list[str]
     path_python: str | None  # the first python3 on the server's PATH, and its X.Y
+    arch: str | None = None  # the server's architecture
+    emulation: str | None = (
+        None  # "native", or how another architecture ran ("emulated by qemu-aarch64-static")
+    )
 
     @property
     def ok(self) -> bool:

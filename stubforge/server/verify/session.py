@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from stubforge.core import cache, releases
-from stubforge.core.targets import Target
+from stubforge.core import cache, emulation, releases
+from stubforge.core.targets import Target, as_target
+from stubforge.envs import envarch
 from stubforge.progress import QUIET, Progress
 from stubforge.server import s3 as s3mod
 from stubforge.server.verify import synthetic
@@ -42,6 +43,7 @@ from stubforge.server.verify.report import ModelReport, VerifyError, VerifyRepor
 from stubforge.triton import backends as backend_dirs
 from stubforge.triton import deployment, stores, stubinfo
 
+SMALL_OUTPUT = 16  # outputs of at most this many elements are reported with their values
 DEAD_STUB_GRACE_S = 3.0  # r25.08+ notices a dead stub itself; give it time to answer before calling it a hang
 
 
@@ -138,11 +140,16 @@ def verify(
     progress: Progress = QUIET,
 ) -> VerifyReport:
     """Load every model (or `models`) of `repository` in the server of `install`, one request each. `target`:
-    the machine the server runs on (None: this one); carried for emulated servers to come.
+    the machine the server is built for (None: this one); another architecture runs under emulation, with every
+    timeout scaled for it, and a model whose env is of another architecture is reported without being loaded.
 
     `repository` is a directory or an s3:// location the server reads directly: it gets the AWS credentials
     this process resolves, and its copies of the models go to a private directory of this run (the store's
     mount variable), removed with it (docs/triton-behaviour.md, "Repositories in object stores (s3)")."""
+    machine = as_target(target)
+    runs = emulation.require(machine, f"the {machine.arch} tritonserver {install.binary}")
+    load_timeout *= runs.timeout_factor
+    request_timeout *= runs.timeout_factor
     location: stores.S3Location | None = None
     local: Path | None = None
     if isinstance(repository, stores.S3Location):
@@ -192,11 +199,20 @@ def verify(
                 cwd=local or scratch,
             )
             try:
-                server.wait_live(60.0)
+                server.wait_live(60.0 * runs.timeout_factor)
                 server_version = server_version or _server_version(server)
                 while pending:
                     name = pending.pop(0)
-                    progress.step("load", name)
+                    progress.step("load", name if runs.native else f"{name} ({runs.describe()})")
+                    wrong_env = (
+                        _env_of_other_arch(local / name, served_backends, machine.arch)
+                        if local is not None
+                        else None
+                    )
+                    if wrong_env is not None:
+                        reports[name] = wrong_env
+                        progress.step("failed", name)
+                        continue
                     report = _verify_model(
                         server,
                         name,
@@ -228,6 +244,8 @@ def verify(
         server_starts=starts,
         cleaned=cleaned,
         path_python=" ".join(p for p in path_python(env) if p) or None,
+        arch=machine.arch,
+        emulation=runs.describe(),
     )
 
 
@@ -239,6 +257,27 @@ def _remove_copies(copies: Path) -> list[str]:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(str(entry))
     return removed
+
+
+def _env_of_other_arch(model_dir: Path, backends: Path, arch: str) -> ModelReport | None:
+    """A failed report, without loading, for a model whose env is built for another architecture than the
+    server's (the server would fail with a loader message that does not say so)."""
+    try:
+        env = deployment.resolve(model_dir, backends=backends).env
+    except Exception:
+        return None  # an unreadable config: the server's own error says more
+    if env is None or env.path is None:
+        return None
+    env_arch = envarch.env_arch(env.path)
+    if env_arch is None or env_arch == arch:
+        return None
+    report = ModelReport(model_dir.name)
+    report.error = f"its env {env.path} is built for {env_arch}, but the server runs {arch}; not loaded"
+    report.hint = (
+        f"pack the env for {arch}: stubforge pack-env --arch {arch} --sysroot DIR --python X.Y ... "
+        f"(or verify with --arch {env_arch})"
+    )
+    return report
 
 
 def _client(server: server_mod.RunningServer) -> Any:
@@ -397,6 +436,12 @@ def _request(client: Any, name: str, config: dict[str, Any], timeout: float, rep
     for output in response.get("outputs", []):
         shape = [int(d) for d in output.get("shape", [])]
         report.outputs[output["name"]] = [output.get("datatype"), shape]
+        if shape and int(np.prod(shape)) <= SMALL_OUTPUT:
+            array = result.as_numpy(output["name"])
+            if array is not None:
+                report.values[output["name"]] = [
+                    v.decode("utf-8", "replace") if isinstance(v, bytes) else v.item() for v in array.flat
+                ]
         if shape and int(np.prod(shape)) == 0 and all(item.data.size for item in inputs):
             report.warnings.append(f"output {output['name']} came back empty (shape {shape})")
     report.response_ok = True

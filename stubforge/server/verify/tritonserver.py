@@ -314,10 +314,13 @@ class RunningServer:
                 if child.status() == psutil.STATUS_ZOMBIE:
                     continue
                 argv = child.cmdline()
+                exe = child.exe()
+                if len(argv) == 12 and _is_emulator(argv[0]):
+                    # binfmt_misc with the P flag runs `qemu-<arch> FILE ARGV0 ARGS...`: the stub is FILE.
+                    exe, argv = argv[1], argv[2:]
                 if len(argv) != 10 or not Path(argv[0]).name.startswith("triton_python_backend_stub"):
                     continue
                 maps = [m.path for m in child.memory_maps(grouped=True)]
-                exe = child.exe()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             model_path = Path(argv[1])
@@ -370,6 +373,12 @@ class RunningServer:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
         return removed
+
+
+def _is_emulator(program: str) -> bool:
+    """qemu-aarch64(-static), or Debian's binfmt name for it (/usr/libexec/qemu-binfmt/aarch64-binfmt-P)."""
+    name = Path(program).name
+    return name.startswith("qemu-") or "-binfmt-" in name
 
 
 def _empty_tree(path: Path) -> bool:
