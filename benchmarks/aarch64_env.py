@@ -120,8 +120,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sf-bench-a64-") as tmp_name:
         tmp = Path(tmp_name)
         os.environ.setdefault("STUBFORGE_CACHE", str(tmp / "cache"))
-        sysroot = options.sysroot or aarch64.sysroot(tmp / "sysroot")
-        stub = aarch64.runner_stub(sysroot, tmp / "sfstub-aarch64")
+        sysroot = options.sysroot or aarch64.sysroot(tmp / "sysroot", tmp / "cache")
+        stub = aarch64.runner_stub(sysroot, tmp / "sfstub-aarch64", tmp / "cache")
         cross = ["--arch", "aarch64", "--sysroot", str(sysroot), "--python", "3.11"]
         host = ["--python", _host_python311()]
 

@@ -71,11 +71,9 @@ def run_stub(stub: Path, interp: pythons.Interpreter, *args: str) -> str:
 @pytest.fixture(scope="session")
 def aarch64_sysroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An aarch64 sysroot with Debian's Python 3.11, made once per session by `sysroot create` (its debs in a
-    session cache). Needs arm64 package lists (`dpkg --add-architecture arm64 && apt-get update`: .ci/run)."""
-    from stubforge.core import debian_sysroot
+    session cache), or STUBFORGE_TEST_SYSROOT. Needs arm64 package lists (`dpkg --add-architecture arm64 &&
+    apt-get update`: .ci/run)."""
+    from tests import aarch64
 
     root = tmp_path_factory.mktemp("aarch64")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STUBFORGE_CACHE", str(root / "cache"))
-        debian_sysroot.create(root / "sysroot", "aarch64", "3.11")
-    return root / "sysroot"
+    return aarch64.sysroot(root / "sysroot", root / "cache")

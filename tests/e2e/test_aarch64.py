@@ -78,11 +78,11 @@ def _write_model(repo: Path, name: str, env_value: str | None = None) -> Path:
 class Board:
     """The module's sysroot, runner stub, repository and the environment stubforge runs with."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, sysroot: Path) -> None:
         self.root = root
         self.cache = root / "cache"
-        self.sysroot = aarch64.sysroot(root / "sysroot")
-        self.stub = aarch64.runner_stub(self.sysroot, root / "sfstub-aarch64")
+        self.sysroot = sysroot
+        self.stub = aarch64.runner_stub(self.sysroot, root / "sfstub-aarch64", self.cache)
         self.repo = root / "repo"
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -102,10 +102,10 @@ class Board:
 
 
 @pytest.fixture(scope="module")
-def board(tmp_path_factory: pytest.TempPathFactory) -> Board:
+def board(tmp_path_factory: pytest.TempPathFactory, aarch64_sysroot: Path) -> Board:
     found = emulation.probe("aarch64")
     assert found.available, f"aarch64 emulation is needed (.ci/run sets it up): {found.reason}; {found.hint}"
-    board = Board(tmp_path_factory.mktemp("aarch64"))
+    board = Board(tmp_path_factory.mktemp("aarch64"), aarch64_sysroot)
     model = _write_model(board.repo, "a64")
     packed = board.stubforge(
         "pack-env",
