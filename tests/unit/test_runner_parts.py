@@ -22,6 +22,7 @@ BATCHED = {
         {"name": "X", "data_type": "TYPE_INT32", "dims": [2], "reshape": {"shape": [1, 2]}},
         {"name": "S", "data_type": "TYPE_STRING", "dims": [1]},
     ],
+    "output": [{"name": "Y", "data_type": "TYPE_INT32", "dims": [2]}],
 }
 
 
