@@ -72,6 +72,7 @@ def deployment(
     fallback_python: str | None = None,
     *,
     triton: releases.Release | str = releases.DEFAULT_TRITON,
+    auto_complete: bool = True,
 ) -> Deployment:
     """The resolver's answer for the model, made runnable: latest version, its file, its env, one Python.
 
@@ -79,9 +80,12 @@ def deployment(
     `fallback_python` (a BLS peer without stub or env borrows its caller's)."""
     if backends is None and DEFAULT_BACKENDS.is_dir():
         backends = DEFAULT_BACKENDS  # tritonserver's default --backend-directory
-    resolved = resolver.resolve(
-        model_dir, triton=triton, backends=backends, config=config_mod.read_or_autofill(model_dir)
+    # Without config.pbtxt the server fills one in, unless auto-complete is off
+    # (docs/triton-behaviour.md, "Configs the server completes").
+    config_info = (
+        config_mod.read_or_autofill(model_dir) if auto_complete else config_mod.read_config(model_dir)
     )
+    resolved = resolver.resolve(model_dir, triton=triton, backends=backends, config=config_info)
     model_dir = resolved.model_dir
     model_path = resolved.model_file
     if model_path is None:
@@ -228,7 +232,11 @@ class Model:
         )
         self.release = releases.as_release(triton)
         self.deployment = deployment(
-            Path(model_dir), python, Path(backends) if backends else None, fallback_python=fallback_python
+            Path(model_dir),
+            python,
+            Path(backends) if backends else None,
+            fallback_python=fallback_python,
+            auto_complete=auto_complete,
         )
         self.execute_timeout = execute_timeout
         self.logs: list[dict[str, str]] = []
