@@ -18,7 +18,12 @@ import numpy as np
 from stubforge.errors import RunnerError, StubforgeError
 from stubforge.runner import protocol
 from stubforge.runner.launcher.stub import StubProcess
+from stubforge.runner.requests import InferenceError
 from stubforge.triton.config import is_model_dir
+
+
+class BlsRefused(RunnerError):
+    """A BLS request refused before it reaches the callee (unknown model, decoupled misuse)."""
 
 
 class Peer(Protocol):
@@ -63,7 +68,10 @@ class Peers(Generic[PeerT]):
             if name not in self.loaded:
                 model_dir = self.repository / name
                 if not is_model_dir(model_dir):
-                    raise RunnerError(f"Request for unknown model: '{name}' is not found", hint="")
+                    # Triton: a model it does not know (or has not loaded) is "not ready".
+                    raise BlsRefused(
+                        f"Failed for execute the inference request. Model '{name}' is not ready.", hint=""
+                    )
                 self.loaded[name] = self._load(model_dir)
             return self.loaded[name]
 
@@ -82,7 +90,7 @@ class Peers(Generic[PeerT]):
             peer = self[name]
             if peer.decoupled and not message.get("decoupled"):
                 # Triton's words (python_backend request_executor.cc, r24.10), its stray quote included.
-                raise RunnerError(
+                raise BlsRefused(
                     f"Model {name} is using the decoupled. The current BLS request call doesn't support models "
                     "using the decoupled transaction policy. Please use 'decoupled=True' argument to the 'exec' "
                     "or 'async_exec' calls for decoupled models.'",
@@ -96,6 +104,10 @@ class Peers(Generic[PeerT]):
             else:
                 result = peer.infer(inputs, outputs, parameters=parameters)
                 responses.append(([protocol.encode_tensor(n, a) for n, a in result.items()], None))
+        except (BlsRefused, InferenceError) as exc:
+            # Refused before the callee ran: Triton's backend words it with the callee's name in front
+            # (docs/triton-behaviour.md, "BLS, Logger and Python-based backends as a model sees them").
+            responses = [([], f"Model {message['model']} - Error when running inference: {exc.message}")]
         except StubforgeError as exc:
             responses = [([], exc.message)]
         except Exception as exc:  # anything else still gets an answer: the stub waits for one

@@ -128,8 +128,17 @@ def test_bls_callee_named_by_a_bytes_tensor_gets_the_parameters(repo: Path) -> N
     assert out["CALLER_PARAMS"].tolist() == [
         b'{"scale": 2, "tag": "\\u00e9t\\u00e9 \\"q\\"", "on": true, "neg": -7}'
     ]
-    assert out["NOPE_ERROR"].tolist() == [b"unexpected inference output 'NOPE' for model 'params'"]
-    assert out["DECOUPLED_ERROR"].tolist() == [DECOUPLED_BLS_ERROR.encode()]
+    # Refused before the callee runs: Triton's backend puts the callee's name in front.
+    assert out["NOPE_ERROR"].tolist() == [
+        b"Model params - Error when running inference: unexpected inference output 'NOPE' for model 'params'"
+    ]
+    assert out["UNKNOWN_ERROR"].tolist() == [
+        b"Model no_such_model - Error when running inference: Failed for execute the inference request. "
+        b"Model 'no_such_model' is not ready."
+    ]
+    assert out["DECOUPLED_ERROR"].tolist() == [
+        b"Model square - Error when running inference: " + DECOUPLED_BLS_ERROR.encode()
+    ]
 
 
 def test_client_parameters_and_a_missing_output(repo: Path) -> None:

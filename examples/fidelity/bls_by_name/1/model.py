@@ -1,6 +1,6 @@
 """bls_by_name: the callee's name comes from a BYTES tensor (as python_backend's bls example does), the request
-carries parameters; also the error texts of a BLS call asking for an output the callee lacks, and of a plain
-exec() on a decoupled model."""
+carries parameters; also the error texts of a BLS call asking for an output the callee lacks, of one to a model
+the server does not know, and of a plain exec() on a decoupled model."""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -35,9 +35,13 @@ class TritonPythonModel:
                 inputs=[pb_utils.Tensor("IN", np.array([2], dtype=np.int32))],
                 requested_output_names=["OUT"],
             ).exec()
+            unknown = pb_utils.InferenceRequest(
+                model_name=b"no_such_model", inputs=[data], requested_output_names=["OUTPUT0"]
+            ).exec()
             responses.append(
                 pb_utils.InferenceResponse(
                     [
+                        pb_utils.Tensor("UNKNOWN_ERROR", _text(unknown.error().message())),
                         pb_utils.Tensor(
                             "ECHO", pb_utils.get_output_tensor_by_name(answer, "OUTPUT0").as_numpy()
                         ),
