@@ -2,7 +2,8 @@
 
 examples/fidelity holds our own models for what python_backend's examples show: add_sub, auto_complete, BLS
 (sync and async) and decoupled (repeat, square); and for what the runner once got wrong: a BLS callee named by a
-BYTES tensor with parameters (bls_by_name, params), decoupled BLS (bls_decoupled), Logger levels (logger), a model
+BYTES tensor with parameters (bls_by_name, params), decoupled BLS (bls_decoupled), BLS from a decoupled model's
+thread after execute() returned (bls_thread), Logger levels (logger), a model
 without config.pbtxt (no_config), a Python-based backend (pybackend, examples/fidelity_backends/pyback), and a
 requested output the model lacks. Both sides use the same Python 3.8 directory env (no_config, which has no
 config to name one, gets its site-packages through PYTHONPATH on both sides).
@@ -10,8 +11,10 @@ config to name one, gets its site-packages through PYTHONPATH on both sides).
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -44,11 +47,12 @@ CASES: dict[str, list[dict[str, np.ndarray]]] = {
     "logger": [{"IN": np.array([1], dtype=np.int32)}],
     "no_config": [{"X": np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)}],
     "pybackend": [{"IN": A}],
+    "bls_thread": [{"INPUT0": A, "INPUT1": B}],
 }
 # Parameters a client sends with a request (to the model `params`), and an output nobody declared (add_sub).
 CLIENT_PARAMETERS = {"alpha": 3, "beta": "x y", "gamma": False}
 MISSING_OUTPUT = "NOPE"
-DECOUPLED = {"repeat", "square"}
+DECOUPLED = {"repeat", "square", "bls_thread"}
 TRITON_TYPES = {
     np.dtype(np.float32): "FP32",
     np.dtype(np.float64): "FP64",
@@ -133,7 +137,7 @@ def _from_triton(world: World, fidelity: dict[str, Path]) -> dict[str, list[Any]
                     outputs = result.get_response().outputs
                     results[name].append({o.name: result.as_numpy(o.name) for o in outputs})
         result = client.infer("params", _grpc_inputs(grpcclient, {"INPUT0": A}), parameters=CLIENT_PARAMETERS)
-        results["client parameters"] = [{"PARAMS": result.as_numpy("PARAMS")}]
+        results["client parameters"] = [_parameters(result.as_numpy("PARAMS"))]
         try:
             client.infer(
                 "add_sub",
@@ -145,6 +149,12 @@ def _from_triton(world: World, fidelity: dict[str, Path]) -> dict[str, list[Any]
     finally:
         server.stop()
         server.cleanup()
+    # The logger model's records in the server log: severity letter and message, in order.
+    log = (world.root / "fidelity-server.log").read_text(errors="replace")
+    results["logger records"] = [
+        m.group(1, 2)
+        for m in re.finditer(r'^([IWE])\d{4} [^\]]*\] "?(fidelity-logger [^"\n]*)"?$', log, re.M)
+    ]
     return results
 
 
@@ -159,7 +169,11 @@ def _from_runner(
             results[name] = [model.infer(inputs) for inputs in cases]
             if name == "params":
                 answer = model.infer({"INPUT0": A}, parameters=CLIENT_PARAMETERS)
-                results["client parameters"] = [{"PARAMS": answer["PARAMS"]}]
+                results["client parameters"] = [_parameters(answer["PARAMS"])]
+            if name == "logger":
+                # Triton's log letter per level: VERBOSE is written as I (shown with --log-verbose).
+                letter = {"INFO": "I", "VERBOSE": "I", "WARNING": "W", "ERROR": "E"}
+                results["logger records"] = [(letter[r["level"]], r["message"]) for r in model.logs]
             if name == "add_sub":
                 with pytest.raises(InferenceError) as refused:
                     model.infer({"INPUT0": A, "INPUT1": B}, [MISSING_OUTPUT])
@@ -167,12 +181,19 @@ def _from_runner(
     return results
 
 
+def _parameters(params: np.ndarray) -> str:
+    """The parameters a client request reached the model with: compact JSON, compared without member order (gRPC
+    carries them in a protobuf map, so the server's order is not the client's)."""
+    text = params[0].decode()
+    return json.dumps(json.loads(text), sort_keys=True) + (" (compact)" if ", " not in text else " (spaced)")
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, list):
         return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, str):
+    if isinstance(a, (str, tuple)):
         return a == b
     return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
 
@@ -190,6 +211,7 @@ def test_runner_and_tritonserver_answer_identically(
     # Sanity: the comparison saw real answers, not two empty lists.
     assert [len(s) for s in triton["repeat"]] == [4, 0] and [len(s) for s in triton["square"]] == [0, 1, 3]
     assert np.array_equal(triton["bls_sync"][0]["SUM"], A + B)
+    assert len(triton["logger records"]) == 7
     assert triton["missing output"] == ["unexpected inference output 'NOPE' for model 'add_sub'"]
     assert triton["bls_by_name"][0]["PARAMS"][0] != b"{}"  # the callee saw the caller's parameters
     assert os.path.isdir(fidelity["repo"])

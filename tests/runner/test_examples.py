@@ -163,6 +163,12 @@ def test_decoupled_bls_iterates_every_response_and_the_final_one(repo: Path) -> 
     assert none["COUNTS"].tolist() == [1, 1, 1] and none["VALUES"].tolist() == []
 
 
+def test_bls_from_a_thread_after_execute_returned(repo: Path) -> None:
+    with runner.load(repo / "bls_thread", backend_config=CONFIG) as model:
+        responses = model.infer({"INPUT0": A, "INPUT1": B})
+    assert len(responses) == 1 and np.array_equal(responses[0]["SUM"], A + B)
+
+
 def test_logger_levels_reach_the_log_with_file_and_line(repo: Path) -> None:
     with runner.load(repo / "logger", backend_config=CONFIG) as model:
         out = model.infer({"IN": np.array([1], dtype=np.int32)})
