@@ -173,6 +173,9 @@ def who_model(root: Path, env: Path, extra: str, sleep: float, max_batch: int = 
     (model / "config.pbtxt").write_text(
         f'name: "who"\nbackend: "python"\nmax_batch_size: {max_batch}\n'
         'input [ { name: "X" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
+        # Requested outputs must be declared, as in Triton (the config needs them only for that).
+        'output [ { name: "Y" data_type: TYPE_FP32 dims: [ -1 ] },\n'
+        '  { name: "PID" data_type: TYPE_INT64 dims: [ 1 ] } ]\n'
         + extra
         + f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{env}" }} }}\n'
     )
