@@ -28,7 +28,9 @@ from stubforge.errors import PythonNotFound, RunnerError, StubforgeError
 from stubforge.runner import batching, bls, foreign, instances, protocol
 from stubforge.runner.launcher import envmanager
 from stubforge.runner.launcher.stub import LaunchSpec, ModelError, StubProcess
+from stubforge.runner.runtime._stubforge_config import normalize_config
 from stubforge.stubs import runner_stub as runner_stub_build
+from stubforge.triton import config as config_mod
 from stubforge.triton import deployment as resolver
 from stubforge.triton.config import config_json
 
@@ -42,6 +44,9 @@ __all__ = [
     "deployment",
     "load",
 ]
+
+# tritonserver's default --backend-directory: Python-based backends are found there without --backends.
+DEFAULT_BACKENDS = Path("/opt/tritonserver/backends")
 
 
 @dataclass
@@ -68,19 +73,37 @@ def deployment(
     fallback_python: str | None = None,
     *,
     triton: releases.Release | str = releases.DEFAULT_TRITON,
+    auto_complete: bool = True,
 ) -> Deployment:
     """The resolver's answer for the model, made runnable: latest version, its file, its env, one Python.
 
     The Python: --python (which must agree with the stub's), else the stub's, else the env's, else
     `fallback_python` (a BLS peer without stub or env borrows its caller's)."""
-    resolved = resolver.resolve(model_dir, triton=triton, backends=backends)
+    if backends is None and DEFAULT_BACKENDS.is_dir():
+        backends = DEFAULT_BACKENDS  # tritonserver's default --backend-directory
+    # Without config.pbtxt the server fills one in, unless auto-complete is off
+    # (docs/triton-behaviour.md, "Configs the server completes").
+    config_info = (
+        config_mod.read_or_autofill(model_dir) if auto_complete else config_mod.read_config(model_dir)
+    )
+    resolved = resolver.resolve(model_dir, triton=triton, backends=backends, config=config_info)
     model_dir = resolved.model_dir
     model_path = resolved.model_file
     if model_path is None:
         raise RunnerError(
             f"{model_dir} has no version directory (1/, 2/, ...)", hint="put model.py into <model>/1/"
         )
-    if not model_path.is_file():
+    # A Python-based backend's model.py serves the model (it needs no file of its own); otherwise Triton's stub
+    # refuses a missing model file.
+    if not resolved.runs_backend_model and not model_path.is_file():
+        if resolved.backend != resolver.STOCK:
+            where = resolved.backend_dir or DEFAULT_BACKENDS / resolved.backend
+            raise RunnerError(
+                f'{model_path} does not exist, and backend "{resolved.backend}" is not a Python-based backend '
+                f"here: no {where / 'model.py'}",
+                hint=f"pass --backends DIR holding {resolved.backend}/model.py (tritonserver's default backend "
+                f"directory is {DEFAULT_BACKENDS}), or put the model's code at {model_path}",
+            )
         raise RunnerError(f"{model_path} does not exist", hint="the model's code must be at that path")
     runtime_dir = str(resolved.backend_dir) if resolved.runs_backend_model else "DEFAULT"
     env = resolved.env
@@ -114,6 +137,7 @@ def deployment(
         )
     config = config_json(resolved.config.message)
     config["name"] = config.get("name") or model_dir.name
+    normalize_config(config)
     return Deployment(
         model_dir=model_dir,
         name=resolved.name,
@@ -213,7 +237,11 @@ class Model:
         )
         self.release = releases.as_release(triton)
         self.deployment = deployment(
-            Path(model_dir), python, Path(backends) if backends else None, fallback_python=fallback_python
+            Path(model_dir),
+            python,
+            Path(backends) if backends else None,
+            fallback_python=fallback_python,
+            auto_complete=auto_complete,
         )
         self.execute_timeout = execute_timeout
         self.logs: list[dict[str, str]] = []
@@ -313,13 +341,19 @@ class Model:
         return protocol.check_reply(self.deployment.name, reply, self.logs)
 
     def _execute(
-        self, stub: StubProcess, batch: list[dict[str, np.ndarray]], outputs: list[str] | None
+        self,
+        stub: StubProcess,
+        batch: list[dict[str, np.ndarray]],
+        outputs: list[str] | None,
+        parameters: list[protocol.Parameters | None] | None = None,
     ) -> Iterator[protocol.Event]:
         """The events of one execute() with these requests on one instance (see protocol.execute); the final
-        reply is checked, its time recorded."""
+        reply is checked, its time recorded. `parameters`: each request's parameters."""
         requests, arrays = [], []
-        for inputs in batch:
-            message, request_arrays = self._encoder.encode(self.deployment.config, inputs, outputs)
+        for i, inputs in enumerate(batch):
+            message, request_arrays = self._encoder.encode(
+                self.deployment.config, inputs, outputs, parameters[i] if parameters else None
+            )
             requests.append(message)
             arrays.extend(request_arrays)
         t0 = time.monotonic()
@@ -340,41 +374,70 @@ class Model:
             exchange.close()  # now, not when collected: a half-done exchange stops its stub (see execute)
 
     def _run_batch(
-        self, batch: list[dict[str, np.ndarray]], outputs: list[str] | None
+        self,
+        batch: list[dict[str, np.ndarray]],
+        outputs: list[str] | None,
+        parameters: list[protocol.Parameters | None] | None = None,
     ) -> list[dict[str, np.ndarray] | StubforgeError]:
         """One execute() with these requests on a free instance: each request's outputs, or its error."""
         with self._pool.borrow() as stub:
-            finished = list(self._execute(stub, batch, outputs))[-1]
+            finished = list(self._execute(stub, batch, outputs, parameters))[-1]
             assert isinstance(finished, protocol.Finished)
             return protocol.responses(stub, finished.reply, outputs, self.deployment.name)
 
-    def check_request(self, inputs: dict[str, np.ndarray]) -> None:
-        """Triton's request checks (names, data types, shapes, batch size), without sending anything."""
-        protocol.check_request(self.deployment.config, inputs)
+    def check_request(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> None:
+        """Triton's request checks (requested outputs, names, data types, shapes, batch size), without sending
+        anything."""
+        protocol.check_request(self.deployment.config, inputs, outputs)
 
     def infer_many(
-        self, batch: list[dict[str, np.ndarray]], outputs: list[str] | None = None
+        self,
+        batch: list[dict[str, np.ndarray]],
+        outputs: list[str] | None = None,
+        *,
+        parameters: list[protocol.Parameters | None] | None = None,
     ) -> list[dict[str, np.ndarray]]:
-        """Several requests in one execute() call, as Triton hands a batch of requests to the model."""
+        """Several requests in one execute() call, as Triton hands a batch of requests to the model;
+        `parameters`: each request's (request.parameters() in the model)."""
         if self.decoupled:
             raise RunnerError(
                 f"{self.deployment.name} is decoupled: its responses come as a stream",
                 hint="use infer_stream(inputs), or infer(inputs) for the list of responses",
             )
-        results = self._run_batch(batch, outputs)
+        results = self._run_batch(batch, outputs, parameters)
         for result in results:
             if isinstance(result, StubforgeError):
                 raise result
         return results  # type: ignore[return-value]
 
+    def infer_events(
+        self,
+        inputs: dict[str, np.ndarray],
+        outputs: list[str] | None = None,
+        *,
+        parameters: protocol.Parameters | None = None,
+    ) -> list[protocol.StreamedResponse]:
+        """Every send of a decoupled model for one request, as sent: an empty one is a final flag sent alone,
+        a response's error is its `error` (what a decoupled BLS call iterates over)."""
+        with self._pool.borrow() as stub:
+            return [
+                event
+                for event in self._execute(stub, [inputs], outputs, [parameters])
+                if isinstance(event, protocol.StreamedResponse)
+            ]
+
     def infer_stream(
-        self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None
+        self,
+        inputs: dict[str, np.ndarray],
+        outputs: list[str] | None = None,
+        *,
+        parameters: protocol.Parameters | None = None,
     ) -> Iterator[dict[str, np.ndarray]]:
         """A decoupled model's responses to one request, as they are sent (the final-flag-only send ends it).
 
         A response carrying an error is raised after the stream has ended; stopping early answers the rest."""
         with self._pool.borrow() as stub:
-            events = self._execute(stub, [inputs], outputs)
+            events = self._execute(stub, [inputs], outputs, [parameters])
             failure: StubforgeError | None = None
             try:
                 for event in events:
@@ -393,16 +456,23 @@ class Model:
             if failure is not None:
                 raise failure
 
-    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> Any:
+    def infer(
+        self,
+        inputs: dict[str, np.ndarray],
+        outputs: list[str] | None = None,
+        *,
+        parameters: protocol.Parameters | None = None,
+    ) -> Any:
         """The outputs of one request; for a decoupled model, the list of all its responses' outputs.
+        `parameters` reach the model as request.parameters() (str keys; bool, int, float or str values).
 
         Thread-safe: concurrent calls run on the model's instances side by side, and with dynamic_batching in
         the config they are gathered into one execute() as tritonserver's scheduler does."""
         if self.decoupled:
-            return list(self.infer_stream(inputs, outputs))
+            return list(self.infer_stream(inputs, outputs, parameters=parameters))
         if self._batcher is not None:
-            return self._batcher.submit(inputs, outputs)
-        return self.infer_many([inputs], outputs)[0]
+            return self._batcher.submit(inputs, outputs, parameters)
+        return self.infer_many([inputs], outputs, parameters=[parameters])[0]
 
     def close(self) -> None:
         if self._batcher is not None:
@@ -475,7 +545,7 @@ class Repository:
 
     def model(self, name: str) -> Model:
         if name not in self._models:
-            if not (self.root / name / "config.pbtxt").is_file():
+            if not config_mod.is_model_dir(self.root / name):
                 raise RunnerError(
                     f"{name}: not a model of {self.root}",
                     hint="models there: " + (", ".join(self.names()) or "none"),

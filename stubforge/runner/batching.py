@@ -36,10 +36,12 @@ class Batcher:
         self.thread = threading.Thread(target=self._gather, name="stubforge-batcher", daemon=True)
         self.thread.start()
 
-    def submit(self, inputs: dict[str, np.ndarray], outputs: list[str] | None) -> dict[str, np.ndarray]:
-        self.model.check_request(inputs)  # a bad request fails alone, before it can join a batch
+    def submit(
+        self, inputs: dict[str, np.ndarray], outputs: list[str] | None, parameters: Any = None
+    ) -> dict[str, np.ndarray]:
+        self.model.check_request(inputs, outputs)  # a bad request fails alone, before it can join a batch
         future: concurrent.futures.Future[dict[str, np.ndarray]] = concurrent.futures.Future()
-        self.queue.put((inputs, outputs, future))
+        self.queue.put((inputs, outputs, future, parameters))
         return future.result()
 
     def _full(self, size: int) -> bool:
@@ -75,12 +77,12 @@ class Batcher:
     def _dispatch(self, batch: list[Any]) -> None:
         outputs = batch[0][1]
         try:
-            results = self.model._run_batch([inputs for inputs, _, _ in batch], outputs)
+            results = self.model._run_batch([item[0] for item in batch], outputs, [item[3] for item in batch])
         except BaseException as exc:  # the whole execute failed: every caller gets the error
-            for _, _, future in batch:
-                future.set_exception(exc)
+            for item in batch:
+                item[2].set_exception(exc)
             return
-        for (_, _, future), result in zip(batch, results):
+        for (_, _, future, _), result in zip(batch, results):
             if isinstance(result, BaseException):
                 future.set_exception(result)
             else:

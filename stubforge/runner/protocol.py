@@ -91,8 +91,25 @@ def _datatype(array: np.ndarray) -> str:
     return "BYTES" if wire._is_bytes(array) else NUMPY_TO_TRITON.get(array.dtype, str(array.dtype))
 
 
-def check_request(config: dict[str, Any], inputs: Tensors) -> None:
-    """Triton's request checks (names, data types, shapes, batch size), without sending anything."""
+Parameters = dict[str, Union[bool, int, float, str]]
+
+
+def parameters_json(parameters: Parameters | None) -> str:
+    """Request parameters as the python backend hands them to request.parameters(): the server's compact JSON,
+    in the order given (docs/triton-behaviour.md, "Request parameters")."""
+    for key, value in (parameters or {}).items():
+        if not isinstance(key, str) or not isinstance(value, (bool, int, float, str)):
+            raise RunnerError(
+                f"request parameter {key!r}: {type(value).__name__} is not a Triton parameter type",
+                hint="parameter names are str, values bool, int, float or str",
+            )
+    return json.dumps(parameters or {}, separators=(",", ":"), ensure_ascii=False)
+
+
+def check_request(config: dict[str, Any], inputs: Tensors, outputs: list[str] | None = None) -> None:
+    """Triton's request checks (requested outputs, input names, data types, shapes, batch size), without
+    sending anything."""
+    validate.check_outputs(config, outputs or [])
     wires = {}
     for name, value in inputs.items():
         array = np.asarray(value)
@@ -111,8 +128,14 @@ class RequestEncoder:
         self._checked: tuple[Any, dict[str, list[int]]] = (None, {})
 
     def encode(
-        self, config: dict[str, Any], inputs: Tensors, outputs: list[str] | None
+        self,
+        config: dict[str, Any],
+        inputs: Tensors,
+        outputs: list[str] | None,
+        parameters: Parameters | None = None,
     ) -> tuple[dict[str, Any], list[np.ndarray]]:
+        # Triton checks the requested outputs before any input (core's InferenceRequest::Normalize).
+        validate.check_outputs(config, outputs or [])
         arrays, specs, wires = [], [], {}
         for name, value in inputs.items():
             array = np.asarray(value)
@@ -134,7 +157,10 @@ class RequestEncoder:
             self._checked = (signature, reached)
         for spec in specs:
             spec["shape"] = reached[spec["name"]]
-        return {"inputs": specs, "requested_output_names": list(outputs or [])}, arrays
+        message = {"inputs": specs, "requested_output_names": list(outputs or [])}
+        if parameters:
+            message["parameters"] = parameters_json(parameters)
+        return message, arrays
 
 
 @dataclass
@@ -213,18 +239,20 @@ def responses(
     return results
 
 
-def answer_bls_call(
-    stub: StubProcess,
-    error: str | None,
-    tensors: list[tuple[dict[str, Any], np.ndarray]],
-    timeout: float | None,
-) -> dict[str, Any]:
-    """Send the answer to a BLS call (its error, or its outputs as encode_tensor made them); return the stub's
-    next message."""
+BlsResponse = tuple[list[tuple[dict[str, Any], np.ndarray]], Union[str, None]]
+
+
+def answer_bls_call(stub: StubProcess, responses: list[BlsResponse], timeout: float | None) -> dict[str, Any]:
+    """Send the answer to a BLS call: its responses (one, or a decoupled model's stream), each its outputs as
+    encode_tensor made them and its error; return the stub's next message."""
     start = stub.message_end()
-    specs = [spec for spec, _ in tensors]
-    payloads = [payload for _, payload in tensors]
+    specs = [spec for tensors, _ in responses for spec, _ in tensors]
+    payloads = [payload for tensors, _ in responses for _, payload in tensors]
     for spec, offset in zip(specs, place([p.nbytes for p in payloads], start)):
         spec["offset"] = offset
-    header = {"op": "bls_reply", "error": error, "tensors": specs}
+    header = {
+        "op": "bls_reply",
+        "tensors": specs,
+        "responses": [(len(tensors), error) for tensors, error in responses],
+    }
     return stub.request(header, payloads, start=start, timeout=timeout)

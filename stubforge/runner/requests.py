@@ -37,6 +37,19 @@ def _specs(config: dict[str, Any]) -> dict[str, Any]:
     return cached[1]
 
 
+def check_outputs(config: dict[str, Any], outputs: list[str]) -> None:
+    """Every requested output must be one of the config's (Triton: INVALID_ARG, without a request-id prefix)."""
+    if not outputs:
+        return
+    known = [spec.get("name") for spec in config.get("output", [])]
+    for name in outputs:
+        if name not in known:
+            raise InferenceError(
+                f"unexpected inference output '{name}' for model '{config.get('name', '')}'",
+                hint="the model's outputs: " + (", ".join(str(n) for n in known) or "none in its config"),
+            )
+
+
 def check(
     config: dict[str, Any], inputs: dict[str, tuple[str, list[int]]], request_id: str = ""
 ) -> dict[str, list[int]]:

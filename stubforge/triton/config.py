@@ -216,6 +216,48 @@ def read_config(path: Path) -> ModelConfigInfo:
     )
 
 
+def autofilled(model_dir: Path) -> ModelConfigInfo:
+    """The config Triton (auto-complete on, its default) gives a model directory without config.pbtxt: the
+    directory's name, and backend "python" with model.py as its file when the first subdirectory (in name order)
+    holds a model.py (docs/triton-behaviour.md, "Configs the server completes"). Raises the missing-file
+    ConfigError when the directory shows no Python model."""
+    model_dir = Path(model_dir)
+    path = model_dir / CONFIG_NAME
+    if not is_model_dir(model_dir):
+        return read_config(path)  # the missing-file error, worded once
+    message = parse_text("", str(path))
+    message.name = model_dir.name
+    message.backend = "python"
+    message.default_model_filename = "model.py"
+    return ModelConfigInfo(
+        path=path,
+        name=message.name,
+        backend=message.backend,
+        platform="",
+        parameters={},
+        default_model_filename=message.default_model_filename,
+        text="",
+        message=message,
+    )
+
+
+def is_model_dir(path: Path) -> bool:
+    """A directory Triton loads as a model: with config.pbtxt, or one autofilled() can complete."""
+    path = Path(path)
+    if (path / CONFIG_NAME).is_file():
+        return True
+    subdirs = sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+    return bool(subdirs) and (path / subdirs[0] / "model.py").is_file()
+
+
+def read_or_autofill(model_dir: Path) -> ModelConfigInfo:
+    """config.pbtxt of a model directory, or what Triton fills in without one (see autofilled)."""
+    model_dir = Path(model_dir)
+    if model_dir.is_dir() and not (model_dir / CONFIG_NAME).exists():
+        return autofilled(model_dir)
+    return read_config(model_dir)
+
+
 # ------------------------------------------------------------------------------------------ JSON view
 
 

@@ -136,7 +136,7 @@ def test_dlpack_model_dir_logger_levels_and_error_responses(envs: dict[str, Path
         assert levels == [("WARNING", "warned"), ("ERROR", "failed once"), ("INFO", "info by default")]
         out = loaded.infer({"X": np.array([1.0, 2.5], np.float32)})
         assert out["VIA_DLPACK"].tolist() == [2.0, 5.0]
-        assert out["MODEL_DIR"].tolist() == [str(model).encode()]
+        assert out["MODEL_DIR"].tolist() == [str(model / "1").encode()]  # the version directory, as in Triton
         assert out["TYPES"].tolist() == [11, 13]  # TRITONSERVER_TYPE_FP32, TRITONSERVER_TYPE_BYTES
         with pytest.raises(ModelError, match="the response carries an error: negative input"):
             loaded.infer({"X": np.array([-1.0], np.float32)})
@@ -173,6 +173,9 @@ def who_model(root: Path, env: Path, extra: str, sleep: float, max_batch: int = 
     (model / "config.pbtxt").write_text(
         f'name: "who"\nbackend: "python"\nmax_batch_size: {max_batch}\n'
         'input [ { name: "X" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
+        # Requested outputs must be declared, as in Triton (the config needs them only for that).
+        'output [ { name: "Y" data_type: TYPE_FP32 dims: [ -1 ] },\n'
+        '  { name: "PID" data_type: TYPE_INT64 dims: [ 1 ] } ]\n'
         + extra
         + f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{env}" }} }}\n'
     )

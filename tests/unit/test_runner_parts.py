@@ -22,6 +22,7 @@ BATCHED = {
         {"name": "X", "data_type": "TYPE_INT32", "dims": [2], "reshape": {"shape": [1, 2]}},
         {"name": "S", "data_type": "TYPE_STRING", "dims": [1]},
     ],
+    "output": [{"name": "Y", "data_type": "TYPE_INT32", "dims": [2]}],
 }
 
 
@@ -118,7 +119,9 @@ def test_peers_load_siblings_once_and_close_them(tmp_path: Path) -> None:
     first = peers["add_sub"]
     assert peers["add_sub"] is first and loads == [tmp_path / "add_sub"]
     for name in ("missing", "no_config"):
-        with pytest.raises(RunnerError, match=f"Request for unknown model: '{name}' is not found"):
+        with pytest.raises(
+            RunnerError, match=f"Failed for execute the inference request. Model '{name}' is not ready."
+        ):
             peers[name]
     peers.close()
     assert first.closed and peers.loaded == {}

@@ -198,3 +198,15 @@ class ModelConfig:
                 + "'."
             )
         policy["decoupled"] = wanted
+
+
+def normalize_config(config):
+    """What the server fills into a config before the model sees it, again after auto_complete_config: one
+    version by default, and a dynamic_batching without preferred_batch_size prefers max_batch_size
+    (docs/triton-behaviour.md, "Configs the server completes"). Changes `config` in place and returns it."""
+    config.setdefault("version_policy", {"latest": {"num_versions": 1}})
+    batching = config.get("dynamic_batching")
+    if isinstance(batching, dict) and not batching.get("preferred_batch_size"):
+        max_batch_size = int(config.get("max_batch_size", 0) or 0)
+        batching["preferred_batch_size"] = [max_batch_size] if max_batch_size > 0 else []
+    return config

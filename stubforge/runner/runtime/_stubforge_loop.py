@@ -117,6 +117,7 @@ class Stub:
         self.config = {}
         self.decoupled = False
         self.model_dir = None
+        self.version_dir = None
         self._main = threading.get_ident()
         self._ipc = threading.Lock()  # one exchange with the parent at a time
         self._executing = False  # the parent listens for responses and BLS calls only during execute
@@ -126,12 +127,15 @@ class Stub:
         self._finals = 0  # final flags forwarded during the current execute
 
     def _import_model(self):
-        # Triton's stub appends <model_dir>/<version>, <model_dir> and the python-lib dir
-        # (docs/triton-behaviour.md: "The stub process and its probe").
+        # Triton's stub appends <model_dir>/<version>, <model_dir> and the python-lib dir and imports
+        # <version>.model; for a Python-based backend it appends the backend dir and the python-lib dir and imports
+        # `model` from there (docs/triton-behaviour.md: "The stub process and its probe").
         version_dir = os.path.dirname(self.model_path)
         model_dir = os.path.dirname(version_dir)
         self.model_dir = model_dir
-        for path in (version_dir, model_dir):
+        self.version_dir = version_dir  # what pb_utils.get_model_dir() answers
+        backend_model = self.runtime_dir != "DEFAULT"
+        for path in (self.runtime_dir,) if backend_model else (version_dir, model_dir):
             sys.path.append(path)
         if self.python_lib in sys.path:
             sys.path.remove(self.python_lib)
@@ -140,16 +144,13 @@ class Stub:
 
         self.pb_utils = pb_utils
         pb_utils._hooks = self
-        if self.runtime_dir != "DEFAULT":
-            path = os.path.join(self.runtime_dir, "model.py")
-            spec = importlib.util.spec_from_file_location("model", path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+        if backend_model:
+            module = importlib.import_module("model")
         else:
             stem = os.path.splitext(os.path.basename(self.model_path))[0]
             module = importlib.import_module(os.path.basename(version_dir) + "." + stem)
         if not hasattr(module, "TritonPythonModel"):
-            raise AttributeError(f"{self.model_path} defines no class TritonPythonModel")
+            raise AttributeError(f"{module.__file__} defines no class TritonPythonModel")
         return module.TritonPythonModel
 
     def initialize(self, message, at):
@@ -160,7 +161,14 @@ class Stub:
             # What Triton's auto-complete stub does before any instance starts: the model completes its config.
             config = self.pb_utils.ModelConfig(json.loads(args["model_config"]))
             completed = model_class.auto_complete_config(config)
-            args = dict(args, model_config=json.dumps((completed or config).as_dict()))
+            if not isinstance(completed, self.pb_utils.ModelConfig):
+                raise self.pb_utils.TritonModelException(
+                    "auto_complete_config function in model '"
+                    + args["model_name"]
+                    + "' must return a valid pb.ModelConfig object."
+                )
+            normalized = self.pb_utils._normalize_config(completed.as_dict())
+            args = dict(args, model_config=json.dumps(normalized))
             body["model_config"] = args["model_config"]
         self.config = json.loads(args["model_config"])
         self.decoupled = self.pb_utils.using_decoupled_model_transaction_policy(self.config)
@@ -237,7 +245,8 @@ class Stub:
         }
         self.call_parent(header, tensors)
 
-    def bls(self, request):
+    def bls(self, request, decoupled=False):
+        """A BLS request to the parent: the callee's responses (one unless `decoupled`)."""
         header = {
             "op": "bls",
             "model": request.model_name(),
@@ -245,12 +254,19 @@ class Stub:
             "requested_output_names": request.requested_output_names(),
             "request_id": request.request_id(),
             "correlation_id": request.correlation_id(),
+            "parameters": request.parameters(),
+            "decoupled": decoupled,
         }
         answer = self.call_parent(header, request.inputs())
         pb = self.pb_utils
-        outputs = [pb.Tensor(name, array) for name, array in answer.get("arrays", [])]
-        error = pb.TritonError(answer["error"]) if answer.get("error") else None
-        return pb.InferenceResponse(outputs, error=error)
+        arrays = answer.get("arrays", [])
+        # One response per entry of "responses" (its number of tensors, its error), tensors in order.
+        responses = []
+        for count, error in answer.get("responses") or [(len(arrays), answer.get("error"))]:
+            outputs = [pb.Tensor(name, array) for name, array in arrays[:count]]
+            arrays = arrays[count:]
+            responses.append(pb.InferenceResponse(outputs, error=pb.TritonError(error) if error else None))
+        return responses
 
     def _run_execute(self, requests):
         result = self.model.execute(requests)

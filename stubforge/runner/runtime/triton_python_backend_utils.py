@@ -1,7 +1,10 @@
 # stubforge's triton_python_backend_utils for the runner's stub: the names and behaviour a model.py uses from
 # Triton's module of the same name, written from its documented API (no upstream code). Runs on Python 3.6+.
 
+import enum
 import json
+import os
+import sys
 
 import numpy as np
 from _stubforge_config import (  # noqa: F401 - re-exported: pb_utils.<name> is the public API
@@ -14,6 +17,7 @@ from _stubforge_config import (  # noqa: F401 - re-exported: pb_utils.<name> is 
     triton_to_numpy_type,
     using_decoupled_model_transaction_policy,
 )
+from _stubforge_config import normalize_config as _normalize_config  # noqa: F401 - for the stub loop
 from _stubforge_wire import (  # noqa: F401 - re-exported: pb_utils.<name> is the public API
     WireError,
     _from_wire,
@@ -116,35 +120,73 @@ class _Capsule:
 
 
 def get_model_dir():
-    """The model's directory (the one holding config.pbtxt)."""
-    return _hooks.model_dir if _hooks is not None else None
+    """The directory of the model file: <model>/<version>, as Triton's stub answers (not the directory holding
+    config.pbtxt). A Python-based backend reads its per-model files (model.json) from here."""
+    return _hooks.version_dir if _hooks is not None else None
+
+
+def _text(value, what):
+    """A name as Triton's stub takes it: str, or bytes (a BYTES tensor element) read as UTF-8."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if not isinstance(value, str):
+        raise TypeError("InferenceRequest: " + what + " must be str or bytes, got " + type(value).__name__)
+    return value
+
+
+def _parameters_json(parameters):
+    """A BLS request's parameters as Triton's stub keeps them: json.dumps of a dict with str keys and
+    bool/int/str values (None is {})."""
+    if parameters is None:
+        parameters = {}
+    if not isinstance(parameters, dict):
+        raise TypeError("InferenceRequest: parameters must be a dict, got " + type(parameters).__name__)
+    for key, value in parameters.items():
+        if not isinstance(key, str):
+            raise TritonModelException(
+                "Expect parameters keys to have type str, found type " + str(type(key))
+            )
+        if not isinstance(value, (bool, int, str)):
+            raise TritonModelException(
+                "Expect parameters values to have type bool/int/str, found type " + str(type(value))
+            )
+    return json.dumps(parameters)
 
 
 class InferenceRequest:
     """A request the model received, or one it builds for BLS:
-    InferenceRequest(model_name=..., inputs=[Tensor...], requested_output_names=[...]).exec()."""
+    InferenceRequest(model_name=..., inputs=[Tensor...], requested_output_names=[...]).exec().
+
+    The arguments in Triton's order (request_id, correlation_id, inputs, requested_output_names, model_name, ...);
+    names may be bytes, as a BYTES tensor holds them."""
 
     def __init__(
         self,
-        model_name="",
-        inputs=None,
-        requested_output_names=None,
         request_id="",
         correlation_id=0,
+        inputs=None,
+        requested_output_names=None,
+        model_name="",
+        model_version=-1,
         flags=0,
         timeout=0,
-        model_version=-1,
-        parameters="{}",
-        **_ignored,
+        preferred_memory=None,
+        trace=None,
+        parameters=None,
     ):
-        self._model_name = model_name
-        self._inputs = list(inputs or [])
-        self._requested = list(requested_output_names or [])
-        self._request_id = request_id
+        if inputs is None or requested_output_names is None:
+            raise TypeError("InferenceRequest: inputs, requested_output_names and model_name are required")
+        if not isinstance(correlation_id, (int, str)):
+            raise TritonModelException("Correlation ID must be integer or string")
+        self._model_name = _text(model_name, "model_name")
+        self._inputs = list(inputs)
+        self._requested = [_text(n, "requested_output_names") for n in requested_output_names]
+        self._request_id = _text(request_id, "request_id")
         self._correlation_id = correlation_id
         self._flags = flags
+        self._timeout = timeout
         self._model_version = model_version
-        self._parameters = parameters if isinstance(parameters, str) else json.dumps(parameters)
+        self._parameters = _parameters_json(parameters)
         self._sender = None
 
     def model_name(self):
@@ -168,6 +210,9 @@ class InferenceRequest:
     def parameters(self):
         return self._parameters
 
+    def timeout(self):
+        return self._timeout
+
     def is_cancelled(self):
         return False
 
@@ -179,15 +224,35 @@ class InferenceRequest:
         return self._sender
 
     def exec(self, decoupled=False):
-        """Run another model of the repository (BLS); returns its InferenceResponse."""
-        if decoupled:
-            raise TritonModelException("the stubforge runner does not run decoupled BLS requests yet")
+        """Run another model of the repository (BLS): its InferenceResponse, or with decoupled=True an iterator
+        of its responses (the last one carries the final flag; it is empty when the model sent the flag alone)."""
         if _hooks is None:
             raise TritonModelException("BLS requests can only be sent from a running model")
-        return _hooks.bls(self)
+        responses = _hooks.bls(self, bool(decoupled))
+        return ResponseIterator(responses) if decoupled else responses[0]
 
     async def async_exec(self, decoupled=False):
         return self.exec(decoupled)
+
+
+class ResponseIterator:
+    """The responses of a decoupled BLS request. Iterating again after the end starts from the first one,
+    as Triton's iterator does."""
+
+    def __init__(self, responses):
+        self._responses = list(responses)
+        self._index = 0
+
+    def __iter__(self):
+        if self._index >= len(self._responses):
+            self._index = 0
+        return self
+
+    def __next__(self):
+        if self._index >= len(self._responses):
+            raise StopIteration("Iteration is done for the responses.")
+        self._index += 1
+        return self._responses[self._index - 1]
 
 
 class InferenceResponseSender:
@@ -243,35 +308,73 @@ def get_output_tensor_by_name(response, name):
 _records = []
 
 
+class LogLevel(enum.Enum):
+    """Logger.LogLevel: Triton's enum (INFO 0, WARNING 1, ERROR 2, VERBOSE 3), also as Logger.INFO etc."""
+
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+    VERBOSE = 3
+
+    def __int__(self):
+        return self.value
+
+    __index__ = __int__
+
+
+_Level = LogLevel
+
+
 class Logger:
-    """Records reach the parent with the next answer, as Triton's stub sends them to the server log."""
+    """Records reach the parent with the next answer, as Triton's stub sends them to the server log (with the
+    calling file and line)."""
+
+    LogLevel = LogLevel
+    INFO = LogLevel.INFO
+    WARNING = LogLevel.WARNING
+    ERROR = LogLevel.ERROR
+    VERBOSE = LogLevel.VERBOSE
 
     @staticmethod
-    def log(message, level=None):
-        _records.append({"level": level or "INFO", "message": str(message)})
+    def log(message, level=LogLevel.INFO):
+        if not isinstance(message, (str, bytes)) or not isinstance(level, LogLevel):
+            raise TypeError(
+                "log(): incompatible function arguments. The following argument types are supported:\n"
+                "    1. (message: str, level: triton_python_backend_utils.Logger.LogLevel = LogLevel.INFO) -> None"
+            )
+        _record(message, level, 2)
 
     @staticmethod
     def log_info(message):
-        Logger.log(message, "INFO")
+        _record(message, LogLevel.INFO, 2)
 
     @staticmethod
     def log_warn(message):
-        Logger.log(message, "WARNING")
+        _record(message, LogLevel.WARNING, 2)
 
     @staticmethod
     def log_error(message):
-        Logger.log(message, "ERROR")
+        _record(message, LogLevel.ERROR, 2)
 
     @staticmethod
     def log_verbose(message):
-        Logger.log(message, "VERBOSE")
+        _record(message, LogLevel.VERBOSE, 2)
 
 
-class LogLevel:
-    INFO = "INFO"
-    WARNING = "WARNING"
-    ERROR = "ERROR"
-    VERBOSE = "VERBOSE"
+def _record(message, level, depth):
+    if isinstance(message, bytes):
+        message = message.decode("utf-8")
+    elif not isinstance(message, str):
+        raise TypeError("Logger: message must be str, got " + type(message).__name__)
+    caller = sys._getframe(depth)
+    _records.append(
+        {
+            "level": level.name,
+            "message": message,
+            "file": os.path.basename(caller.f_code.co_filename),
+            "line": caller.f_lineno,
+        }
+    )
 
 
 def _drain_logs():
@@ -292,7 +395,8 @@ def _request_from_message(message, region, sender=None):
         request_id=message.get("request_id", ""),
         correlation_id=message.get("correlation_id", 0),
         flags=message.get("flags", 0),
-        parameters=message.get("parameters", "{}"),
     )
+    # As the server hands them over: compact JSON, in the order the client sent them.
+    request._parameters = message.get("parameters", "{}")
     request._sender = sender
     return request

@@ -4,6 +4,7 @@ Covers the public API of triton_python_backend_utils.py and the names it re-expo
 _stubforge_config.py and _stubforge_wire.py.
 """
 
+import enum
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -116,18 +117,20 @@ class InferenceRequest:
 
     def __init__(
         self,
-        model_name: str = "",
+        request_id: str | bytes = "",
+        correlation_id: int | str = 0,
         inputs: Iterable[Tensor] | None = None,
-        requested_output_names: Iterable[str] | None = None,
-        request_id: str = "",
-        correlation_id: int = 0,
+        requested_output_names: Iterable[str | bytes] | None = None,
+        model_name: str | bytes = "",
+        model_version: int = -1,
         flags: int = 0,
         timeout: int = 0,
-        model_version: int = -1,
-        parameters: str | Mapping[str, Any] = "{}",
-        **kwargs: Any,
+        preferred_memory: object = None,
+        trace: object = None,
+        parameters: Mapping[str, bool | int | str] | None = None,
     ) -> None:
-        """A BLS request for `model_name` with `inputs`, asking for `requested_output_names`."""
+        """A BLS request for `model_name` (str, or bytes read as UTF-8, as a BYTES tensor holds it) with `inputs`,
+        asking for `requested_output_names`; `parameters` reach the callee's request.parameters()."""
 
     def model_name(self) -> str:
         """The name of the model the request is for ("" for a request the model received)."""
@@ -150,17 +153,33 @@ class InferenceRequest:
     def parameters(self) -> str:
         """The request's parameters as a JSON string."""
 
+    def timeout(self) -> int:
+        """The request's timeout in microseconds (0: none)."""
+
     def is_cancelled(self) -> bool:
         """Whether the client cancelled the request (always False in the stubforge runner)."""
 
     def get_response_sender(self) -> InferenceResponseSender:
         """The request's response sender (decoupled models only; otherwise raises TritonModelException)."""
 
-    def exec(self, decoupled: bool = False) -> InferenceResponse:
-        """Run the request on another model of the repository (BLS) and return its response."""
+    def exec(self, decoupled: bool = False) -> Any:
+        """Run the request on another model of the repository (BLS): its InferenceResponse, or with
+        decoupled=True a ResponseIterator over its responses."""
 
-    async def async_exec(self, decoupled: bool = False) -> InferenceResponse:
-        """Run the request on another model (BLS) from an async execute(); await it for the response."""
+    async def async_exec(self, decoupled: bool = False) -> Any:
+        """Run the request on another model (BLS) from an async execute(); await it for what exec() returns."""
+
+class ResponseIterator:
+    """The responses of a decoupled BLS request; the last one carries the final flag (empty if it came alone)."""
+
+    def __init__(self, responses: Iterable[InferenceResponse]) -> None:
+        """An iterator over `responses` (created by exec(decoupled=True))."""
+
+    def __iter__(self) -> ResponseIterator:
+        """Itself; after the end, iteration starts again from the first response."""
+
+    def __next__(self) -> InferenceResponse:
+        """The next response; StopIteration after the last."""
 
 class ModelConfig:
     """The model's config as auto_complete_config(auto_complete_model_config) receives it."""
@@ -186,20 +205,34 @@ class ModelConfig:
     def set_model_transaction_policy(self, transaction_policy_dict: Mapping[str, Any]) -> None:
         """Set the model transaction policy, e.g. {"decoupled": True}."""
 
-class LogLevel:
-    """The levels Logger.log accepts."""
+class LogLevel(enum.Enum):
+    """Logger.LogLevel: Triton's log levels."""
 
-    INFO: Final = "INFO"
-    WARNING: Final = "WARNING"
-    ERROR: Final = "ERROR"
-    VERBOSE: Final = "VERBOSE"
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+    VERBOSE = 3
+
+    def __int__(self) -> int:
+        """The level's number."""
+
+    def __index__(self) -> int:
+        """The level's number."""
+
+_Level = LogLevel
 
 class Logger:
-    """Writes to Triton's server log (the runner forwards records with the next answer)."""
+    """Writes to Triton's server log (the runner forwards records, with file and line, with the next answer)."""
+
+    LogLevel: type[_Level]
+    INFO: _Level
+    WARNING: _Level
+    ERROR: _Level
+    VERBOSE: _Level
 
     @staticmethod
-    def log(message: object, level: str | None = None) -> None:
-        """Log `message` at `level` (a LogLevel value; LogLevel.INFO if None)."""
+    def log(message: str, level: _Level = ...) -> None:
+        """Log `message` at `level` (Logger.INFO by default)."""
 
     @staticmethod
     def log_info(message: object) -> None:
@@ -224,7 +257,7 @@ def deserialize_bytes_tensor(encoded_tensor: Buffer | npt.NDArray[Any]) -> npt.N
     """Decode Triton's BYTES encoding into a flat object array of bytes."""
 
 def get_model_dir() -> str | None:
-    """The model's directory (the one holding config.pbtxt); None outside a running model."""
+    """The directory of the model file, <model>/<version> (as Triton answers); None outside a running model."""
 
 def get_input_tensor_by_name(request: InferenceRequest, name: str) -> Tensor | None:
     """The request's input tensor called `name`, or None."""
