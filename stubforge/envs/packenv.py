@@ -41,7 +41,9 @@ class PackOptions:
     pip_args: list[str] = field(default_factory=list)
     output: Path | None = None  # NAME.tar.gz
     directory: Path | None = None  # a directory env
-    prune: bool = False
+    # Drop what a stub never loads (tests, static libraries, Windows executables, headers unless a package
+    # compiles at run time); False keeps every file.
+    prune: bool = True
     force: bool = False
     triton: releases.Release | str = releases.DEFAULT_TRITON
     target: Target | None = None  # the machine the env is for; None: this one (only recorded for now)
@@ -212,12 +214,22 @@ def _pack(options: PackOptions, progress: Progress) -> PackResult:
         env_dir = Path(tmp) / "env"
         env_dir.mkdir()
         progress.step("copy", f"Python {interp.version} from {interp.base_prefix}")
-        create.copy_interpreter(interp, env_dir)
+        # An archive is written from the scratch env and the scratch env removed: links will do, and
+        # bytecode is not packed, so none is copied or compiled.
+        archive = options.output is not None
+        create.copy_interpreter(interp, env_dir, transient=archive)
         if venv_site is not None:
             progress.step("copy", f"site-packages of {options.venv}")
             create.copy_site_packages(venv_site, env_dir, interp)
         create.pip_install(
-            env_dir, interp, requirements, options.requirement_files, options.pip_args, log, progress
+            env_dir,
+            interp,
+            requirements,
+            options.requirement_files,
+            options.pip_args,
+            log,
+            progress,
+            compile_bytecode=not archive,
         )
         source = {"kind": "interpreter", "executable": interp.executable, "prefix": interp.base_prefix}
         if options.venv is not None:
@@ -381,8 +393,10 @@ def _finish(
     """Prune, validate, write the archive or directory and its manifest."""
     freed = 0
     if options.prune:
-        freed = pack.prune(env_dir)
-        progress.step("pruned", f"{freed / 1e6:.1f} MB")
+        compilers = pack.keeps_headers(env_dir)
+        freed = pack.prune(env_dir, headers=not compilers)
+        kept = f" (headers kept for {', '.join(compilers)})" if compilers else ""
+        progress.step("pruned", f"{freed / 1e6:.1f} MB{kept}")
     progress.step("validate")
     report = inspect.validate(
         env_dir,
