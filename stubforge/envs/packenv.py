@@ -353,7 +353,7 @@ def _pack_conda(
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
         env_dir = Path(tmp) / "env"
         progress.step("conda-pack", str(prefix))
-        condapack.pack_to_directory(prefix, env_dir, log)
+        condapack.pack_to_directory(prefix, env_dir, log, bytecode=options.output is None)
         if not any(env_dir.glob("lib/python*/site-packages/numpy-*.dist-info")):
             # Into the packed copy, never into the user's environment.
             requirement = "numpy" if rule.allowed else "numpy<2"
