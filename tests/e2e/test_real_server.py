@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
+from stubforge.core import leftovers
 from stubforge.server.verify import tritonserver as server_mod
 from tests.e2e.conftest import World, by_name, write_model
 
@@ -109,10 +110,23 @@ def deployment(world: World) -> dict[str, Path]:
     return {"backends": backends, "repo": repo, "broken": broken}
 
 
+def _owner_alive(region: str) -> bool:
+    """verify names its regions stubforge_<pid of the verify process>_<token>_...: is that process running?"""
+    pid = region.split("_")[1]
+    return pid.isdigit() and psutil.pid_exists(int(pid))
+
+
 def _leftovers(before_envs: set[str], root: Path) -> tuple[list[str], list[str], list[int]]:
-    """What a run left: its /dev/shm regions, new /tmp/python_env_* dirs, servers or stubs of this test tree."""
-    shm = sorted(p.name for p in server_mod.SHM_DIR.iterdir() if p.name.startswith("stubforge_"))
-    envs = sorted(set(map(str, Path("/tmp").glob("python_env_*"))) - before_envs)
+    """What a run left: its /dev/shm regions, new /tmp/python_env_* dirs, servers or stubs of this test tree.
+
+    Counted only when no running process owns them, so a server of another run on the machine (its region
+    prefix starts with the pid of its live verify process; its env dirs are in use) is not taken for a leak."""
+    shm = sorted(
+        p.name
+        for p in server_mod.SHM_DIR.iterdir()
+        if p.name.startswith("stubforge_") and not _owner_alive(p.name)
+    )
+    envs = sorted({lo.path for lo in leftovers.triton_leftovers()} - before_envs)
     procs = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         name = proc.info.get("name") or ""
