@@ -126,13 +126,20 @@ def _leftovers(before_envs: set[str], root: Path) -> tuple[list[str], list[str],
         for p in server_mod.SHM_DIR.iterdir()
         if p.name.startswith("stubforge_") and not _owner_alive(p.name)
     )
-    envs = sorted({lo.path for lo in leftovers.triton_leftovers()} - before_envs)
-    procs = []
+    procs, foreign_server = [], False
     for proc in psutil.process_iter(["name", "cmdline"]):
         name = proc.info.get("name") or ""
         mine = str(root) in " ".join(proc.info.get("cmdline") or [])
         if mine and name.startswith(("tritonserver", "triton_python_b")):
             procs.append(proc.pid)
+        foreign_server = foreign_server or (not mine and name.startswith("tritonserver"))
+    # An empty env dir is named nowhere, so with another server up verify leaves it (empty and harmless):
+    # it may be that server's start-up dir.
+    envs = sorted(
+        path
+        for path in {lo.path for lo in leftovers.triton_leftovers()} - before_envs
+        if not (foreign_server and not any(Path(path).iterdir()))
+    )
     return shm, envs, procs
 
 
