@@ -198,7 +198,7 @@ def pack_env(
     pip_args: Sequence[str] = (),
     output: PathLike | None = None,
     directory: PathLike | None = None,
-    prune: bool = False,
+    prune: bool = True,
     triton: str = DEFAULT_TRITON,
     stub: PathLike | None = None,
     model_dir: PathLike | None = None,

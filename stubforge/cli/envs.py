@@ -72,7 +72,13 @@ def param_cmd(
 @click.option("--pip-arg", "pip_args", multiple=True, help="Extra pip install argument (repeatable).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write NAME.tar.gz.")
 @click.option("--dir", "directory", type=click.Path(path_type=Path), help="Write a directory env.")
-@click.option("--prune", is_flag=True, help="Drop __pycache__, tests, headers and static libraries.")
+@click.option(
+    "--prune/--no-prune",
+    default=True,
+    show_default=True,
+    help="Drop tests, static libraries, Windows .exe files and headers (kept when a package compiles at run "
+    "time); --no-prune keeps every file.",
+)
 @triton_option("Release the env runs under (numpy 2 rule).")
 @click.option(
     "--stub", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="The stub it runs with."

@@ -20,13 +20,13 @@ import os
 import shutil
 import stat
 import tarfile
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from stubforge.core.releases import Release, first_release
 from stubforge.errors import EnvError
+from stubforge.triton.envinfo import READ_ERRORS, open_archive
 
 # The default expansion limit: this many times the archive's size, and never less than FLOOR_BYTES. A packed
 # env expands 2-5x; a gzip of zeros a thousand times.
@@ -293,7 +293,7 @@ def read_members(
     members: list[tarfile.TarInfo] = []
     total = 0
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with open_archive(archive) as tar:
             while (member := tar.next()) is not None:
                 members.append(member)
                 if member.isfile():
@@ -306,7 +306,7 @@ def read_members(
                         f"{human_bytes(free + FREE_SPACE_MARGIN)} is free on the file system of {dest.parent}",
                         hint="nothing was extracted; free some space there, or set TMPDIR to a larger file system",
                     )
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+    except READ_ERRORS as exc:
         raise EnvError(
             f"{archive}: the archive is damaged or truncated ({exc})",
             hint="pack it again with stubforge pack-env",
@@ -437,7 +437,7 @@ def extract(
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     dir_modes: list[tuple[list[str], int, float]] = []
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with open_archive(archive) as tar:
             for member in members:
                 if _parts(_clean_name(member.name)):
                     _write_member(tar, member, root_fd, dir_modes)
@@ -450,7 +450,7 @@ def extract(
                 os.utime(fd, (mtime, mtime))
             finally:
                 os.close(fd)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+    except READ_ERRORS as exc:
         shutil.rmtree(dest, ignore_errors=True)
         raise EnvError(
             f"{archive}: cannot extract ({exc})", hint="the archive is damaged or truncated; pack it again"

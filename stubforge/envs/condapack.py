@@ -71,8 +71,10 @@ def check_prefix(prefix: Path) -> None:
         )
 
 
-def pack_to_directory(prefix: Path, dest: Path, log: Path) -> None:
-    """conda-pack prefix straight into dest (its no-archive format: no tar written and read back)."""
+def pack_to_directory(prefix: Path, dest: Path, log: Path, *, bytecode: bool = True) -> None:
+    """conda-pack prefix straight into dest (its no-archive format: no tar written and read back).
+    bytecode=False: no *.pyc laid out (an archive leaves them out anyway; conda-pack rewrites the prefix
+    inside each one, which makes them the bulk of the files it writes)."""
     import conda_pack
 
     check_prefix(prefix)
@@ -85,7 +87,14 @@ def pack_to_directory(prefix: Path, dest: Path, log: Path) -> None:
     try:
         with open(log, "a") as out:
             out.write(f"conda-pack {conda_pack.__version__} --prefix {prefix} -> {dest}\n")
-        conda_pack.pack(prefix=str(prefix), output=str(dest), format="no-archive", force=True, verbose=False)
+        conda_pack.pack(
+            prefix=str(prefix),
+            output=str(dest),
+            format="no-archive",
+            force=True,
+            verbose=False,
+            filters=None if bytecode else [("exclude", "*.pyc")],
+        )
     except conda_pack.CondaPackException as exc:
         raise _explain(prefix, str(exc)) from exc
     finally:

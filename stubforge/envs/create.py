@@ -41,8 +41,19 @@ def stdlib_dir(interp: pythons.Interpreter) -> Path:
     return Path(interp.base_prefix) / "lib" / f"python{interp.minor}"
 
 
-def copy_interpreter(interp: pythons.Interpreter, dest: Path) -> None:
-    """Lay out bin/, lib/libpython and the stdlib of interp under dest (which must exist and be empty)."""
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed there
+        shutil.copy2(src, dst)
+
+
+def copy_interpreter(interp: pythons.Interpreter, dest: Path, *, transient: bool = False) -> None:
+    """Lay out bin/, lib/libpython and the stdlib of interp under dest (which must exist and be empty).
+
+    transient: dest is only read and then packed into an archive (which leaves bytecode out): the stdlib is
+    hard-linked where the file system allows instead of copied, and its __pycache__ left out. A directory env
+    gets copies: it outlives the interpreter's files."""
     pythons.check_shared(interp)  # a shared libpython is what Triton's stub loads from <env>/lib
     assert interp.libpython is not None
     bin_dir = dest / "bin"
@@ -69,11 +80,13 @@ def copy_interpreter(interp: pythons.Interpreter, dest: Path) -> None:
     target = lib_dir / source.name
 
     def ignore(directory: str, names: list[str]) -> set[str]:
+        skip = {"__pycache__"} & set(names) if transient else set()
         if Path(directory) == source:
-            return {n for n in names if n in _STDLIB_SKIP or n.startswith(_STDLIB_SKIP_PREFIX)}
-        return {n for n in names if n in ("test", "tests") and Path(directory).name == "lib2to3"}
+            return skip | {n for n in names if n in _STDLIB_SKIP or n.startswith(_STDLIB_SKIP_PREFIX)}
+        return skip | {n for n in names if n in ("test", "tests") and Path(directory).name == "lib2to3"}
 
-    shutil.copytree(source, target, symlinks=True, ignore=ignore)
+    copy = _link_or_copy if transient else shutil.copy2
+    shutil.copytree(source, target, symlinks=True, ignore=ignore, copy_function=copy)
     (target / "site-packages").mkdir()
     activate.write(dest)
 
@@ -147,21 +160,28 @@ def pip_install(
     pip_args: Sequence[str],
     log: Path,
     progress: Progress = QUIET,
+    *,
+    compile_bytecode: bool = True,
 ) -> None:
-    """Install into the env with the env's own interpreter running the base interpreter's pip."""
+    """Install into the env with the env's own interpreter running the base interpreter's pip.
+    compile_bytecode=False: no .pyc written (an archive leaves them out; compiling numpy's 1,000 modules is
+    most of what pip spends after the download)."""
     if not requirements and not requirement_files:
         return
     pip_dir = base_pip(interp)
     args = [str(env_dir / "bin" / "python3"), str(pip_dir), "install", "--no-warn-script-location"]
+    if not compile_bytecode:
+        args.append("--no-compile")
     for req_file in requirement_files:
         args += ["-r", str(req_file)]
     args += [*pip_args, *requirements]
-    progress.step("pip install", " ".join(args[4:]))
+    shown = " ".join(a for a in args[4:] if a != "--no-compile")
+    progress.step("pip install", shown)
     env = launcher_env(env_dir, _pip_environment())
     run_logged(
         args,
         log,
-        f"pip could not install {' '.join(args[4:])} for Python {interp.version}",
+        f"pip could not install {shown} for Python {interp.version}",
         hint="check the package names and versions for this Python; the pip output is above "
         f"(full log: {log})",
         env=env,

@@ -41,7 +41,9 @@ class PackOptions:
     pip_args: list[str] = field(default_factory=list)
     output: Path | None = None  # NAME.tar.gz
     directory: Path | None = None  # a directory env
-    prune: bool = False
+    # Drop what a stub never loads (tests, static libraries, Windows executables, headers unless a package
+    # compiles at run time); False keeps every file.
+    prune: bool = True
     force: bool = False
     triton: releases.Release | str = releases.DEFAULT_TRITON
     target: Target | None = None  # the machine the env is for; None: this one. With a sysroot: its Python
@@ -217,12 +219,22 @@ def _pack(options: PackOptions, progress: Progress) -> PackResult:
         env_dir = Path(tmp) / "env"
         env_dir.mkdir()
         progress.step("copy", f"Python {interp.version} from {interp.base_prefix}")
-        create.copy_interpreter(interp, env_dir)
+        # An archive is written from the scratch env and the scratch env removed: links will do, and
+        # bytecode is not packed, so none is copied or compiled.
+        archive = options.output is not None
+        create.copy_interpreter(interp, env_dir, transient=archive)
         if venv_site is not None:
             progress.step("copy", f"site-packages of {options.venv}")
             create.copy_site_packages(venv_site, env_dir, interp)
         create.pip_install(
-            env_dir, interp, requirements, options.requirement_files, options.pip_args, log, progress
+            env_dir,
+            interp,
+            requirements,
+            options.requirement_files,
+            options.pip_args,
+            log,
+            progress,
+            compile_bytecode=not archive,
         )
         source = {"kind": "interpreter", "executable": interp.executable, "prefix": interp.base_prefix}
         if options.venv is not None:
@@ -425,7 +437,7 @@ def _pack_conda(
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
         env_dir = Path(tmp) / "env"
         progress.step("conda-pack", str(prefix))
-        condapack.pack_to_directory(prefix, env_dir, log)
+        condapack.pack_to_directory(prefix, env_dir, log, bytecode=options.output is None)
         if not any(env_dir.glob("lib/python*/site-packages/numpy-*.dist-info")):
             # Into the packed copy, never into the user's environment.
             requirement = "numpy" if rule.allowed else "numpy<2"
@@ -467,8 +479,10 @@ def _finish(
     another machine), the validating launch runs under emulation, or is replaced by static checks without it."""
     freed = 0
     if options.prune:
-        freed = pack.prune(env_dir)
-        progress.step("pruned", f"{freed / 1e6:.1f} MB")
+        compilers = pack.keeps_headers(env_dir)
+        freed = pack.prune(env_dir, headers=not compilers)
+        kept = f" (headers kept for {', '.join(compilers)})" if compilers else ""
+        progress.step("pruned", f"{freed / 1e6:.1f} MB{kept}")
     machine = as_target(options.target)
     runs = emulation.probe(machine)
     progress.step("validate", "" if runs.native else runs.describe())

@@ -6,14 +6,35 @@ a directory is looked at file by file, and walked only when every name is asked 
 
 from __future__ import annotations
 
+import contextlib
 import tarfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+
+from isal import igzip, isal_zlib
 
 from stubforge.triton.stubinfo import libpython_minor
 
+# igzip's error for a damaged stream (its type stubs declare it as an instance, not a class).
+_IGZIP_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
 # What reading a damaged, truncated or non-tar file raises.
-READ_ERRORS = (OSError, tarfile.TarError, EOFError, zlib.error)
+READ_ERRORS = (OSError, tarfile.TarError, EOFError, zlib.error, _IGZIP_ERROR)
+
+
+@contextlib.contextmanager
+def open_archive(path: Path) -> Iterator[tarfile.TarFile]:
+    """A tar or tar.gz opened for reading. gzip goes through ISA-L's igzip: listing pack-env's Python 3.8 +
+    numpy archive (35 MB) took 1.6-2.1 s instead of 4.0-4.4 s with zlib on a busy 2-core machine, and every
+    check, verify and run of an archive env lists it (the runner's extraction reads it twice)."""
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    if not gzipped:
+        with tarfile.open(path) as tar:
+            yield tar
+        return
+    with igzip.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r:") as tar:
+        yield tar
 
 
 class EnvContents:
@@ -27,7 +48,7 @@ class EnvContents:
         self.member_list: list[tarfile.TarInfo] = []
         self._names: list[str] | None = None
         if not self.is_dir:
-            with tarfile.open(path) as tar:
+            with open_archive(path) as tar:
                 self.member_list = tar.getmembers()
                 for member in self.member_list:
                     name = member.name[2:] if member.name.startswith("./") else member.name
@@ -79,7 +100,7 @@ class EnvContents:
         if member is None or not member.isfile():
             return None
         try:
-            with tarfile.open(self.path) as tar:
+            with open_archive(self.path) as tar:
                 handle = tar.extractfile(member)
                 return handle.read() if handle else None
         except READ_ERRORS:

@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
+from stubforge.core import leftovers
 from stubforge.server.verify import tritonserver as server_mod
 from tests.e2e.conftest import World, by_name, write_model
 
@@ -109,16 +110,36 @@ def deployment(world: World) -> dict[str, Path]:
     return {"backends": backends, "repo": repo, "broken": broken}
 
 
+def _owner_alive(region: str) -> bool:
+    """verify names its regions stubforge_<pid of the verify process>_<token>_...: is that process running?"""
+    pid = region.split("_")[1]
+    return pid.isdigit() and psutil.pid_exists(int(pid))
+
+
 def _leftovers(before_envs: set[str], root: Path) -> tuple[list[str], list[str], list[int]]:
-    """What a run left: its /dev/shm regions, new /tmp/python_env_* dirs, servers or stubs of this test tree."""
-    shm = sorted(p.name for p in server_mod.SHM_DIR.iterdir() if p.name.startswith("stubforge_"))
-    envs = sorted(set(map(str, Path("/tmp").glob("python_env_*"))) - before_envs)
-    procs = []
+    """What a run left: its /dev/shm regions, new /tmp/python_env_* dirs, servers or stubs of this test tree.
+
+    Counted only when no running process owns them, so a server of another run on the machine (its region
+    prefix starts with the pid of its live verify process; its env dirs are in use) is not taken for a leak."""
+    shm = sorted(
+        p.name
+        for p in server_mod.SHM_DIR.iterdir()
+        if p.name.startswith("stubforge_") and not _owner_alive(p.name)
+    )
+    procs, foreign_server = [], False
     for proc in psutil.process_iter(["name", "cmdline"]):
         name = proc.info.get("name") or ""
         mine = str(root) in " ".join(proc.info.get("cmdline") or [])
         if mine and name.startswith(("tritonserver", "triton_python_b")):
             procs.append(proc.pid)
+        foreign_server = foreign_server or (not mine and name.startswith("tritonserver"))
+    # An empty env dir is named nowhere, so with another server up verify leaves it (empty and harmless):
+    # it may be that server's start-up dir.
+    envs = sorted(
+        path
+        for path in {lo.path for lo in leftovers.triton_leftovers()} - before_envs
+        if not (foreign_server and not any(Path(path).iterdir()))
+    )
     return shm, envs, procs
 
 
@@ -178,6 +199,11 @@ def test_verify_four_deployments_in_one_server(world: World, deployment: dict[st
     assert models["m310_dir_env"]["libpython"].startswith(str(deployment["repo"] / "m310_dir_env" / "env"))
     assert models["stock"]["libpython"].startswith(world.python38_libdir)
     assert _leftovers(before, world.root) == ([], [], [])
+    # verify unloaded every model before SIGINT: the server's first count of live models found none, so it
+    # did not poll once a second while stubs finalized (docs/triton-behaviour.md: "Health, failures and
+    # lifecycle").
+    counts = [line for line in Path(report["log"]).read_text().splitlines() if "live models" in line]
+    assert counts and "Found 0 live models" in counts[0], counts
 
 
 def test_every_model_answers_through_tritonclient(world: World, deployment: dict[str, Path]) -> None:

@@ -80,10 +80,10 @@ def slow_work(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Creating the env records that it was reached; pip stops the pack with the requirements it got."""
     reached: list[str] = []
 
-    def copy(interp: object, dest: Path) -> None:
+    def copy(interp: object, dest: Path, **options: object) -> None:
         reached.append("copy")
 
-    def pip(env_dir: Path, interp: object, requirements: list[str], *args: object) -> None:
+    def pip(env_dir: Path, interp: object, requirements: list[str], *args: object, **options: object) -> None:
         reached.append("pip")
         raise _PipReached(list(requirements))
 

@@ -230,6 +230,8 @@ def verify(
                 # A server hanging on a dead stub ignores SIGINT: no point waiting for a clean stop then.
                 hung = any(r.hung for r in reports.values())
                 progress.step("stop", "tritonserver")
+                if not hung and server.alive():
+                    _unload_all(server)
                 server.stop(grace=1.0 if hung or not server.alive() else 15.0)
                 cleaned += server.cleanup()
                 cleaned += _remove_copies(copies)
@@ -284,6 +286,34 @@ def _client(server: server_mod.RunningServer) -> Any:
     import tritonclient.grpc as grpcclient
 
     return grpcclient.InferenceServerClient(server.grpc_url)
+
+
+UNLOAD_WAIT_S = 15.0
+_GONE = ("UNAVAILABLE",)
+
+
+def _unload_all(server: server_mod.RunningServer) -> None:
+    """Unload every model and wait until each is gone, so the server's own shutdown finds no live model at its
+    first count instead of polling once a second while stubs finalize (docs/triton-behaviour.md: "Health,
+    failures and lifecycle"). Best effort: whatever fails here, stop() still stops the server."""
+    try:
+        client = _client(server)
+        loaded = [
+            m["name"]
+            for m in client.get_model_repository_index(as_json=True).get("models", [])
+            if m.get("state") not in _GONE and m.get("state")
+        ]
+        for name in loaded:
+            client.unload_model(name)
+        deadline = time.monotonic() + UNLOAD_WAIT_S
+        while loaded and time.monotonic() < deadline and server.alive():
+            index = client.get_model_repository_index(as_json=True).get("models", [])
+            states = {m["name"]: m.get("state") for m in index}
+            loaded = [n for n in loaded if states.get(n) not in _GONE]
+            if loaded:
+                time.sleep(0.02)
+    except Exception:  # the server is stopped below whatever happened here
+        return
 
 
 def _server_version(server: server_mod.RunningServer) -> str | None:
