@@ -23,9 +23,9 @@ import pytest
 from stubforge.core import elf, emulation
 from stubforge.envs import activate
 from stubforge.runner import api as runner_api
-from stubforge.server.verify import tritonserver as server_mod
 from tests import aarch64
 from tests.conftest import interpreter
+from tests.e2e import leaks
 
 pytestmark = pytest.mark.e2e
 
@@ -142,26 +142,8 @@ def test_the_packed_env_is_an_aarch64_env_validated_under_emulation(board: Board
     assert "EXECUTION_ENV_PATH" in (board.repo / "a64" / "config.pbtxt").read_text()
 
 
-def _snapshot() -> tuple[set[str], set[str]]:
-    return set(p.name for p in server_mod.SHM_DIR.iterdir()), set(map(str, Path("/tmp").glob("python_env_*")))
-
-
-def _leftovers(before: tuple[set[str], set[str]], root: Path) -> tuple[list[str], list[str], list[int]]:
-    """What this run left (other runs on the machine may come and go meanwhile: only new names count)."""
-    shm_now, envs_now = _snapshot()
-    shm = sorted(n for n in shm_now - before[0] if n.startswith("stubforge_"))
-    envs = sorted(envs_now - before[1])
-    procs = [
-        proc.pid
-        for proc in psutil.process_iter(["name", "cmdline"])
-        if (proc.info.get("name") or "").startswith(("tritonserver", "triton_python_b"))
-        and str(root) in " ".join(proc.info.get("cmdline") or [])
-    ]
-    return shm, envs, procs
-
-
 def test_the_model_answers_in_the_real_aarch64_server(board: Board) -> None:
-    before = _snapshot()
+    before = leaks.env_dirs()
     proc = board.stubforge(
         "verify",
         str(board.repo),
@@ -188,7 +170,7 @@ def test_the_model_answers_in_the_real_aarch64_server(board: Board) -> None:
     assert not wrong["loaded"]
     assert "built for x86_64, but the server runs aarch64" in wrong["error"]
     assert "pack-env --arch aarch64" in wrong["hint"]
-    assert _leftovers(before, board.root) == ([], [], [])
+    assert leaks.left_by_run(before, board.root) == ([], [], [])
 
 
 def test_the_runner_runs_it_under_emulation(board: Board, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,11 +14,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
-from stubforge.core import leftovers
 from stubforge.server.verify import tritonserver as server_mod
+from tests.e2e import leaks
 from tests.e2e.conftest import World, by_name, write_model
 
 pytestmark = pytest.mark.e2e
@@ -110,39 +109,6 @@ def deployment(world: World) -> dict[str, Path]:
     return {"backends": backends, "repo": repo, "broken": broken}
 
 
-def _owner_alive(region: str) -> bool:
-    """verify names its regions stubforge_<pid of the verify process>_<token>_...: is that process running?"""
-    pid = region.split("_")[1]
-    return pid.isdigit() and psutil.pid_exists(int(pid))
-
-
-def _leftovers(before_envs: set[str], root: Path) -> tuple[list[str], list[str], list[int]]:
-    """What a run left: its /dev/shm regions, new /tmp/python_env_* dirs, servers or stubs of this test tree.
-
-    Counted only when no running process owns them, so a server of another run on the machine (its region
-    prefix starts with the pid of its live verify process; its env dirs are in use) is not taken for a leak."""
-    shm = sorted(
-        p.name
-        for p in server_mod.SHM_DIR.iterdir()
-        if p.name.startswith("stubforge_") and not _owner_alive(p.name)
-    )
-    procs, foreign_server = [], False
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        name = proc.info.get("name") or ""
-        mine = str(root) in " ".join(proc.info.get("cmdline") or [])
-        if mine and name.startswith(("tritonserver", "triton_python_b")):
-            procs.append(proc.pid)
-        foreign_server = foreign_server or (not mine and name.startswith("tritonserver"))
-    # An empty env dir is named nowhere, so with another server up verify leaves it (empty and harmless):
-    # it may be that server's start-up dir.
-    envs = sorted(
-        path
-        for path in {lo.path for lo in leftovers.triton_leftovers()} - before_envs
-        if not (foreign_server and not any(Path(path).iterdir()))
-    )
-    return shm, envs, procs
-
-
 def _verify(
     world: World, repo: Path, backends: Path, *extra: str, ld_library_path: str
 ) -> tuple[int, dict[str, Any]]:
@@ -177,7 +143,7 @@ def test_list_backends_reads_python_release_and_default_env(
 
 
 def test_verify_four_deployments_in_one_server(world: World, deployment: dict[str, Path]) -> None:
-    before = set(map(str, Path("/tmp").glob("python_env_*")))
+    before = leaks.env_dirs()
     # The stock backend's stub has no env: its libpython must be on LD_LIBRARY_PATH
     # (docs/triton-behaviour.md: "A real server to test against").
     rc, report = _verify(
@@ -198,7 +164,7 @@ def test_verify_four_deployments_in_one_server(world: World, deployment: dict[st
     assert "/tmp/python_env_" in models["m38_backend"]["libpython"]
     assert models["m310_dir_env"]["libpython"].startswith(str(deployment["repo"] / "m310_dir_env" / "env"))
     assert models["stock"]["libpython"].startswith(world.python38_libdir)
-    assert _leftovers(before, world.root) == ([], [], [])
+    assert leaks.left_by_run(before, world.root) == ([], [], [])
     # verify unloaded every model before SIGINT: the server's first count of live models found none, so it
     # did not poll once a second while stubs finalized (docs/triton-behaviour.md: "Health, failures and
     # lifecycle").
@@ -207,7 +173,7 @@ def test_verify_four_deployments_in_one_server(world: World, deployment: dict[st
 
 
 def test_every_model_answers_through_tritonclient(world: World, deployment: dict[str, Path]) -> None:
-    before = set(map(str, Path("/tmp").glob("python_env_*")))
+    before = leaks.env_dirs()
     install = server_mod.from_binary(world.server_root / "bin" / "tritonserver")
     env = world.env(LD_LIBRARY_PATH=world.ld_with_python38)
     server = server_mod.RunningServer(
@@ -239,11 +205,11 @@ def test_every_model_answers_through_tritonclient(world: World, deployment: dict
     assert results["m38_backend"]["runtime"].startswith("3.8 numpy 1.")
     assert results["m310_dir_env"]["runtime"].startswith("3.10 numpy 1.")
     assert results["stock"]["runtime"].startswith("3.8 numpy 1.")
-    assert _leftovers(before, world.root) == ([], [], [])
+    assert leaks.left_by_run(before, world.root) == ([], [], [])
 
 
 def test_failures_are_reported_and_nothing_hangs_or_leaks(world: World, deployment: dict[str, Path]) -> None:
-    before = set(map(str, Path("/tmp").glob("python_env_*")))
+    before = leaks.env_dirs()
     rc, report = _verify(
         world,
         deployment["broken"],
@@ -270,7 +236,7 @@ def test_failures_are_reported_and_nothing_hangs_or_leaks(world: World, deployme
     assert "numpy<2" in numpy2["hint"]
     # fine, no_libpython (hang: killed), numpy2, wrong_python (hang): two server starts.
     assert report["server_starts"] == 2
-    assert _leftovers(before, world.root) == ([], [], [])
+    assert leaks.left_by_run(before, world.root) == ([], [], [])
 
 
 def test_a_server_copied_out_of_the_wheel_gets_the_libs_hint(world: World, tmp_path: Path) -> None:
