@@ -201,23 +201,31 @@ def copy_interpreter(found: SysrootPython, dest: Path) -> None:
 
     target = lib_dir / source.name
     shutil.copytree(source, target, symlinks=True, ignore=ignore)
-    _resolve_absolute_links(target, found.sysroot)
+    _resolve_outside_links(target, source, found.sysroot)
     (dest / found.site_dir).mkdir(parents=True, exist_ok=True)
     activate.write(dest)
 
 
-def _resolve_absolute_links(tree: Path, sysroot: Path) -> None:
-    """Absolute symlinks (Debian's sitecustomize.py -> /etc/python3.X/...) would point into the machine the env
-    runs on: replace each by the file it names inside the sysroot, or drop it when the sysroot has none."""
+def _resolve_outside_links(tree: Path, source: Path, sysroot: Path) -> None:
+    """Symlinks that leave the copied stdlib would point into the machine the env runs on, or out of the env's
+    archive (which then refuses them as unsafe): Debian's sitecustomize.py -> /etc/python3.X/..., absolute in the
+    package and made relative by `sysroot create`. Replace each by the file it names inside the sysroot, or drop
+    it when the sysroot has none. Links within the stdlib stay links."""
+    root = os.path.realpath(sysroot)
+    src = os.path.realpath(source)
     for path in sorted(tree.rglob("*")):
         if not path.is_symlink():
             continue
         link = os.readlink(path)
-        if not os.path.isabs(link):
-            continue
-        inside = sysroot / link.lstrip("/")
+        if os.path.isabs(link):
+            named = os.path.normpath(os.path.join(root, link.lstrip("/")))
+        else:
+            named = os.path.normpath(os.path.join(src, path.parent.relative_to(tree), link))
+            if named == src or named.startswith(src + os.sep):
+                continue
         path.unlink()
-        if inside.is_file():
+        inside = Path(named)
+        if (named == root or named.startswith(root + os.sep)) and inside.is_file():
             shutil.copy2(inside, path)
 
 

@@ -192,14 +192,18 @@ def test_an_aarch64_env_needs_an_aarch64_runner_stub(tmp_path: Path) -> None:
     assert "is built for x86_64, but the env" in str(caught.value)
 
 
-def test_pack_env_for_another_arch_needs_a_sysroot_and_refuses_host_envs(tmp_path: Path) -> None:
+def test_pack_env_for_another_arch_needs_a_sysroot_and_refuses_host_envs(
+    tmp_path: Path, aarch64_sysroot: Path
+) -> None:
     import stubforge
 
     with pytest.raises(EnvError) as caught:
         stubforge.pack_env("3.11", arch="aarch64", output=tmp_path / "env.tar.gz")
     assert "--arch aarch64 needs --sysroot DIR" in str(caught.value)
     with pytest.raises(EnvError) as caught:
-        stubforge.pack_env(arch="arm64", sysroot=tmp_path, venv=tmp_path, output=tmp_path / "env.tar.gz")
+        stubforge.pack_env(
+            arch="arm64", sysroot=aarch64_sysroot, venv=tmp_path, output=tmp_path / "env.tar.gz"
+        )
     assert "--prefix, --name and --venv pack an environment of this machine" in str(caught.value)
     assert not list(tmp_path.iterdir())  # refused before anything was written
 
@@ -225,3 +229,29 @@ def test_without_binfmt_a_single_program_can_still_run_behind_qemu(
     assert "binfmt_misc is not mounted" in emulation.unavailable_reason("aarch64")
     native = emulation.emulation_for("x86_64")
     assert native is not None and native.how == "native" and native.command(["x"]) == ["x"]
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_stdlib_links_out_of_the_stdlib_become_the_sysroots_files(tmp_path: Path, absolute: bool) -> None:
+    """Debian's sitecustomize.py links to /etc/python3.X/ (made relative by `sysroot create`): in the env it must
+    be the sysroot's file, not a link out of the env (archives refuse those) or into the board's /etc."""
+    sysroot = tmp_path / "root"
+    stdlib = sysroot / "usr" / "lib" / "python3.11"
+    (stdlib / "json").mkdir(parents=True)
+    (sysroot / "etc" / "python3.11").mkdir(parents=True)
+    (sysroot / "etc" / "python3.11" / "sitecustomize.py").write_text("# the sysroot's\n")
+    (stdlib / "sitecustomize.py").symlink_to(
+        "/etc/python3.11/sitecustomize.py" if absolute else "../../../etc/python3.11/sitecustomize.py"
+    )
+    (stdlib / "gone.py").symlink_to("/etc/python3.11/missing.py" if absolute else "../../../nowhere.py")
+    (stdlib / "json" / "decoder.py").write_text("pass\n")
+    (stdlib / "alias.py").symlink_to("json/decoder.py")  # inside the stdlib: stays a link
+    copy = tmp_path / "env" / "lib" / "python3.11"
+    shutil.copytree(stdlib, copy, symlinks=True)
+
+    sysroot_python._resolve_outside_links(copy, stdlib, sysroot)
+
+    assert not (copy / "sitecustomize.py").is_symlink()
+    assert (copy / "sitecustomize.py").read_text() == "# the sysroot's\n"
+    assert not (copy / "gone.py").exists() and not (copy / "gone.py").is_symlink()
+    assert (copy / "alias.py").is_symlink() and (copy / "alias.py").read_text() == "pass\n"
