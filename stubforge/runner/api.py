@@ -441,9 +441,11 @@ class Model:
         for item in self.stream(inputs, outputs):
             if item.error is not None and failure is None:
                 failure = outcomes.model_error(
-                    self.deployment.name, item.error, hint="the model sent InferenceResponse(error=...)"
+                    self.deployment.name,
+                    item.error,
+                    hint="the model sent InferenceResponse(error=...)",
+                    carried="a",
                 )
-                failure.message = f"{self.deployment.name}: a response carries an error: {item.error.message}"
             if item.outputs and failure is None:
                 yield item.outputs
         if failure is not None:

@@ -49,9 +49,19 @@ def execute_failure(instance: str, reply: dict[str, Any]) -> Failure:
 
 
 def model_error(
-    model: str, status: TritonStatus, error: dict[str, Any] | None = None, hint: str = ""
+    model: str,
+    status: TritonStatus,
+    error: dict[str, Any] | None = None,
+    hint: str = "",
+    *,
+    carried: str = "",
 ) -> ModelError:
-    """The runner's error for a request, with Triton's status (what a client of tritonserver receives)."""
+    """The runner's error for a request, with Triton's status (what a client of tritonserver receives).
+    carried: "the"/"a" for an error a response carries (`<model>: the response carries an error: <message>`)."""
+    if carried:
+        return ModelError(
+            f"{model}: {carried} response carries an error: {status.message}", hint=hint, status=status
+        )
     if error is not None:
         return ModelError(
             f"{model}: {error.get('type', 'Error')}: {error.get('message', '')}",
@@ -77,7 +87,7 @@ def unary(
     for index in range(count):
         sent = [r for r in streamed if r.request == index and not r.empty]
         answers: list[Tensors | ModelError] = [
-            model_error(model, r.error, hint="the model sent InferenceResponse(error=...)")
+            model_error(model, r.error, hint="the model sent InferenceResponse(error=...)", carried="the")
             if r.error
             else r.tensors
             for r in sent
@@ -102,7 +112,8 @@ def unary(
                         model_error(
                             model,
                             carried,
-                            hint="the model returned InferenceResponse(error=...) for this request",
+                            hint="the model returned InferenceResponse(error=...)",
+                            carried="the",
                         )
                     )
                 else:
