@@ -29,7 +29,7 @@ import numpy as np
 from stubforge.core import pythons, releases
 from stubforge.errors import PythonNotFound, RunnerError, StubforgeError
 from stubforge.runner import batching, bls, instances, outcomes, protocol, status
-from stubforge.runner.launcher.stub import LaunchSpec, ModelError, StubProcess
+from stubforge.runner.launcher.stub import LaunchSpec, ModelError, StubError, StubProcess
 from stubforge.stubs import runner_stub
 from stubforge.triton import deployment as resolver
 from stubforge.triton.config import config_json
@@ -268,7 +268,19 @@ class Model:
             name=self.deployment.name,
             auto_complete=auto_complete,
         )
-        reply = self._check(stub.request(header, timeout=startup_timeout))
+        try:
+            reply = self._check(stub.request(header, timeout=startup_timeout))
+        except StubError as exc:
+            # Triton's health check finds the dead stub and fails the load with these words.
+            exc.status = status.TritonStatus(
+                "INVALID_ARG",
+                status.load_failed(
+                    self.deployment.name,
+                    self.deployment.version,
+                    f"Stub process '{instance}' is not healthy.",
+                ),
+            )
+            raise
         if "model_config" in reply:  # auto_complete_config() completed it: requests are checked against that
             self.deployment.config = json.loads(reply["model_config"])
             self.deployment.config["name"] = self.deployment.config.get("name") or self.deployment.name

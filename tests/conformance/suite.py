@@ -234,7 +234,9 @@ def table(rows: list[Row]) -> str:
     lines = [f"{'model':<{width}}  verdict      detail"]
     for row in rows:
         detail = row.detail.replace("\n", "\\n")
-        lines.append(f"{row.name:<{width}}  {row.verdict:<11}  {detail[:300]}")
+        lines.append(
+            f"{row.name:<{width}}  {row.verdict:<11}  {detail if row.verdict == 'different' else detail[:120]}"
+        )
     counts = {v: sum(r.verdict == v for r in rows) for v in ("same", "different", "unsupported")}
     runnable = counts["same"] + counts["different"]
     lines.append(

@@ -38,7 +38,10 @@ UNHEALTHY_AFTER_S = 2.0  # no heartbeat for this long (it beats every 0.3 s): th
 
 
 class StubError(StubforgeError):
-    """The stub could not start, died, hung, or broke the protocol."""
+    """The stub could not start, died, hung, or broke the protocol. `status`, when set, is what tritonserver
+    answers for the same failure."""
+
+    status: TritonStatus | None = None
 
 
 class ModelError(StubforgeError):

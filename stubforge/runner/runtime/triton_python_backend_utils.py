@@ -144,6 +144,7 @@ class InferenceRequest:
         self._correlation_id = correlation_id
         self._flags = flags
         self._model_version = model_version
+        self._timeout = timeout
         self._parameters = parameters if isinstance(parameters, str) else json.dumps(parameters)
         self._sender = None
         self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
@@ -165,6 +166,10 @@ class InferenceRequest:
 
     def flags(self):
         return self._flags
+
+    def timeout(self):
+        """The request's timeout in microseconds (0: none)."""
+        return self._timeout
 
     def parameters(self):
         return self._parameters
