@@ -109,7 +109,7 @@ class InferenceResponseSender:
         """Send one response; flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL ends the request's stream."""
 
     def is_cancelled(self) -> bool:
-        """Whether the client cancelled the request (always False in the stubforge runner)."""
+        """Whether the client cancelled the request (in the runner: after `Model.submit(...).cancel()`)."""
 
 class InferenceRequest:
     """A request the model received in execute(), or one it builds to call another model (BLS)."""
@@ -151,10 +151,17 @@ class InferenceRequest:
         """The request's parameters as a JSON string."""
 
     def is_cancelled(self) -> bool:
-        """Whether the client cancelled the request (always False in the stubforge runner)."""
+        """Whether the client cancelled the request (in the runner: after `Model.submit(...).cancel()`)."""
+
+    def timeout(self) -> int:
+        """The request's timeout in microseconds (0: none)."""
+
+    def set_release_flags(self, flags: int) -> None:
+        """TRITONSERVER_REQUEST_RELEASE_RESCHEDULE: return None for this request; it runs again later."""
 
     def get_response_sender(self) -> InferenceResponseSender:
-        """The request's response sender (decoupled models only; otherwise raises TritonModelException)."""
+        """The request's response sender: a decoupled model's stream, or the one response of a model that is
+        not decoupled (then execute returns None)."""
 
     def exec(self, decoupled: bool = False) -> InferenceResponse:
         """Run the request on another model of the repository (BLS) and return its response."""
