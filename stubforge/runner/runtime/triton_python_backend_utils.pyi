@@ -100,9 +100,10 @@ class InferenceResponse:
         """The response's error, or None."""
 
 class InferenceResponseSender:
-    """A decoupled model's sender for one request: any number of responses, then the final flag."""
+    """A decoupled model's sender for one request: any number of responses, then the final flag; a model that
+    is not decoupled sends its one response with it."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, decoupled: bool = True) -> None:
         """The sender for request number `index` of the current execute() (created by the runner)."""
 
     def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
