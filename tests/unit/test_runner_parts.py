@@ -54,7 +54,7 @@ def test_request_encoding_follows_the_config() -> None:
         encoder.encode(BATCHED, {"X": np.zeros((1, 2), np.complex64)}, None)
     with pytest.raises(InferenceError, match="expected 2 inputs but got 3 inputs"):  # Triton counts first
         encoder.encode(BATCHED, {**inputs, "Z": np.zeros(1, np.float32)}, None)
-    with pytest.raises(InferenceError, match="^unexpected inference input 'Z'"):
+    with pytest.raises(InferenceError, match=r"^unexpected inference input 'Z'"):
         encoder.encode(BATCHED, {"X": inputs["X"], "Z": np.zeros(1, np.float32)}, None)
     protocol.check_request(BATCHED, inputs)
     with pytest.raises(InferenceError):

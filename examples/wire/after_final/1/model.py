@@ -1,4 +1,5 @@
 """Decoupled: one response, the final flag, then an exception. The stream ends normally; the error is only logged."""
+
 import numpy as np
 import triton_python_backend_utils as pb_utils
 

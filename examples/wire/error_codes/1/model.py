@@ -1,4 +1,5 @@
 """Answers each request with TritonError(code=<the code named in CODE>): the client gets that code."""
+
 import triton_python_backend_utils as pb_utils
 
 

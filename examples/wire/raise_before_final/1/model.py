@@ -1,4 +1,5 @@
 """Decoupled: one response, then an exception before the final flag: the stream ends with Triton's error."""
+
 import numpy as np
 import triton_python_backend_utils as pb_utils
 

@@ -1,4 +1,5 @@
 """A model that is not decoupled answers through the response sender and returns None, as Triton allows."""
+
 import triton_python_backend_utils as pb_utils
 
 
