@@ -7,6 +7,7 @@ Paths may be given as `str` or `os.PathLike`; results are the sides' own typed r
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -474,12 +475,44 @@ def verify(
 @dataclass
 class RunReport:
     """One `run_model` call: what ran (Python, numpy, process), its outputs and timings, as `to_dict()` gives
-    them (the shape of `stubforge run --json`)."""
+    them; `triton` is the last answer as tritonserver's HTTP endpoint would write it (a decoupled model's
+    stream: the list of its responses), and `triton_json()` the text of `stubforge run --json`."""
 
     data: dict[str, Any]
+    triton: Any = None
+    error: StubforgeError | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.data
+
+    def triton_json(self) -> bytes:
+        """Triton's response body (or `{"error": ...}`), with run's own facts under the key "stubforge" last:
+        `jq 'del(.stubforge)'` of it equals the same of `curl .../infer`; the text before the key is the body."""
+        from stubforge.runner import kserve
+
+        facts = {k: v for k, v in self.data.items() if k != "outputs"}
+        if self.error is not None:
+            facts["error"] = self.error.to_dict()
+        body = self.triton if isinstance(self.triton, dict) else {"responses": self.triton}
+        return kserve.dumps({**body, "stubforge": kserve.Raw(json.dumps(facts, default=str).encode())})
+
+
+def _triton_answer(model: Any, result: Any) -> Any:
+    from stubforge.runner import kserve
+
+    if isinstance(result, list):  # a decoupled stream: each response, the final flag as Triton's parameter
+        return [
+            {
+                **(
+                    kserve.error(item.error)
+                    if item.error is not None
+                    else kserve.response(model.deployment.name, model.deployment.version, item.outputs)
+                ),
+                "parameters": {"triton_final_response": item.final},
+            }
+            for item in result
+        ]
+    return kserve.response(model.deployment.name, model.deployment.version, result)
 
 
 def run_model(
@@ -497,16 +530,21 @@ def run_model(
     auto_complete: bool = True,
     max_env_size: int | str | None = None,
     runner_stub: PathLike | None = None,
+    keep_errors: bool = False,
 ) -> RunReport:
     """Run a model.py as Triton's Python backend would, without a server: load it, send `requests` identical
     requests built from `inputs` ("NAME=FILE.npy" or "NAME=JSON", typed by the config) and report the last
     answer (a decoupled model's responses as NAME[i]); with output_dir, each output is saved as NAME.npy.
-    `runner_stub`: the runner's stub built for the env's architecture (an aarch64 env runs under emulation)."""
+    `runner_stub`: the runner's stub built for the env's architecture (an aarch64 env runs under emulation).
+
+    keep_errors: a failed request (or a failed initialize) does not raise; the report carries the error and
+    Triton's answer for it (`{"error": ...}`)."""
     if requests < 1:
         raise StubforgeError(f"--requests {requests} must be at least 1", hint="e.g. --requests 10")
     from stubforge.envs import archive
     from stubforge.runner import api as runner_api
     from stubforge.runner import inputs as run_inputs
+    from stubforge.runner import kserve
     from stubforge.runner.launcher import envmanager
 
     if max_env_size is not None:
@@ -515,23 +553,58 @@ def run_model(
             archive.parse_size(max_env_size) if isinstance(max_env_size, str) else int(max_env_size)
         )
 
-    with runner_api.load(
-        Path(model_dir),
-        python=python,
-        triton=triton,
-        backends=_path(backends),
-        backend_config=dict(backend_config or {}),
-        startup_timeout=startup_timeout,
-        execute_timeout=execute_timeout,
-        auto_complete=auto_complete,
-        runner_stub=_path(runner_stub),
-    ) as model:
+    try:
+        model = runner_api.load(
+            Path(model_dir),
+            python=python,
+            triton=triton,
+            backends=_path(backends),
+            backend_config=dict(backend_config or {}),
+            startup_timeout=startup_timeout,
+            execute_timeout=execute_timeout,
+            auto_complete=auto_complete,
+            runner_stub=_path(runner_stub),
+        )
+    except StubforgeError as exc:
+        status = getattr(exc, "status", None)
+        if not keep_errors or status is None:
+            raise
+        return RunReport({"model": Path(model_dir).name}, kserve.error(status), exc)
+    with model:
         tensors = run_inputs.parse(tuple(inputs), model.deployment.config)
         outputs: dict[str, Any] = {}
+        answer: Any = None
+        failure: StubforgeError | None = None
         for _ in range(requests):
-            outputs = run_inputs.flatten_stream(model.infer(tensors))
+            try:
+                if model.decoupled:
+                    stream = list(model.stream(tensors))
+                    answer = _triton_answer(model, stream)
+                    outputs = run_inputs.flatten_stream([item.outputs for item in stream if item.outputs])
+                    errors = [item.error for item in stream if item.error is not None]
+                    if errors:
+                        raise outcomes_error(model, errors[0])
+                else:
+                    outputs = model.infer(tensors)
+                    answer = _triton_answer(model, outputs)
+            except StubforgeError as exc:
+                status = getattr(exc, "status", None)
+                if not keep_errors or status is None:
+                    raise
+                failure = exc
+                if not model.decoupled:
+                    answer = kserve.error(status)
+                outputs = {}
         written = run_inputs.save(outputs, Path(output_dir)) if output_dir is not None else {}
-        return RunReport(run_inputs.report(model, outputs, written))
+        return RunReport(run_inputs.report(model, outputs, written), answer, failure)
+
+
+def outcomes_error(model: Any, status: Any) -> StubforgeError:
+    from stubforge.runner import outcomes
+
+    return outcomes.model_error(
+        model.deployment.name, status, hint="the model sent InferenceResponse(error=...)"
+    )
 
 
 def clean(*, dry_run: bool = False, triton: bool = True) -> list[Leftover]:

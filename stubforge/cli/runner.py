@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from stubforge import api
-from stubforge.cli import cli, emit_json, handle_errors, json_option, triton_option
+from stubforge.cli import cli, handle_errors, json_option, triton_option
 from stubforge.errors import StubforgeError
 
 
@@ -83,7 +84,7 @@ def run_cmd(
     as_json: bool,
 ) -> None:
     """Run MODEL_DIR's model.py as Triton's Python backend would, without a server."""
-    report = api.run_model(
+    result = api.run_model(
         model_dir,
         inputs,
         requests=requests,
@@ -97,10 +98,16 @@ def run_cmd(
         auto_complete=not no_auto_complete,
         max_env_size=max_env_size,
         runner_stub=runner_stub,
-    ).to_dict()
+        keep_errors=as_json,
+    )
     if as_json:
-        emit_json(report)
+        # What tritonserver's HTTP endpoint answers (raw bytes: BYTES that are not UTF-8 stay raw, as there).
+        sys.stdout.buffer.write(result.triton_json() + b"\n")
+        sys.stdout.flush()
+        if result.error is not None:
+            raise click.exceptions.Exit(result.error.exit_code)
         return
+    report = result.to_dict()
     for line in report["stub_output"].splitlines():
         click.echo(f"[model output] {line}", err=True)
     for record in report["logs"]:

@@ -14,9 +14,12 @@ messages and tensors exchanged with a stub), bls (calls to the other models of t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +28,9 @@ import numpy as np
 
 from stubforge.core import pythons, releases
 from stubforge.errors import PythonNotFound, RunnerError, StubforgeError
-from stubforge.runner import batching, bls, foreign, instances, protocol
+from stubforge.runner import batching, bls, foreign, instances, outcomes, protocol, status
 from stubforge.runner.launcher import envmanager
-from stubforge.runner.launcher.stub import LaunchSpec, ModelError, StubProcess
+from stubforge.runner.launcher.stub import LaunchSpec, ModelError, StubError, StubProcess
 from stubforge.runner.runtime._stubforge_config import normalize_config
 from stubforge.stubs import runner_stub as runner_stub_build
 from stubforge.triton import config as config_mod
@@ -35,6 +38,7 @@ from stubforge.triton import deployment as resolver
 from stubforge.triton.config import config_json
 
 __all__ = [
+    "Call",
     "Deployment",
     "Model",
     "ModelOptions",
@@ -309,7 +313,19 @@ class Model:
             name=self.deployment.name,
             auto_complete=auto_complete,
         )
-        reply = self._check(stub.request(header, timeout=startup_timeout))
+        try:
+            reply = self._check(stub.request(header, timeout=startup_timeout))
+        except StubError as exc:
+            # Triton's health check finds the dead stub and fails the load with these words.
+            exc.status = status.TritonStatus(
+                "INVALID_ARG",
+                status.load_failed(
+                    self.deployment.name,
+                    self.deployment.version,
+                    f"Stub process '{instance}' is not healthy.",
+                ),
+            )
+            raise
         if "model_config" in reply:  # auto_complete_config() completed it: requests are checked against that
             self.deployment.config = json.loads(reply["model_config"])
             self.deployment.config["name"] = self.deployment.config.get("name") or self.deployment.name
@@ -338,7 +354,7 @@ class Model:
         return bool((self.deployment.config.get("model_transaction_policy") or {}).get("decoupled"))
 
     def _check(self, reply: dict[str, Any]) -> dict[str, Any]:
-        return protocol.check_reply(self.deployment.name, reply, self.logs)
+        return protocol.check_reply(self.deployment.name, reply, self.logs, version=self.deployment.version)
 
     def _execute(
         self,
@@ -346,9 +362,11 @@ class Model:
         batch: list[dict[str, np.ndarray]],
         outputs: list[str] | None,
         parameters: list[protocol.Parameters | None] | None = None,
+        cancelled: Callable[[int], bool] | None = None,
     ) -> Iterator[protocol.Event]:
         """The events of one execute() with these requests on one instance (see protocol.execute); the final
-        reply is checked, its time recorded. `parameters`: each request's parameters."""
+        reply's time is recorded, its log records kept. A failure of the stub itself (not of the model) raises.
+        `parameters`: each request's parameters."""
         requests, arrays = [], []
         for i, inputs in enumerate(batch):
             message, request_arrays = self._encoder.encode(
@@ -363,27 +381,69 @@ class Model:
             arrays,
             timeout=self.execute_timeout,
             answer_bls=lambda caller, call: self._peers.answer(caller, call, self.execute_timeout),
+            is_cancelled=cancelled or (lambda index: False),
         )
         try:
             for event in exchange:
                 if isinstance(event, protocol.Finished):
                     self.timings.requests.append(time.monotonic() - t0)
-                    event = protocol.Finished(self._check(event.reply))
+                    if not event.reply.get("ok") and event.reply.get("error", {}).get("origin") == "region":
+                        self._check(event.reply)  # raises the stub's own failure
+                    self.logs.extend(event.reply.get("logs", []))
                 yield event
         finally:
             exchange.close()  # now, not when collected: a half-done exchange stops its stub (see execute)
+
+    def _failure(self, stub: StubProcess, reply: dict[str, Any]) -> outcomes.Failure | None:
+        return None if reply.get("ok") else outcomes.execute_failure(stub.spec.instance, reply)
 
     def _run_batch(
         self,
         batch: list[dict[str, np.ndarray]],
         outputs: list[str] | None,
         parameters: list[protocol.Parameters | None] | None = None,
+        cancelled: Callable[[int], bool] | None = None,
     ) -> list[dict[str, np.ndarray] | StubforgeError]:
-        """One execute() with these requests on a free instance: each request's outputs, or its error."""
-        with self._pool.borrow() as stub:
-            finished = list(self._execute(stub, batch, outputs, parameters))[-1]
-            assert isinstance(finished, protocol.Finished)
-            return protocol.responses(stub, finished.reply, outputs, self.deployment.name)
+        """One execute() with these requests on a free instance: each request's outputs, or its error. Requests
+        the model rescheduled run again in the next execute(), as Triton's scheduler runs them."""
+        results: list[Any] = [outcomes.RESCHEDULED] * len(batch)
+        waiting = list(range(len(batch)))
+        while waiting:
+            with self._pool.borrow() as stub:
+                events = list(
+                    self._execute(
+                        stub,
+                        [batch[i] for i in waiting],
+                        outputs,
+                        [parameters[i] for i in waiting] if parameters else None,
+                        cancelled=_renumbered(cancelled, waiting),
+                    )
+                )
+                finished = events[-1]
+                assert isinstance(finished, protocol.Finished)
+                streamed = [e for e in events if isinstance(e, protocol.StreamedResponse)]
+                answers = outcomes.unary(
+                    self.deployment.name,
+                    len(waiting),
+                    streamed,
+                    finished.reply if finished.reply.get("ok") else None,
+                    self._failure(stub, finished.reply),
+                    functools.partial(protocol.outputs, stub, requested=outputs),
+                )
+            for index, answer in zip(waiting, answers):
+                results[index] = answer
+                if isinstance(answer, ModelError) and outcomes.HANGS in answer.message:
+                    self._warn_hang()
+            waiting = [i for i in waiting if results[i] is outcomes.RESCHEDULED]
+        return results
+
+    def _warn_hang(self) -> None:
+        message = (
+            f"{self.deployment.name}: execute() sent no response for a request; tritonserver would leave its "
+            "client waiting forever, the runner answers at once with an error"
+        )
+        self.logs.append({"level": "WARNING", "message": message})
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     def check_request(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> None:
         """Triton's request checks (requested outputs, names, data types, shapes, batch size), without sending
@@ -426,6 +486,42 @@ class Model:
                 if isinstance(event, protocol.StreamedResponse)
             ]
 
+    def stream(
+        self,
+        inputs: dict[str, np.ndarray],
+        outputs: list[str] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        *,
+        parameters: protocol.Parameters | None = None,
+    ) -> Iterator[outcomes.StreamItem]:
+        """Every response of a decoupled model to one request as a streaming gRPC client with
+        enable_empty_final_response receives it: outputs or an error, and the final flag (the final flag sent
+        alone is an item without outputs). Errors are items, not raised."""
+        if not self.decoupled:
+            raise RunnerError(
+                f"{self.deployment.name} is not decoupled: it answers each request once",
+                hint="use infer(inputs)",
+            )
+        with self._pool.borrow() as stub:
+            events = self._execute(
+                stub,
+                [inputs],
+                outputs,
+                [parameters],
+                cancelled=None if cancelled is None else lambda i: cancelled(),
+            )
+            try:
+                for event in events:
+                    if isinstance(event, protocol.StreamedResponse):
+                        yield outcomes.StreamItem(event.tensors, event.final, event.error)
+                    elif isinstance(event, protocol.Finished):
+                        failure = self._failure(stub, event.reply)
+                        if failure is not None:
+                            yield from outcomes.decoupled(0, [], failure, self.logs)
+            finally:
+                for _ in events:  # let the stream end, so the stub is not left waiting for an answer
+                    pass
+
     def infer_stream(
         self,
         inputs: dict[str, np.ndarray],
@@ -436,25 +532,19 @@ class Model:
         """A decoupled model's responses to one request, as they are sent (the final-flag-only send ends it).
 
         A response carrying an error is raised after the stream has ended; stopping early answers the rest."""
-        with self._pool.borrow() as stub:
-            events = self._execute(stub, [inputs], outputs, [parameters])
-            failure: StubforgeError | None = None
-            try:
-                for event in events:
-                    if not isinstance(event, protocol.StreamedResponse):
-                        continue
-                    if event.error and failure is None:
-                        failure = ModelError(
-                            f"{self.deployment.name}: a response carries an error: {event.error}",
-                            hint="the model sent InferenceResponse(error=...)",
-                        )
-                    if event.tensors and failure is None:
-                        yield event.tensors
-            finally:
-                for _ in events:  # let the stream end, so the stub is not left waiting for an answer
-                    pass
-            if failure is not None:
-                raise failure
+        failure: StubforgeError | None = None
+        for item in self.stream(inputs, outputs, parameters=parameters):
+            if item.error is not None and failure is None:
+                failure = outcomes.model_error(
+                    self.deployment.name,
+                    item.error,
+                    hint="the model sent InferenceResponse(error=...)",
+                    carried="a",
+                )
+            if item.outputs and failure is None:
+                yield item.outputs
+        if failure is not None:
+            raise failure
 
     def infer(
         self,
@@ -474,6 +564,11 @@ class Model:
             return self._batcher.submit(inputs, outputs, parameters)
         return self.infer_many([inputs], outputs, parameters=[parameters])[0]
 
+    def submit(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> Call:
+        """Start one request in the background; Call.cancel() cancels it as a client does (the model's
+        request.is_cancelled() turns true), Call.result() waits for the answer."""
+        return Call(self, inputs, outputs)
+
     def close(self) -> None:
         if self._batcher is not None:
             self._batcher.stop()
@@ -486,6 +581,73 @@ class Model:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _renumbered(cancelled: Callable[[int], bool] | None, waiting: list[int]) -> Callable[[int], bool] | None:
+    """The cancel check of the requests of a re-run (their numbers in the batch are `waiting`)."""
+    if cancelled is None:
+        return None
+    check = cancelled
+    return lambda index: check(waiting[index])
+
+
+def _ignoring_index(cancelled: Callable[[], bool] | None) -> Callable[[int], bool] | None:
+    if cancelled is None:
+        return None
+    check = cancelled
+    return lambda index: check()
+
+
+class Call:
+    """One request running in the background (Model.submit)."""
+
+    def __init__(self, model: Model, inputs: dict[str, np.ndarray], outputs: list[str] | None) -> None:
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(model, inputs, outputs), daemon=True)
+        self._thread.start()
+
+    def _run(self, model: Model, inputs: dict[str, np.ndarray], outputs: list[str] | None) -> None:
+        try:
+            if model.decoupled:
+                self._result = list(model.stream(inputs, outputs, cancelled=self._cancel.is_set))
+            else:
+                answer = model._run_batch([inputs], outputs, cancelled=lambda index: self._cancel.is_set())[0]
+                if isinstance(answer, BaseException):
+                    raise answer
+                self._result = answer
+        except BaseException as exc:  # handed to result()
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def cancel(self) -> None:
+        """Cancel as a Triton client does: the model sees it, the caller gets CANCELLED at once."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The answer (outputs; a decoupled model's list of StreamItem). After cancel(): a ModelError with status
+        CANCELLED, as the client library reports it, once the model's execute() has ended."""
+        if not self._done.wait(timeout):
+            raise TimeoutError("the request has not finished")
+        if self._cancel.is_set():
+            raise ModelError(
+                f"request cancelled: {status.CANCELLED_BY_CLIENT}",
+                hint="Call.cancel() was called",
+                status=status.TritonStatus("CANCELLED", status.CANCELLED_BY_CLIENT),
+            )
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 def _load(model_dir: Path | str, options: ModelOptions) -> Model:

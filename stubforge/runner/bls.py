@@ -100,7 +100,8 @@ class Peers(Generic[PeerT]):
                 # Each send of the callee is one response; a final flag sent alone is an empty last response.
                 for event in peer.infer_events(inputs, outputs, parameters=parameters):
                     encoded = [protocol.encode_tensor(n, a) for n, a in event.tensors.items()]
-                    responses.append((encoded, event.error))
+                    # The stub side rebuilds a TritonError from the text (its code is not carried yet).
+                    responses.append((encoded, event.error.message if event.error is not None else None))
             else:
                 result = peer.infer(inputs, outputs, parameters=parameters)
                 responses.append(([protocol.encode_tensor(n, a) for n, a in result.items()], None))

@@ -16,10 +16,11 @@ from typing import Any, Union
 
 import numpy as np
 
-from stubforge.errors import RunnerError, StubforgeError
+from stubforge.errors import RunnerError
 from stubforge.runner import requests as validate
 from stubforge.runner.launcher.stub import ModelError, StubError, StubProcess, place
 from stubforge.runner.runtime import _stubforge_wire as wire
+from stubforge.runner.status import TritonStatus, code_name, load_failed
 
 # Numeric Triton types and their numpy dtypes: the runtime's table (BYTES travels encoded, see _stubforge_wire).
 TRITON_TO_NUMPY = {k: np.dtype(v) for k, v in wire._TRITON_TO_NUMPY.items() if k != "BYTES"}
@@ -50,8 +51,11 @@ def initialize_header(
     return {"op": "initialize", "args": args, "auto_complete": auto_complete}
 
 
-def check_reply(model_name: str, reply: dict[str, Any], logs: list[dict[str, str]]) -> dict[str, Any]:
-    """`reply` when the model succeeded; its log records go to `logs` either way, its error is raised."""
+def check_reply(
+    model_name: str, reply: dict[str, Any], logs: list[dict[str, str]], *, version: str = "1"
+) -> dict[str, Any]:
+    """`reply` when the model's initialize (or auto_complete_config) succeeded; its log records go to `logs`
+    either way, its error is raised with the status tritonserver's load API answers."""
     logs.extend(reply.get("logs", []))
     if not reply.get("ok"):
         error = reply.get("error", {})
@@ -68,6 +72,10 @@ def check_reply(model_name: str, reply: dict[str, Any], logs: list[dict[str, str
             hint="the model's own error; its Python traceback is shown above",
             details=error.get("traceback", ""),
             error_type=error.get("type", ""),
+            status=TritonStatus(
+                "INVALID_ARG",  # the load API answers 400
+                load_failed(model_name, version, error.get("triton") or error.get("message", "")),
+            ),
         )
     return reply
 
@@ -165,12 +173,18 @@ class RequestEncoder:
 
 @dataclass
 class StreamedResponse:
-    """One response a (decoupled) model sent during execute(), for request number `request` of the batch."""
+    """One response a model sent through a response sender during execute(), for request number `request` of
+    the batch; `empty` is a send of the final flag alone (Triton's empty final response)."""
 
     request: int
     tensors: Tensors
     flags: int
-    error: str | None
+    error: TritonStatus | None
+    empty: bool = False
+
+    @property
+    def final(self) -> bool:
+        return bool(self.flags & FINAL)
 
 
 @dataclass
@@ -182,6 +196,17 @@ class Finished:
 
 Event = Union[StreamedResponse, Finished]
 BlsAnswer = Callable[[StubProcess, dict[str, Any]], dict[str, Any]]
+CancelCheck = Callable[[int], bool]
+FINAL = 1  # TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+def carried_error(error: Any) -> TritonStatus | None:
+    """The TritonError a response carries ({"message", "code"} from the stub) as a client receives it."""
+    if not error:
+        return None
+    if isinstance(error, str):
+        return TritonStatus("INTERNAL", error)
+    return TritonStatus(code_name(error.get("code")), str(error.get("message", "")))
 
 
 def execute(
@@ -191,6 +216,7 @@ def execute(
     *,
     timeout: float | None,
     answer_bls: BlsAnswer,
+    is_cancelled: CancelCheck = lambda index: False,
 ) -> Generator[Event, None, None]:
     """One execute() on one instance: each response a decoupled model sends, BLS calls answered on the way
     through `answer_bls`, then Finished. The requests' input tensors are `arrays`, in order."""
@@ -201,11 +227,20 @@ def execute(
     finished = False
     try:
         reply = stub.request({"op": "execute", "requests": requests}, arrays, timeout=timeout)
-        while reply.get("op") in ("response", "bls"):
+        while reply.get("op") in ("response", "bls", "cancelled"):
             if reply["op"] == "response":
                 tensors = {t["name"]: read_tensor(stub, t) for t in reply["tensors"]}
-                yield StreamedResponse(reply["request"], tensors, reply["flags"], reply.get("error"))
+                yield StreamedResponse(
+                    reply["request"],
+                    tensors,
+                    reply["flags"],
+                    carried_error(reply.get("error")),
+                    bool(reply.get("empty")),
+                )
                 reply = stub.request({"op": "ack"}, start=stub.message_end(), timeout=timeout)
+            elif reply["op"] == "cancelled":
+                answer = {"op": "cancelled", "cancelled": is_cancelled(int(reply["request"]))}
+                reply = stub.request(answer, start=stub.message_end(), timeout=timeout)
             else:
                 reply = answer_bls(stub, reply)
         finished = True
@@ -218,25 +253,12 @@ def execute(
     yield Finished(reply)
 
 
-def responses(
-    stub: StubProcess, reply: dict[str, Any], outputs: list[str] | None, model_name: str
-) -> list[Tensors | StubforgeError]:
-    """Each request's outputs from the final reply of an execute(), or the error its response carries."""
-    results: list[Tensors | StubforgeError] = []
-    for response in reply["responses"]:
-        if response.get("error"):
-            results.append(
-                ModelError(
-                    f"{model_name}: the response carries an error: {response['error']}",
-                    hint="the model returned InferenceResponse(error=...)",
-                )
-            )
-            continue
-        tensors = {o["name"]: read_tensor(stub, o) for o in response["outputs"]}
-        if outputs:  # the server drops what was not requested
-            tensors = {k: v for k, v in tensors.items() if k in outputs}
-        results.append(tensors)
-    return results
+def outputs(stub: StubProcess, specs: list[dict[str, Any]], requested: list[str] | None) -> Tensors:
+    """A response's output tensors from an instance's region (only the requested ones, as the server sends)."""
+    tensors = {o["name"]: read_tensor(stub, o) for o in specs}
+    if requested:
+        tensors = {k: v for k, v in tensors.items() if k in requested}
+    return tensors
 
 
 BlsResponse = tuple[list[tuple[dict[str, Any], np.ndarray]], Union[str, None]]

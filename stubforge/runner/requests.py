@@ -9,10 +9,15 @@ from typing import Any
 import numpy as np
 
 from stubforge.errors import StubforgeError
+from stubforge.runner.status import TritonStatus
 
 
 class InferenceError(StubforgeError):
     """The request does not fit the model's config (Triton answers these with INVALID_ARG)."""
+
+    @property
+    def status(self) -> TritonStatus:
+        return TritonStatus("INVALID_ARG", self.message)
 
 
 def _dims(values: Any) -> str:
@@ -50,6 +55,25 @@ def check_outputs(config: dict[str, Any], outputs: list[str]) -> None:
             )
 
 
+def _count_message(model: str, specs: dict[str, Any], required: list[str], inputs: dict[str, Any]) -> str:
+    """Triton's words for a request with too few or too many inputs (ValidateRequestInputs), quirks included:
+    the request's inputs as its hash map lists them (the last added first, for a handful of names) and, when
+    nothing is missing, a bare `]`."""
+    missing = "[" + "".join(f"'{n}'," for n in specs if n in required and n not in inputs)
+    missing = missing[:-1] + "]"
+    got = "[" + ",".join(f"'{n}'" for n in reversed(list(inputs))) + "]"
+    if len(required) == len(specs):
+        count = f"expected {len(specs)} inputs but got {len(inputs)} inputs"
+    else:
+        count = (
+            f"expected number of inputs between {len(required)} and {len(specs)} but got {len(inputs)} inputs"
+        )
+    return (
+        f"{count} for model '{model}'. Got input(s) {got}, but missing required input(s) {missing}. "
+        "Please provide all required input(s)."
+    )
+
+
 def check(
     config: dict[str, Any], inputs: dict[str, tuple[str, list[int]]], request_id: str = ""
 ) -> dict[str, list[int]]:
@@ -57,25 +81,21 @@ def check(
     prefix = "[request id: " + (request_id or "<id_unknown>") + "] "
     model = config.get("name", "")
     specs = _specs(config)
+    required = [n for n, s in specs.items() if not s.get("optional")]
+    if len(inputs) > len(specs) or len(inputs) < len(required):
+        raise InferenceError(
+            f"{prefix}{_count_message(model, specs, required, inputs)}", hint="pass every required input"
+        )
     for name in inputs:
         if name not in specs:
             raise InferenceError(
-                f"{prefix}unexpected inference input '{name}' for model '{model}'",
+                # the one request check Triton words without the request-id prefix
+                f"unexpected inference input '{name}' for model '{model}'",
                 hint="the model's inputs: " + ", ".join(specs),
             )
-    required = [n for n, s in specs.items() if not s.get("optional")]
-    missing = [n for n in required if n not in inputs]
-    if missing:
-        got = "[" + ",".join(f"'{n}'" for n in inputs) + "]"
-        wanted = "[" + ",".join(f"'{n}'" for n in missing) + "]"
-        if len(required) == len(specs):
-            count = f"expected {len(specs)} inputs but got {len(inputs)} inputs"
-        else:
-            count = f"expected number of inputs between {len(required)} and {len(specs)} but got {len(inputs)} inputs"
+    if any(n not in inputs for n in required):
         raise InferenceError(
-            f"{prefix}{count} for model '{model}'. Got input(s) {got}, but missing required input(s) {wanted}. "
-            "Please provide all required input(s).",
-            hint="pass every required input",
+            f"{prefix}{_count_message(model, specs, required, inputs)}", hint="pass every required input"
         )
     max_batch = int(config.get("max_batch_size", 0) or 0)
     batch = 0
@@ -122,7 +142,7 @@ def check(
             )
             raise InferenceError(
                 f"{prefix}unexpected shape for input '{name}' for model '{model}'. Expected {_dims(full)}, got "
-                f"{_dims(shape)}. {note}".rstrip(),
+                f"{_dims(shape)}. {note}",  # a trailing space when there is no note, as Triton has it
                 hint="match the config's dims (-1 is any size)",
             )
         reshape = (spec.get("reshape") or {}).get("shape")

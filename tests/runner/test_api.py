@@ -70,10 +70,10 @@ def test_auto_complete_config_completes_before_initialize(envs: dict[str, Path],
         assert out["OUTPUT0"].tolist() == (a * 2).tolist() and out["MAXBATCH"].tolist() == [8]
         with pytest.raises(InferenceError, match="batch-size must be <= 8 for 'auto'"):
             model.infer({"INPUT0": np.ones((9, 4), np.float32), "INPUT1": np.ones((9, 4), np.float32)})
-    # tritonserver --disable-auto-complete-config: the config stays as written, so the inputs are unknown.
+    # tritonserver --disable-auto-complete-config: the config stays as written, with no inputs (Triton counts first).
     model = runner.load(model_dir, backend_config=CONFIG, auto_complete=False)
     try:
-        with pytest.raises(InferenceError, match="unexpected inference input 'INPUT0' for model 'auto'"):
+        with pytest.raises(InferenceError, match="expected 0 inputs but got 2 inputs for model 'auto'"):
             model.infer({"INPUT0": a, "INPUT1": a})
     finally:
         model.close()

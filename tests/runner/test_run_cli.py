@@ -68,9 +68,14 @@ def test_npy_inputs_json_report_and_saved_outputs(model_dir: Path, tmp_path: Pat
         "--json",
     )
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    answer = json.loads(proc.stdout)  # Triton's HTTP body, run's own facts under "stubforge"
+    report = answer["stubforge"]
     assert report["python"].startswith("3.10.") and report["python_source"].startswith("the env")
-    assert report["outputs"]["OUTPUT0"]["shape"] == [7] and len(report["request_s"]) == 1
+    assert [(o["name"], o["datatype"], o["shape"]) for o in answer["outputs"]] == [
+        ("OUTPUT0", "FP32", [7]),
+        ("OUTPUT1", "FP32", [7]),
+    ]
+    assert answer["model_name"] == "add_sub" and len(report["request_s"]) == 1
     saved = np.load(tmp_path / "out" / "OUTPUT0.npy")
     assert np.array_equal(saved, a + 1) and saved.dtype == np.float32
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["OUTPUT0.npy", "OUTPUT1.npy"]

@@ -53,8 +53,10 @@ def test_request_encoding_follows_the_config() -> None:
     assert again["inputs"][0]["shape"] == [1, 1, 2] and again["requested_output_names"] == []
     with pytest.raises(RunnerError, match="complex64 is not a Triton tensor type"):
         encoder.encode(BATCHED, {"X": np.zeros((1, 2), np.complex64)}, None)
-    with pytest.raises(InferenceError, match="unexpected inference input 'Z'"):
+    with pytest.raises(InferenceError, match="expected 2 inputs but got 3 inputs"):  # Triton counts first
         encoder.encode(BATCHED, {**inputs, "Z": np.zeros(1, np.float32)}, None)
+    with pytest.raises(InferenceError, match=r"^unexpected inference input 'Z'"):
+        encoder.encode(BATCHED, {"X": inputs["X"], "Z": np.zeros(1, np.float32)}, None)
     protocol.check_request(BATCHED, inputs)
     with pytest.raises(InferenceError):
         protocol.check_request(BATCHED, {"X": np.zeros((1, 2), np.float64), "S": inputs["S"]})

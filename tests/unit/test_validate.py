@@ -27,7 +27,14 @@ BATCHED = {
         (
             CONFIG,
             {"A": ("FP32", [2, 3]), "B": ("BYTES", [1]), "C": ("FP32", [1])},
-            "[request id: <id_unknown>] unexpected inference input 'C' for model 'm'",
+            # tritonserver 2.51 word for word: the count comes first, the inputs last-added first, a bare `]`
+            "[request id: <id_unknown>] expected 2 inputs but got 3 inputs for model 'm'. Got input(s) "
+            "['C','B','A'], but missing required input(s) ]. Please provide all required input(s).",
+        ),
+        (
+            CONFIG,
+            {"A": ("FP32", [2, 3]), "C": ("FP32", [1])},
+            "unexpected inference input 'C' for model 'm'",
         ),
         (
             CONFIG,
@@ -43,7 +50,7 @@ BATCHED = {
         (
             CONFIG,
             {"A": ("FP32", [2, 4]), "B": ("BYTES", [1])},
-            "[request id: <id_unknown>] unexpected shape for input 'A' for model 'm'. Expected [-1,3], got [2,4].",
+            "[request id: <id_unknown>] unexpected shape for input 'A' for model 'm'. Expected [-1,3], got [2,4]. ",
         ),
         (
             BATCHED,
@@ -67,6 +74,7 @@ def test_triton_wording(config: dict, inputs: dict, message: str) -> None:
     with pytest.raises(InferenceError) as info:
         check(config, inputs)
     assert info.value.message.startswith(message)
+    assert info.value.status.code == "INVALID_ARG" and info.value.status.http_status == 400
 
 
 def test_valid_requests_and_reshape() -> None:

@@ -31,21 +31,35 @@ from stubforge.core.releases import Activation
 from stubforge.errors import StubforgeError
 from stubforge.runner.ipc import layout
 from stubforge.runner.ipc.region import Region
+from stubforge.runner.status import TritonStatus
 
 POLL_S = 0.05
 UNHEALTHY_AFTER_S = 2.0  # no heartbeat for this long (it beats every 0.3 s): the stub is stopped or frozen
 
 
 class StubError(StubforgeError):
-    """The stub could not start, died, hung, or broke the protocol."""
+    """The stub could not start, died, hung, or broke the protocol. `status`, when set, is what tritonserver
+    answers for the same failure."""
+
+    status: TritonStatus | None = None
 
 
 class ModelError(StubforgeError):
-    """The model raised: its Python error type, message and traceback."""
+    """The model raised, or its response carries an error: the Python error type, message and traceback, and
+    `status`, what a Triton client receives for it (code and message as tritonserver sends them)."""
 
-    def __init__(self, message: str, hint: str = "", *, details: str = "", error_type: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        *,
+        details: str = "",
+        error_type: str = "",
+        status: TritonStatus | None = None,
+    ) -> None:
         super().__init__(message, hint, details=details)
         self.error_type = error_type
+        self.status = status or TritonStatus("INTERNAL", message)
 
 
 @dataclass

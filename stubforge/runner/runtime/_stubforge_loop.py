@@ -88,14 +88,59 @@ class Channel:
         _sfipc.post()
 
 
+class BackendError(Exception):
+    """A check the Python backend makes in C++ (what execute returned, ...): Triton reports its bare text."""
+
+
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _triton_text(exc):
+    """The error text Triton's stub reports for an exception out of the model (docs/triton-behaviour.md: "Error
+    results and codes"): `Type: message`, a blank line, `At:` and one line per frame, innermost first, up to the
+    model's entry point. Frames of this runtime are C++ in Triton and do not appear."""
+    if isinstance(exc, BackendError):
+        return str(exc)
+    message = str(exc) or "<EMPTY MESSAGE>"
+    tb = exc.__traceback__
+    if tb is None:
+        return type(exc).__name__ + ": " + message
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    lines = []
+    frame = tb.tb_frame
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if os.path.dirname(os.path.abspath(filename)) == _RUNTIME_DIR:
+            if lines:  # the loop that called into the model: Triton's C++ from here up
+                break
+        else:
+            lines.append(f"  {filename}({frame.f_lineno}): {frame.f_code.co_name}\n")
+        frame = frame.f_back
+    return type(exc).__name__ + ": " + message + "\n\nAt:\n" + "".join(lines)
+
+
 def _error(exc):
     return {
         "type": type(exc).__name__,
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "triton": _triton_text(exc),
         # Who failed: the model's code, or the stub's region handling (not the model's fault).
         "origin": "region" if isinstance(exc, RegionGrowthError) else "model",
     }
+
+
+def _error_answer(error):
+    """A TritonError a response carries: its message and its code's number."""
+    if error is None:
+        return None
+    code = error.code() if hasattr(error, "code") else 1
+    return {"message": error.message(), "code": code if isinstance(code, int) else 1}
+
+
+def _rescheduled(pb, request):
+    return request._release_flags == pb.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE
 
 
 class Stub:
@@ -125,6 +170,8 @@ class Stub:
         self._pending = queue.Queue()  # decoupled responses sent from other threads
         self._loop = None
         self._finals = 0  # final flags forwarded during the current execute
+        self._senders = []  # the response senders of the current execute's requests
+        self._requests = []
 
     def _import_model(self):
         # Triton's stub appends <model_dir>/<version>, <model_dir> and the python-lib dir and imports
@@ -241,7 +288,8 @@ class Stub:
             "op": "response",
             "request": index,
             "flags": flags,
-            "error": None if error is None else error.message(),
+            "empty": response is None,
+            "error": _error_answer(error),
         }
         self.call_parent(header, tensors)
 
@@ -276,33 +324,51 @@ class Stub:
             result = self._loop.run_until_complete(result)
         return result
 
+    def is_cancelled(self, index):
+        """Whether the caller cancelled request `index` of the current execute (asked of the parent, as Triton's
+        stub asks the server)."""
+        if not self._executing:
+            return False
+        return bool(self.call_parent({"op": "cancelled", "request": index}, []).get("cancelled"))
+
     def execute(self, message, at):
         pb = self.pb_utils
         region = self.channel.region
         self._free = at
         self._finals = 0
-        senders = (
-            [pb.InferenceResponseSender(i) for i in range(len(message["requests"]))]
-            if self.decoupled
-            else None
-        )
+        # Every request has a response sender: a decoupled model streams with it, a non-decoupled one may send
+        # its single response with it and return None (Triton's rules are in InferenceResponseSender.send).
+        senders = [pb.InferenceResponseSender(i, self.decoupled) for i in range(len(message["requests"]))]
+        self._senders = senders
         requests = [
-            pb._request_from_message(r, region, senders[i] if senders else None)
-            for i, r in enumerate(message["requests"])
+            pb._request_from_message(r, region, senders[i]) for i, r in enumerate(message["requests"])
         ]
+        self._requests = requests
         self._executing = True
         try:
             responses = self._run_execute(requests)
             if self.decoupled:
                 if responses is not None:
-                    raise pb.TritonModelException("execute() of a decoupled model must return None")
-                # Responses sent from other threads arrive here until every request's final flag went out.
-                while self._finals < len(senders):
+                    raise BackendError(
+                        f"Python model '{self.instance}' is using the decoupled mode and the execute function "
+                        "must return None."
+                    )
+                # Responses sent from other threads arrive here until every request's final flag went out
+                # (a rescheduled request has none to send).
+                while self._finals < sum(1 for r in requests if not _rescheduled(pb, r)):
                     try:
                         self._forward(*self._pending.get(timeout=0.05))
                     except queue.Empty:
                         continue
-                return {"responses": [], "free_offset": at}
+                return {
+                    "responses": [{"rescheduled": _rescheduled(pb, r)} for r in requests],
+                    "free_offset": at,
+                }
+            if responses is None:  # every response went through the senders, or Triton's client waits
+                return {
+                    "responses": [self._sent_or_hangs(i, None) for i in range(len(requests))],
+                    "free_offset": at,
+                }
         finally:
             self._executing = False
             while not self._pending.empty():  # sends left over from a failed execute belong to no request now
@@ -310,38 +376,49 @@ class Stub:
                     self._pending.get_nowait()
                 except queue.Empty:
                     break
-        # Triton's own checks and words (pb_stub.cc, ProcessRequests), before anything is read from a response.
-        if responses is None:
-            raise pb.TritonModelException(
-                f"execute() must return one InferenceResponse per request: got None for {len(requests)} requests"
-            )
+        # Triton's own checks and words (pb_stub.cc, ProcessReturnedResponses), before anything is read.
         if not isinstance(responses, list):
-            raise pb.TritonModelException(
-                f"Expected a list in the execute return, found type '{type(responses)}'."
-            )
+            raise BackendError(f"Expected a list in the execute return, found type '{type(responses)}'.")
         if len(responses) != len(requests):
-            raise pb.TritonModelException(
+            raise BackendError(
                 "Number of InferenceResponse objects do not match the number of InferenceRequest objects. "
                 f"InferenceRequest(s) size is:{len(requests)}, and InferenceResponse(s) size is:{len(responses)}\n"
             )
-        for i, response in enumerate(responses):
+        for request, response in zip(requests, responses):
             if response is None:
-                # Triton accepts it and sends nothing: the client of request i then waits forever.
-                raise pb.TritonModelException(
-                    f"execute() returned None for request {i}: Triton sends no response for it and its client "
-                    "waits forever (None is only for rescheduled requests)"
+                continue
+            if _rescheduled(pb, request):
+                raise BackendError(
+                    "Expected a None object in the execute function return list for reschduled request, found "
+                    f"type '{type(response)}'."
                 )
             if not isinstance(response, pb.InferenceResponse):
-                raise pb.TritonModelException(
+                raise BackendError(
                     "Expected an 'InferenceResponse' object in the execute function return list, found type "
                     f"'{type(response)}'."
                 )
+            request._sender._count(response, pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         answers = []
-        for response in responses:
-            outputs, at = self._write_tensors(response.output_tensors(), at)
+        for i, (request, response) in enumerate(zip(requests, responses)):
+            if response is None:
+                answers.append(self._sent_or_hangs(i, request))
+                continue
+            requested = request.requested_output_names()
+            tensors = [t for t in response.output_tensors() if not requested or t.name() in requested]
+            outputs, at = self._write_tensors(tensors, at)
             error = response.error()
-            answers.append({"outputs": outputs, "error": None if error is None else error.message()})
+            answers.append({"outputs": outputs, "error": _error_answer(error)})
         return {"responses": answers, "free_offset": at}
+
+    def _sent_or_hangs(self, index, request):
+        """The answer for a request execute() returned no response for: rescheduled, answered through its sender,
+        or left without a response (Triton's client then waits forever; the runner answers at once)."""
+        request = request or self._requests[index]
+        if _rescheduled(self.pb_utils, request):
+            return {"rescheduled": True}
+        if self._senders[index]._closed:
+            return {"sent": True}
+        return {"no_response": True}
 
     def finalize(self, message, at):
         if self.model is not None and hasattr(self.model, "finalize"):
@@ -374,6 +451,10 @@ class Stub:
                 at = body.get("free_offset", at)
             except Exception as exc:  # the model's own error, reported to the caller with its traceback
                 reply = {"ok": False, "error": _error(exc)}
+                if op == "execute":
+                    # Triton sends the error only to requests whose sender is still open (the others are
+                    # complete: the error then only reaches the log).
+                    reply["closed"] = [s._closed for s in self._senders]
             reply["logs"] = self.pb_utils._drain_logs() if self.pb_utils else []
             self.channel.write(reply, at)
             if op == "finalize":

@@ -188,6 +188,7 @@ class InferenceRequest:
         self._model_version = model_version
         self._parameters = _parameters_json(parameters)
         self._sender = None
+        self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
 
     def model_name(self):
         return self._model_name
@@ -207,19 +208,28 @@ class InferenceRequest:
     def flags(self):
         return self._flags
 
+    def timeout(self):
+        """The request's timeout in microseconds (0: none)."""
+        return self._timeout
+
     def parameters(self):
         return self._parameters
 
-    def timeout(self):
-        return self._timeout
-
     def is_cancelled(self):
-        return False
+        """True once the caller cancelled this request (the runner's harness: Model.submit(...).cancel())."""
+        if self._sender is None or _hooks is None:
+            return False
+        return _hooks.is_cancelled(self._sender._index)
+
+    def set_release_flags(self, flags):
+        """TRITONSERVER_REQUEST_RELEASE_RESCHEDULE: execute returns None for this request and it runs again in a
+        later execute (only with a sequence batcher or dynamic batching, as Triton requires)."""
+        self._release_flags = flags
 
     def get_response_sender(self):
         if self._sender is None:
             raise TritonModelException(
-                "get_response_sender() needs a decoupled model (model_transaction_policy { decoupled: true })"
+                "Unable to send response. Response sender has no reference to the decoupled state of the model."
             )
         return self._sender
 
@@ -256,23 +266,44 @@ class ResponseIterator:
 
 
 class InferenceResponseSender:
-    """request.get_response_sender() of a decoupled model: any number of responses, then the final flag."""
+    """request.get_response_sender(): a decoupled model sends any number of responses, then the final flag; a
+    non-decoupled one may send its single response through it (Triton's checks and words, in this order)."""
 
-    def __init__(self, index):
+    def __init__(self, index, decoupled=True):
         self._index = index
+        self._decoupled = decoupled
         self._closed = False
+        self._sent = 0
 
-    def send(self, response=None, flags=0):
+    def _count(self, response, flags):
+        if not self._decoupled:
+            if response is not None and self._sent > 0:
+                raise TritonModelException(
+                    "Unable to send response. Non-decoupled model cannot send more than one response."
+                )
+            if response is None and flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL and self._sent == 0:
+                raise TritonModelException(
+                    "Unable to send response. Non-decoupled model cannot send complete final before sending a "
+                    "response."
+                )
         if self._closed:
             raise TritonModelException("Unable to send response. Response sender has been closed.")
-        if flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL:
+        if flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL:
             self._closed = True
-        elif response is None:
-            raise TritonModelException("Inference Response object is empty.")
+        self._sent += 1
+
+    def send(self, response=None, flags=0):
+        if flags != TRITONSERVER_RESPONSE_COMPLETE_FINAL and flags != 0:
+            raise TritonModelException("Unable to send response. Unsupported flag provided.")
+        if flags == 0 and response is None:
+            raise TritonModelException(
+                "Inference Response object must be provided when the response flags is set to zero."
+            )
+        self._count(response, flags)
         _hooks.send_response(self._index, response, flags)
 
     def is_cancelled(self):
-        return False
+        return _hooks.is_cancelled(self._index) if _hooks is not None else False
 
 
 class InferenceResponse:

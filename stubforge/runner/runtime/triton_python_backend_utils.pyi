@@ -101,16 +101,17 @@ class InferenceResponse:
         """The response's error, or None."""
 
 class InferenceResponseSender:
-    """A decoupled model's sender for one request: any number of responses, then the final flag."""
+    """A decoupled model's sender for one request: any number of responses, then the final flag; a model that
+    is not decoupled sends its one response with it."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, decoupled: bool = True) -> None:
         """The sender for request number `index` of the current execute() (created by the runner)."""
 
     def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
         """Send one response; flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL ends the request's stream."""
 
     def is_cancelled(self) -> bool:
-        """Whether the client cancelled the request (always False in the stubforge runner)."""
+        """Whether the client cancelled the request (in the runner: after `Model.submit(...).cancel()`)."""
 
 class InferenceRequest:
     """A request the model received in execute(), or one it builds to call another model (BLS)."""
@@ -157,10 +158,14 @@ class InferenceRequest:
         """The request's timeout in microseconds (0: none)."""
 
     def is_cancelled(self) -> bool:
-        """Whether the client cancelled the request (always False in the stubforge runner)."""
+        """Whether the client cancelled the request (in the runner: after `Model.submit(...).cancel()`)."""
+
+    def set_release_flags(self, flags: int) -> None:
+        """TRITONSERVER_REQUEST_RELEASE_RESCHEDULE: return None for this request; it runs again later."""
 
     def get_response_sender(self) -> InferenceResponseSender:
-        """The request's response sender (decoupled models only; otherwise raises TritonModelException)."""
+        """The request's response sender: a decoupled model's stream, or the one response of a model that is
+        not decoupled (then execute returns None)."""
 
     def exec(self, decoupled: bool = False) -> Any:
         """Run the request on another model of the repository (BLS): its InferenceResponse, or with
