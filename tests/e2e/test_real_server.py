@@ -124,7 +124,7 @@ def _verify(
         timeout=600,
         env=world.env(LD_LIBRARY_PATH=ld_library_path),
     )
-    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.returncode in (0, 1) and proc.stdout.strip(), proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 
 
