@@ -121,9 +121,10 @@ def test_runner_stub_cross_builds_and_probes(cache_root: Path, aarch64_sysroot: 
 
 
 def test_without_emulation_the_probe_is_skipped_and_said(
-    cache_root: Path, aarch64_sysroot: Path, monkeypatch: pytest.MonkeyPatch
+    cache_root: Path, aarch64_sysroot: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(probe, "emulation_for", lambda arch: None)
+    monkeypatch.setenv("STUBFORGE_BINFMT_DIR", str(tmp_path / "no-binfmt"))  # and say why: nothing mounted
     result = runner_stub.build_runner_stub("3.11", target=Target.parse("aarch64", aarch64_sysroot))
     skipped = result.manifest["probe"]["skipped"]
     assert "qemu-user-static binfmt-support" in skipped and "aarch64" in skipped
