@@ -426,36 +426,26 @@ def verify(
         emulation.require(wanted, f"the {wanted.arch} tritonserver of nvidia-pytriton")
     install = server_install(tritonserver, pytriton=pytriton, arch=arch)
     machine = _verify_target(install, arch, sysroot)
+    served: Path | stores.S3Location
+    found = None
     if isinstance(repository, str) and stores.is_s3(repository):
         # The server reads the store itself; the static check needs the files (check --for s3 before push).
-        report = session.verify(
-            stores.parse_s3(repository),
-            install,
-            backends=_path(backends),
-            models=tuple(models),
-            load_timeout=load_timeout,
-            request_timeout=request_timeout,
-            log_path=_path(log_path),
-            extra_env=_sysroot_environment(machine),
-            target=machine,
-            progress=progress,
-        )
-        return Verification(report, None)
-    repo = Path(repository)
-    found = None
-    if precheck and repo.is_dir():
-        progress.step("check", str(repo))
-        # Without --backends the server serves its own backends/: check against that one too.
-        own = install.backends if install.backends.is_dir() else None
-        if (
-            own is not None
-            and install.prebuilt_stubs is not None
-            and not (own / "python" / STUB_NAME).is_file()
-        ):
-            own = None  # nvidia-pytriton's python/ has no stub: verify gives it the wheel's, as pytriton does
-        found = check(repo, backends=backends if backends is not None else own)
+        served = stores.parse_s3(repository)
+    else:
+        served = Path(repository)
+        if precheck and served.is_dir():
+            progress.step("check", str(served))
+            # Without --backends the server serves its own backends/: check against that one too.
+            own = install.backends if install.backends.is_dir() else None
+            if (
+                own is not None
+                and install.prebuilt_stubs is not None
+                and not (own / "python" / STUB_NAME).is_file()
+            ):
+                own = None  # nvidia-pytriton's python/ has no stub: verify gives it the wheel's, as pytriton does
+            found = check(served, backends=backends if backends is not None else own)
     report = session.verify(
-        repo,
+        served,
         install,
         backends=_path(backends),
         models=tuple(models),
