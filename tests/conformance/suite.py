@@ -18,24 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from stubforge.runner.runtime._stubforge_config import TRITON_STRING_TO_NUMPY
 from stubforge.triton.config import config_json, read_config
 
 ALLOWED = {"numpy", "triton_python_backend_utils"}
-TYPES = {
-    "TYPE_BOOL": np.bool_,
-    "TYPE_UINT8": np.uint8,
-    "TYPE_UINT16": np.uint16,
-    "TYPE_UINT32": np.uint32,
-    "TYPE_UINT64": np.uint64,
-    "TYPE_INT8": np.int8,
-    "TYPE_INT16": np.int16,
-    "TYPE_INT32": np.int32,
-    "TYPE_INT64": np.int64,
-    "TYPE_FP16": np.float16,
-    "TYPE_FP32": np.float32,
-    "TYPE_FP64": np.float64,
-    "TYPE_STRING": np.object_,
-}
 WIRE = {
     "TYPE_BOOL": "BOOL",
     "TYPE_STRING": "BYTES",
@@ -135,7 +121,7 @@ def inputs(config: dict[str, Any]) -> dict[str, np.ndarray]:
         elif kind == "TYPE_BOOL":
             values = np.array([i % 2 == 0 for i in range(count)])
         else:
-            values = (np.arange(count) + 1).astype(TYPES[kind])
+            values = (np.arange(count) + 1).astype(TRITON_STRING_TO_NUMPY[kind])
         made[spec["name"]] = values.reshape(shape)
     return made
 

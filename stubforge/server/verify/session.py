@@ -51,19 +51,38 @@ def repository_models(repository: Path, names: tuple[str, ...] = ()) -> list[str
     if not repository.is_dir():
         raise VerifyError(f"{repository}: no such model repository", hint="pass the directory holding models")
     found = [p.name for p in deployment.list_models(repository)]
+    return _chosen(
+        found,
+        names,
+        f"{repository}",
+        "(no <name>/config.pbtxt)",
+        "pass the model repository, the directory whose subdirectories are models",
+    )
+
+
+def _store_models(location: stores.S3Location, names: tuple[str, ...]) -> list[str]:
+    found = s3mod.model_names(s3mod.client(location), location)
+    return _chosen(
+        found,
+        names,
+        f"{location}",
+        "(no <name>/config.pbtxt object under it)",
+        "push the repository first (stubforge push REPO URL), or fix the bucket or prefix",
+    )
+
+
+def _chosen(found: list[str], names: tuple[str, ...], where: str, marker: str, empty_hint: str) -> list[str]:
+    """`names` when each is a model `where` holds, else every model found; an error naming what is missing."""
     if names:
         missing = [n for n in names if n not in found]
         if missing:
             raise VerifyError(
-                f"{', '.join(missing)}: not a model of {repository} (no <name>/config.pbtxt)",
+                f"{', '.join(missing)}: not a model of {where} {marker}",
                 hint="models there: " + (", ".join(found) or "none"),
             )
         return list(names)
     if not found:
-        raise VerifyError(
-            f"{repository} holds no model (no <name>/config.pbtxt)",
-            hint="pass the model repository, the directory whose subdirectories are models",
-        )
+        raise VerifyError(f"{where} holds no model {marker}", hint=empty_hint)
     return found
 
 
@@ -106,24 +125,6 @@ def _prepare_backends(
     if minor and (stubs / minor / cache.STUB_NAME).is_file():
         shutil.copy2(stubs / minor / cache.STUB_NAME, copy / backend_dirs.STOCK / cache.STUB_NAME)
     return copy
-
-
-def _store_models(location: stores.S3Location, names: tuple[str, ...]) -> list[str]:
-    found = s3mod.model_names(s3mod.client(location), location)
-    if names:
-        missing = [n for n in names if n not in found]
-        if missing:
-            raise VerifyError(
-                f"{', '.join(missing)}: not a model of {location} (no <name>/config.pbtxt object)",
-                hint="models there: " + (", ".join(found) or "none"),
-            )
-        return list(names)
-    if not found:
-        raise VerifyError(
-            f"{location} holds no model (no <name>/config.pbtxt object under it)",
-            hint="push the repository first (stubforge push REPO URL), or fix the bucket or prefix",
-        )
-    return found
 
 
 def verify(
