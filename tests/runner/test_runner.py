@@ -143,8 +143,14 @@ def test_every_numeric_dtype_and_bool_round_trips(envs: dict[str, Path], tmp_pat
 
 
 def test_large_tensors_grow_the_region(envs: dict[str, Path], tmp_path: Path) -> None:
+    # The model returns new arrays, which the stub must write: the region grows for the inputs (parent) and
+    # again for the outputs (stub), in Triton's growth steps.
     model_dir = write_model(
-        tmp_path, "echo", env=envs["3.10"], source=ECHO, inputs=[("x", "TYPE_FP32", "[ -1 ]")]
+        tmp_path,
+        "copy",
+        env=envs["3.10"],
+        source=ECHO.replace("t.as_numpy()", "t.as_numpy().copy()"),
+        inputs=[("x", "TYPE_FP32", "[ -1 ]")],
     )
     big = np.arange(3 * (1 << 20), dtype=np.float32)  # 12 MB in, 12 MB out: far past the 1 MiB default
     with runner.load(model_dir, backend_config=dict(CONFIG, **{"shm-growth-byte-size": "1048576"})) as model:
@@ -153,6 +159,36 @@ def test_large_tensors_grow_the_region(envs: dict[str, Path], tmp_path: Path) ->
         region_size = model._stub.region.size
         assert region_size >= 2 * big.nbytes and (region_size - (1 << 20)) % (1 << 20) == 0
         assert np.array_equal(model.infer({"x": big[:10]})["OUT_x"], big[:10])
+
+
+def test_outputs_that_are_views_of_inputs(envs: dict[str, Path], tmp_path: Path) -> None:
+    # An output that is an input, or a slice of one, is not copied inside the stub: the parent reads it where
+    # the input lies. What the caller gets must still be its own copy, right for every request.
+    source = ECHO.replace(
+        'tensors = [pb_utils.Tensor("OUT_" + t.name(), t.as_numpy()) for t in request.inputs()]',
+        "x = request.inputs()[0].as_numpy()\n"
+        '            tensors = [pb_utils.Tensor("OUT_x", x), pb_utils.Tensor("OUT_tail", x[x.size // 2 :]),\n'
+        '                       pb_utils.Tensor("OUT_odd", x[1::2])]',
+    )
+    assert "OUT_tail" in source
+    model_dir = write_model(
+        tmp_path,
+        "views",
+        env=envs["3.10"],
+        source=source,
+        inputs=[("x", "TYPE_FP32", "[ -1 ]")],
+    )
+    with runner.load(model_dir, backend_config=dict(CONFIG, **{"shm-growth-byte-size": "1048576"})) as model:
+        kept = []
+        for n, size in enumerate([1 << 20, 1 << 20, 5, 3 << 20, 1 << 20]):  # big, same again, small, growth
+            x = np.arange(size, dtype=np.float32) + n
+            out = model.infer({"x": x})
+            assert np.array_equal(out["OUT_x"], x)
+            assert np.array_equal(out["OUT_tail"], x[size // 2 :])
+            assert np.array_equal(out["OUT_odd"], x[1::2])
+            kept.append((x, out))
+        for x, out in kept:  # later requests did not change what earlier ones returned
+            assert np.array_equal(out["OUT_x"], x)
 
 
 def test_model_errors_carry_the_python_traceback(envs: dict[str, Path], tmp_path: Path) -> None:

@@ -17,14 +17,18 @@ import threading
 import traceback
 
 import _sfipc
+import _stubforge_plan
 
 MAGIC = b"SFSTUB01"
 OFF_SIZE = 8
 OFF_MSG_OFFSET = 24
 OFF_MSG_LENGTH = 32
 ALIGN = 64
+ZERO_COPY_MIN = 1 << 16  # below this a copy costs less than finding out whether one is needed
 MARSHAL_VERSION = 2
-U64 = struct.Struct("<Q")
+# size, heartbeat, message offset, message length: read in one call per message
+CONTROL = struct.Struct("<QQQQ")
+MESSAGE_AT = struct.Struct("<QQ")  # message offset, message length
 
 
 def _align(value):
@@ -51,16 +55,8 @@ class Channel:
         self.control = control
         self.growth = growth
         self.region = _sfipc.region()
-
-    def _u64(self, offset):
-        return U64.unpack_from(self.region, self.control + offset)[0]
-
-    def _set_u64(self, offset, value):
-        U64.pack_into(self.region, self.control + offset, value)
-
-    def refresh(self):
-        if self._u64(OFF_SIZE) > len(self.region):
-            self.region = _sfipc.region()
+        self.messages = _stubforge_plan.MessageCache()
+        self.entry = None  # [message, plan] of the last message read through the cache
 
     def ensure(self, needed):
         size = len(self.region)
@@ -72,25 +68,43 @@ class Channel:
             except OSError as exc:
                 raise RegionGrowthError(size, target, exc) from None
 
-    def read(self):
-        """The parent's message, and the first byte after it (where the answer may go)."""
-        self.refresh()
-        offset, length = self._u64(OFF_MSG_OFFSET), self._u64(OFF_MSG_LENGTH)
-        return marshal.loads(self.region[offset : offset + length]), offset + length
+    def read(self, cached=False):
+        """The parent's message, and the first byte after it (where the answer may go). `cached`: the message
+        comes from (and goes to) the cache of parsed messages, shared: the caller must not change it."""
+        size, _beat, offset, length = CONTROL.unpack_from(self.region, self.control + OFF_SIZE)
+        if size > len(self.region):
+            self.region = _sfipc.region()
+        raw = self.region[offset : offset + length]
+        if not cached:
+            return marshal.loads(raw), offset + length
+        return self.parsed(raw), offset + length
+
+    def parsed(self, raw):
+        """A message from its bytes, through the cache of parsed messages (shared: not to be changed)."""
+        self.entry = self.messages.load(raw)
+        return self.entry[0]
 
     def write(self, header, at):
-        data = marshal.dumps(header, MARSHAL_VERSION)
+        self.write_bytes(marshal.dumps(header, MARSHAL_VERSION), at)
+
+    def write_bytes(self, data, at):
+        if _ANSWER is not None and _ANSWER(data, at):
+            return
         at = _align(at)
         self.ensure(at + len(data))
         self.region[at : at + len(data)] = data
-        self._set_u64(OFF_MSG_OFFSET, at)
-        self._set_u64(OFF_MSG_LENGTH, len(data))
+        MESSAGE_AT.pack_into(self.region, self.control + OFF_MSG_OFFSET, at, len(data))
         _sfipc.post()
 
 
 class BackendError(Exception):
     """A check the Python backend makes in C++ (what execute returned, ...): Triton reports its bare text."""
 
+
+# The C side's one-call receive and answer (a runner stub built before they existed has neither: the loop then
+# does the same in Python).
+_NEXT_MESSAGE = getattr(_sfipc, "next_message", None)
+_ANSWER = getattr(_sfipc, "answer", None)
 
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -131,6 +145,14 @@ def _error(exc):
     }
 
 
+def _specs(written):
+    """Tensor specs as messages carry them, from _write_tensors' tuples."""
+    return [
+        {"name": name, "datatype": datatype, "shape": list(shape), "offset": offset, "nbytes": nbytes}
+        for name, datatype, shape, offset, nbytes in written
+    ]
+
+
 def _error_answer(error):
     """A TritonError a response carries: its message and its code's number."""
     if error is None:
@@ -139,8 +161,11 @@ def _error_answer(error):
     return {"message": error.message(), "code": code if isinstance(code, int) else 1}
 
 
+RESCHEDULE = 2  # TRITONSERVER_REQUEST_RELEASE_RESCHEDULE
+
+
 def _rescheduled(pb, request):
-    return request._release_flags == pb.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE
+    return request._release_flags == RESCHEDULE
 
 
 class Stub:
@@ -170,8 +195,8 @@ class Stub:
         self._pending = queue.Queue()  # decoupled responses sent from other threads
         self._loop = None
         self._finals = 0  # final flags forwarded during the current execute
-        self._senders = []  # the response senders of the current execute's requests
         self._requests = []
+        self._replies = {}  # marshalled plain replies by their outputs' specs and free offset
 
     def _import_model(self):
         # Triton's stub appends <model_dir>/<version>, <model_dir> and the python-lib dir and imports
@@ -225,25 +250,34 @@ class Stub:
             self.model.initialize(args)
         return body
 
-    def _write_tensors(self, tensors, at):
-        """Tensors into the region from `at`; their specs, and the first free byte after them."""
+    def _write_tensors(self, tensors, at, plan=None):
+        """Tensors into the region from `at`; their specs (name, datatype, shape, offset, nbytes; see _specs), and
+        the first free byte after them. A large output that is a view inside the inputs of `plan` (an execute's)
+        is not copied: its spec points at it."""
         specs = []
+        channel = self.channel
+        numeric = _stubforge_plan.NUMERIC
         for tensor in tensors:
-            datatype, shape, payload = tensor._wire()
-            at = _align(at)
-            self.channel.ensure(at + payload.nbytes)
-            if payload.nbytes:
-                self.pb_utils._write_array(self.channel.region, at, payload)
-            specs.append(
-                {
-                    "name": tensor.name(),
-                    "datatype": datatype,
-                    "shape": shape,
-                    "offset": at,
-                    "nbytes": int(payload.nbytes),
-                }
-            )
-            at += payload.nbytes
+            array = tensor._array
+            datatype = numeric.get(array.dtype)
+            if datatype is None:  # BYTES, or a type Triton lacks (its error comes from the general path)
+                datatype, shape, payload = tensor._wire()
+                array, shape, nbytes = payload, tuple(shape), payload.nbytes
+            else:
+                shape, nbytes = array.shape, array.nbytes
+            offset = None
+            if nbytes >= ZERO_COPY_MIN and plan is not None:
+                offset = plan.offset_of(array, nbytes)
+            if offset is None:
+                offset = (at + ALIGN - 1) // ALIGN * ALIGN
+                at = offset + nbytes
+                if at > len(channel.region):
+                    channel.ensure(at)
+                if nbytes >= ZERO_COPY_MIN:
+                    self.pb_utils._write_array(channel.region, offset, array)
+                elif nbytes:
+                    channel.region[offset:at] = array.tobytes()
+            specs.append((tensor.name(), datatype, shape, offset, nbytes))
         return specs, at
 
     def call_parent(self, header, tensors):
@@ -254,7 +288,7 @@ class Stub:
             )
         with self._ipc:
             specs, end = self._write_tensors(tensors, self._free)
-            header = dict(header, tensors=specs)
+            header = dict(header, tensors=_specs(specs))
             self.channel.write(header, end)
             while not _sfipc.wait(1.0):
                 pass
@@ -318,7 +352,7 @@ class Stub:
 
     def _run_execute(self, requests):
         result = self.model.execute(requests)
-        if inspect.isawaitable(result):  # `async def execute`, as Triton allows
+        if type(result) is not list and inspect.isawaitable(result):  # `async def execute`, as Triton allows
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
             result = self._loop.run_until_complete(result)
@@ -331,18 +365,28 @@ class Stub:
             return False
         return bool(self.call_parent({"op": "cancelled", "request": index}, []).get("cancelled"))
 
+    def _plan(self, message):
+        """The prepared form of an execute message (kept with the parsed message while the region's mapping
+        stays the same)."""
+        entry = self.channel.entry
+        region = self.channel.region
+        if entry is not None and entry[0] is message:
+            plan = entry[1]
+            if plan is None or plan.region is not region:
+                plan = entry[1] = _stubforge_plan.Plan(message, region)
+            return plan
+        return _stubforge_plan.Plan(message, region)
+
     def execute(self, message, at):
         pb = self.pb_utils
-        region = self.channel.region
         self._free = at
         self._finals = 0
-        # Every request has a response sender: a decoupled model streams with it, a non-decoupled one may send
-        # its single response with it and return None (Triton's rules are in InferenceResponseSender.send).
-        senders = [pb.InferenceResponseSender(i, self.decoupled) for i in range(len(message["requests"]))]
-        self._senders = senders
-        requests = [
-            pb._request_from_message(r, region, senders[i]) for i, r in enumerate(message["requests"])
-        ]
+        self._requests = []
+        plan = self._plan(message)
+        # Every request has a response sender (made when the model asks for it): a decoupled model streams with
+        # it, a non-decoupled one may send its single response with it and return None (Triton's rules are in
+        # InferenceResponseSender.send).
+        requests = plan.build(pb, self.decoupled)
         self._requests = requests
         self._executing = True
         try:
@@ -361,17 +405,21 @@ class Stub:
                     except queue.Empty:
                         continue
                 return {
+                    "ok": True,
                     "responses": [{"rescheduled": _rescheduled(pb, r)} for r in requests],
                     "free_offset": at,
                 }
             if responses is None:  # every response went through the senders, or Triton's client waits
                 return {
+                    "ok": True,
                     "responses": [self._sent_or_hangs(i, None) for i in range(len(requests))],
                     "free_offset": at,
                 }
         finally:
             self._executing = False
-            while not self._pending.empty():  # sends left over from a failed execute belong to no request now
+            # Sends left over from a failed execute belong to no request now (the deque is peeked at without
+            # the queue's lock: draining is rare, checking is every request).
+            while self._pending.queue:
                 try:
                     self._pending.get_nowait()
                 except queue.Empty:
@@ -387,7 +435,7 @@ class Stub:
         for request, response in zip(requests, responses):
             if response is None:
                 continue
-            if _rescheduled(pb, request):
+            if request._release_flags == RESCHEDULE:
                 raise BackendError(
                     "Expected a None object in the execute function return list for reschduled request, found "
                     f"type '{type(response)}'."
@@ -397,18 +445,47 @@ class Stub:
                     "Expected an 'InferenceResponse' object in the execute function return list, found type "
                     f"'{type(response)}'."
                 )
-            request._sender._count(response, pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            if request._sender is not None:  # the returned response after any the model sent
+                request._sender._count(response, pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         answers = []
+        plain = not pb._records  # every request answered with outputs, no error, nothing logged
         for i, (request, response) in enumerate(zip(requests, responses)):
             if response is None:
                 answers.append(self._sent_or_hangs(i, request))
+                plain = False
                 continue
-            requested = request.requested_output_names()
-            tensors = [t for t in response.output_tensors() if not requested or t.name() in requested]
-            outputs, at = self._write_tensors(tensors, at)
-            error = response.error()
-            answers.append({"outputs": outputs, "error": _error_answer(error)})
-        return {"responses": answers, "free_offset": at}
+            requested = request._requested
+            tensors = response._outputs
+            if requested:
+                tensors = [t for t in tensors if t.name() in requested]
+            outputs, at = self._write_tensors(tensors, at, plan)
+            error = response._error
+            if error is not None:
+                plain = False
+            answers.append((outputs, error))
+        if plain:
+            # Like requests get like replies: each distinct one is marshalled once.
+            key = (tuple(tuple(outputs) for outputs, _ in answers), at)
+            data = self._replies.get(key)
+            if data is None:
+                if len(self._replies) >= 16:
+                    self._replies.clear()
+                data = self._replies[key] = marshal.dumps(self._final_reply(answers, at), MARSHAL_VERSION)
+            return data, at
+        return self._final_reply(answers, at)
+
+    @staticmethod
+    def _final_reply(answers, at):
+        responses = [
+            answer
+            if isinstance(answer, dict)
+            else {
+                "outputs": _specs(answer[0]),
+                "error": None if answer[1] is None else _error_answer(answer[1]),
+            }
+            for answer in answers
+        ]
+        return {"ok": True, "responses": responses, "free_offset": at, "logs": []}
 
     def _sent_or_hangs(self, index, request):
         """The answer for a request execute() returned no response for: rescheduled, answered through its sender,
@@ -416,7 +493,7 @@ class Stub:
         request = request or self._requests[index]
         if _rescheduled(self.pb_utils, request):
             return {"rescheduled": True}
-        if self._senders[index]._closed:
+        if request._sender is not None and request._sender._closed:
             return {"sent": True}
         return {"no_response": True}
 
@@ -437,25 +514,41 @@ class Stub:
             "numpy": numpy.__version__,
         }
         self.channel.write(info, 4096)
+        channel = self.channel
         while True:
-            if not _sfipc.wait(1.0):
-                continue
-            message, at = self.channel.read()
+            if _NEXT_MESSAGE is not None:
+                got = _NEXT_MESSAGE(1.0)
+                if got is False:
+                    continue
+                raw, at, remapped = got
+                if remapped:
+                    channel.region = _sfipc.region()
+                message = channel.parsed(raw)
+            else:
+                if not _sfipc.wait(1.0):
+                    continue
+                message, at = channel.read(cached=True)
             op = message.get("op")
             try:
-                if op not in ("initialize", "execute", "finalize"):
+                if op == "execute":
+                    reply = self.execute(message, at)
+                    if type(reply) is tuple:  # (the whole answer marshalled, where it goes): nothing logged
+                        channel.write_bytes(*reply)
+                        continue
+                    at = reply["free_offset"]
+                elif op in ("initialize", "finalize"):
+                    reply = {"ok": True}
+                    reply.update(getattr(self, op)(message, at))
+                else:
                     raise ValueError(f"unknown message {op!r}")
-                body = getattr(self, op)(message, at)
-                reply = {"ok": True}
-                reply.update(body)
-                at = body.get("free_offset", at)
             except Exception as exc:  # the model's own error, reported to the caller with its traceback
                 reply = {"ok": False, "error": _error(exc)}
                 if op == "execute":
                     # Triton sends the error only to requests whose sender is still open (the others are
                     # complete: the error then only reaches the log).
-                    reply["closed"] = [s._closed for s in self._senders]
-            reply["logs"] = self.pb_utils._drain_logs() if self.pb_utils else []
+                    reply["closed"] = [r._sender is not None and r._sender._closed for r in self._requests]
+            pb = self.pb_utils
+            reply["logs"] = pb._drain_logs() if pb is not None and pb._records else []
             self.channel.write(reply, at)
             if op == "finalize":
                 return 0

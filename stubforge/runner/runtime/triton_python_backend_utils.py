@@ -190,6 +190,31 @@ class InferenceRequest:
         self._sender = None
         self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
 
+    # A received request's place in its execute batch (None: a request the model built, for BLS) and whether
+    # its model is decoupled: its response sender is made when the model first asks for it. The other class
+    # values are what a received request starts with (set per instance only when they differ).
+    _index = None
+    _decoupled = False
+    _model_name = ""
+    _timeout = 0
+    _model_version = -1
+    _sender = None
+    _release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
+
+    @classmethod
+    def _received(cls, inputs, requested, request_id, correlation_id, flags, parameters, index, decoupled):
+        """A request as execute() receives it (fields from the parent, already checked as Triton checks them)."""
+        request = cls.__new__(cls)
+        request._inputs = inputs
+        request._requested = requested  # handed out as copies: one list serves every request of a plan
+        request._request_id = request_id
+        request._correlation_id = correlation_id
+        request._flags = flags
+        request._parameters = parameters
+        request._index = index
+        request._decoupled = decoupled
+        return request
+
     def model_name(self):
         return self._model_name
 
@@ -217,9 +242,9 @@ class InferenceRequest:
 
     def is_cancelled(self):
         """True once the caller cancelled this request (the runner's harness: Model.submit(...).cancel())."""
-        if self._sender is None or _hooks is None:
+        if self._index is None or _hooks is None:
             return False
-        return _hooks.is_cancelled(self._sender._index)
+        return _hooks.is_cancelled(self._index)
 
     def set_release_flags(self, flags):
         """TRITONSERVER_REQUEST_RELEASE_RESCHEDULE: execute returns None for this request and it runs again in a
@@ -227,6 +252,8 @@ class InferenceRequest:
         self._release_flags = flags
 
     def get_response_sender(self):
+        if self._sender is None and self._index is not None:
+            self._sender = InferenceResponseSender(self._index, self._decoupled)
         if self._sender is None:
             raise TritonModelException(
                 "Unable to send response. Response sender has no reference to the decoupled state of the model."
@@ -412,22 +439,3 @@ def _drain_logs():
     drained = list(_records)
     del _records[:]
     return drained
-
-
-def _request_from_message(message, region, sender=None):
-    inputs = []
-    for spec in message["inputs"]:
-        raw = region[spec["offset"] : spec["offset"] + spec["nbytes"]]
-        # Numeric inputs are views of the shared region: the parent wrote the bytes once, the model reads them.
-        inputs.append(Tensor(spec["name"], _from_wire(spec["datatype"], spec["shape"], raw)))
-    request = InferenceRequest(
-        inputs=inputs,
-        requested_output_names=message.get("requested_output_names", []),
-        request_id=message.get("request_id", ""),
-        correlation_id=message.get("correlation_id", 0),
-        flags=message.get("flags", 0),
-    )
-    # As the server hands them over: compact JSON, in the order the client sent them.
-    request._parameters = message.get("parameters", "{}")
-    request._sender = sender
-    return request
