@@ -13,6 +13,7 @@ messages and tensors exchanged with a stub), bls (calls to the other models of t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -28,7 +29,7 @@ import numpy as np
 
 from stubforge.core import pythons, releases
 from stubforge.errors import PythonNotFound, RunnerError, StubforgeError
-from stubforge.runner import batching, bls, foreign, instances, outcomes, protocol, status
+from stubforge.runner import batching, bls, foreign, instances, lane, outcomes, protocol, status
 from stubforge.runner.launcher import envmanager
 from stubforge.runner.launcher.stub import LaunchSpec, ModelError, StubError, StubProcess
 from stubforge.runner.runtime._stubforge_config import normalize_config
@@ -256,6 +257,7 @@ class Model:
         self._pool = instances.InstancePool()
         self._encoder = protocol.RequestEncoder()
         self._batcher: batching.Batcher | None = None
+        self._lane: lane.Lane | None = None  # plain requests' short way (single instance, unary, unbatched)
         env_path = self.deployment.env_path
         env_dir = envmanager.shared().resolve(env_path, self.release) if env_path is not None else None
         other = foreign.plan(
@@ -296,6 +298,8 @@ class Model:
                 self._batcher = batching.Batcher(
                     self, policy, int(self.deployment.config.get("max_batch_size", 0))
                 )
+            if self._batcher is None and not self.decoupled and len(self._pool.stubs) == 1:
+                self._lane = lane.Lane(first, self._encoder)
         except BaseException:
             self.close()
             raise
@@ -363,17 +367,20 @@ class Model:
         outputs: list[str] | None,
         parameters: list[protocol.Parameters | None] | None = None,
         cancelled: Callable[[int], bool] | None = None,
+        first_reply: dict[str, Any] | None = None,
     ) -> Iterator[protocol.Event]:
         """The events of one execute() with these requests on one instance (see protocol.execute); the final
         reply's time is recorded, its log records kept. A failure of the stub itself (not of the model) raises.
-        `parameters`: each request's parameters."""
-        requests, arrays = [], []
-        for i, inputs in enumerate(batch):
-            message, request_arrays = self._encoder.encode(
-                self.deployment.config, inputs, outputs, parameters[i] if parameters else None
-            )
-            requests.append(message)
-            arrays.extend(request_arrays)
+        `parameters`: each request's parameters; `first_reply`: the lane already sent them, this is the answer."""
+        requests: list[dict[str, Any]] = []
+        arrays: list[np.ndarray] = []
+        if first_reply is None:
+            for i, inputs in enumerate(batch):
+                message, request_arrays = self._encoder.encode(
+                    self.deployment.config, inputs, outputs, parameters[i] if parameters else None
+                )
+                requests.append(message)
+                arrays.extend(request_arrays)
         t0 = time.monotonic()
         exchange = protocol.execute(
             stub,
@@ -382,6 +389,7 @@ class Model:
             timeout=self.execute_timeout,
             answer_bls=lambda caller, call: self._peers.answer(caller, call, self.execute_timeout),
             is_cancelled=cancelled or (lambda index: False),
+            first_reply=first_reply,
         )
         try:
             for event in exchange:
@@ -403,13 +411,17 @@ class Model:
         outputs: list[str] | None,
         parameters: list[protocol.Parameters | None] | None = None,
         cancelled: Callable[[int], bool] | None = None,
+        *,
+        held: StubProcess | None = None,
+        first_reply: dict[str, Any] | None = None,
     ) -> list[dict[str, np.ndarray] | StubforgeError]:
         """One execute() with these requests on a free instance: each request's outputs, or its error. Requests
-        the model rescheduled run again in the next execute(), as Triton's scheduler runs them."""
+        the model rescheduled run again in the next execute(), as Triton's scheduler runs them. `held`: the
+        instance the caller holds (the lane), `first_reply` its answer to the execute the lane sent."""
         results: list[Any] = [outcomes.RESCHEDULED] * len(batch)
         waiting = list(range(len(batch)))
         while waiting:
-            with self._pool.borrow() as stub:
+            with contextlib.nullcontext(held) if held is not None else self._pool.borrow() as stub:
                 events = list(
                     self._execute(
                         stub,
@@ -417,8 +429,10 @@ class Model:
                         outputs,
                         [parameters[i] for i in waiting] if parameters else None,
                         cancelled=_renumbered(cancelled, waiting),
+                        first_reply=first_reply,
                     )
                 )
+                first_reply = None
                 finished = events[-1]
                 assert isinstance(finished, protocol.Finished)
                 streamed = [e for e in events if isinstance(e, protocol.StreamedResponse)]
@@ -558,11 +572,49 @@ class Model:
 
         Thread-safe: concurrent calls run on the model's instances side by side, and with dynamic_batching in
         the config they are gathered into one execute() as tritonserver's scheduler does."""
+        if self._lane is not None:
+            key = self._lane.key(inputs, outputs, parameters)
+            if key is not None and self._pool.hold():
+                try:
+                    return self._infer_lane(key, inputs, outputs, parameters)
+                finally:
+                    self._pool.release()
         if self.decoupled:
             return list(self.infer_stream(inputs, outputs, parameters=parameters))
         if self._batcher is not None:
             return self._batcher.submit(inputs, outputs, parameters)
         return self.infer_many([inputs], outputs, parameters=[parameters])[0]
+
+    def _infer_lane(
+        self, key: Any, inputs: dict[str, np.ndarray], outputs: list[str] | None, parameters: Any
+    ) -> dict[str, np.ndarray]:
+        """infer() of a plain request by the lane, on the only instance, which the caller holds."""
+        lane_ = self._lane
+        assert lane_ is not None
+        stub = lane_.stub
+        if stub.exit_reason or stub.process.returncode is not None:  # its error, in the general path's words
+            answer = self._run_batch([inputs], outputs, [parameters], held=stub)[0]
+        else:
+            started = time.monotonic()
+            lane_.send(key, self.deployment.config, inputs, outputs, parameters)
+            try:
+                received = lane_.receive(self.execute_timeout, outputs)
+            except BaseException:
+                if stub.alive() and not stub.exit_reason:
+                    # Interrupted before the answer was read: the stub's answer would be taken for the next one.
+                    stub.kill()
+                    stub.exit_reason = "interrupted in the middle of a request"
+                raise
+            if isinstance(received, lane.Handover):  # the general path carries on (and records the time)
+                answer = self._run_batch(
+                    [inputs], outputs, [parameters], held=stub, first_reply=received.reply
+                )[0]
+            else:
+                self.timings.requests.append(time.monotonic() - started)
+                return received
+        if isinstance(answer, StubforgeError):
+            raise answer
+        return answer
 
     def submit(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> Call:
         """Start one request in the background; Call.cancel() cancels it as a client does (the model's

@@ -117,6 +117,13 @@ class InstancePool:
         finally:
             self._free.put(stub)
 
+    def hold(self) -> bool:
+        """Take the only instance if it is free at once (the lane's way in); False: use borrow()."""
+        return len(self.stubs) == 1 and self._single.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._single.release()
+
     @property
     def pids(self) -> list[int]:
         return [s.pid for s in self.stubs]

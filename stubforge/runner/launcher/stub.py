@@ -235,12 +235,24 @@ class StubProcess:
                 )
 
     def _wait(self, timeout: float | None, doing: str) -> dict[str, Any]:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        self.await_answer(timeout, doing)
+        return self.region.read_message()
+
+    def await_answer(self, timeout: float | None, doing: str) -> None:
+        """Wait for the stub's post; a stub that died, froze or overran `timeout` is an error (and killed)."""
+        started = time.monotonic()
+        try:
+            self.region.to_parent.acquire(POLL_S)
+            return
+        except posix_ipc.BusyError:
+            pass
+        # Slow: watch the process, its heartbeat and the deadline between polls.
+        deadline = None if timeout is None else started + timeout
         beat, beat_at = self.region.heartbeat(), time.monotonic()
         while True:
             try:
                 self.region.to_parent.acquire(POLL_S)
-                return self.region.read_message()
+                return
             except posix_ipc.BusyError:
                 pass
             if not self.alive():

@@ -1,0 +1,179 @@
+"""The short way through one plain request: one instance, not decoupled, no dynamic batching, numeric inputs.
+
+A stream of like requests (same input names, types and shapes, same requested outputs and parameters) produces
+the same execute message every time, and a model that answers them alike produces the same reply. The lane keeps
+both: the message's bytes and the region views its inputs are copied into (made once, after Triton's checks ran
+on the first such request), and each distinct reply's output views. A request then costs the input copies, one
+semaphore round trip and the output copies.
+
+Anything else the stub answers (a BLS call, a cancellation question, a response sent through a response
+sender, an error, log records, a rescheduled request) is handed over, mid-exchange, to the general path
+(Model._run_batch with `first_reply`), which carries on exactly as if it had sent the request itself.
+"""
+
+from __future__ import annotations
+
+import marshal
+import struct
+from typing import Any
+
+import numpy as np
+import posix_ipc
+
+from stubforge.runner import protocol
+from stubforge.runner.ipc import layout
+from stubforge.runner.launcher.stub import POLL_S, StubProcess
+
+MESSAGE_AT = struct.Struct("<QQ")  # message offset, message length: written in one call
+CONTROL = struct.Struct("<QQQQ")  # size, heartbeat, message offset, message length: read in one call
+SMALL = 1 << 16  # below this, bytes are copied through Python bytes; above, by numpy into a pooled buffer
+CACHE_ENTRIES = 16
+
+Tensors = dict[str, np.ndarray]
+
+
+class Handover:
+    """A first reply the lane does not handle itself: the general path carries the exchange on from it."""
+
+    __slots__ = ("reply",)
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        self.reply = reply
+
+
+class _Prepared:
+    """One request signature made ready against one mapping of the region."""
+
+    __slots__ = ("at", "config", "map", "message", "targets")
+
+    def __init__(self, region_map: Any, config: Any, targets: list[Any], message: bytes, at: int) -> None:
+        self.map = region_map
+        self.config = config
+        self.targets = targets  # per input: (offset, end, view of a large one), in the message's order
+        self.message = message
+        self.at = at
+
+
+class Lane:
+    def __init__(self, stub: StubProcess, encoder: protocol.RequestEncoder) -> None:
+        self.stub = stub
+        self.encoder = encoder
+        self._prepared: dict[Any, _Prepared] = {}
+        self._replies: dict[bytes, tuple[Any, list[tuple[str, Any, bool]]]] = {}
+
+    def key(self, inputs: Tensors, outputs: list[str] | None, parameters: Any) -> Any:
+        """The request's signature, or None when it is not one for the lane (non-array or BYTES inputs)."""
+        signature = []
+        for name, array in inputs.items():
+            if type(array) is not np.ndarray or array.dtype not in protocol.NUMPY_TO_TRITON:
+                return None
+            signature.append((name, array.dtype, array.shape))
+        return (
+            tuple(signature),
+            tuple(outputs) if outputs else None,
+            protocol.parameters_json(parameters) if parameters else None,
+        )
+
+    def _prepare(
+        self, key: Any, config: dict[str, Any], inputs: Tensors, outputs: list[str] | None, parameters: Any
+    ) -> _Prepared:
+        """Triton's checks (raising their errors) and the message's bytes and input views."""
+        message, arrays = self.encoder.encode(config, inputs, outputs, parameters)
+        offsets = protocol.place([a.nbytes for a in arrays])
+        for spec, offset in zip(message["inputs"], offsets):
+            spec["offset"] = offset
+        end = offsets[-1] + arrays[-1].nbytes if arrays else layout.CONTROL_SIZE
+        region = self.stub.region
+        at = layout.align(end)
+        data = marshal.dumps({"op": "execute", "requests": [message]}, layout.MARSHAL_VERSION)
+        region.ensure(at + len(data))
+        region_map = region.map
+        targets = []
+        for array, offset in zip(arrays, offsets):
+            view = None  # small: copied through bytes
+            if array.nbytes >= SMALL:
+                view = np.frombuffer(region_map, dtype=array.dtype, count=array.size, offset=offset)
+                view = view.reshape(array.shape)
+            targets.append((offset, offset + array.nbytes, view))
+        if len(self._prepared) >= CACHE_ENTRIES:
+            self._prepared.clear()
+        prepared = self._prepared[key] = _Prepared(region_map, config, targets, data, at)
+        return prepared
+
+    def send(
+        self, key: Any, config: dict[str, Any], inputs: Tensors, outputs: list[str] | None, parameters: Any
+    ) -> None:
+        """Write the request into the region and wake the stub (the caller holds the instance)."""
+        prepared = self._prepared.get(key)
+        region = self.stub.region
+        if prepared is None or prepared.map is not region.map or prepared.config is not config:
+            prepared = self._prepare(key, config, inputs, outputs, parameters)
+        region_map = prepared.map
+        for (offset, end, view), array in zip(prepared.targets, inputs.values()):
+            if view is None:
+                region_map[offset:end] = array.tobytes()
+            else:
+                np.copyto(view, array)
+        data, at = prepared.message, prepared.at
+        region_map[at : at + len(data)] = data
+        MESSAGE_AT.pack_into(region_map, layout.OFF_MSG_OFFSET, at, len(data))
+        region.to_stub.release()
+
+    def receive(self, timeout: float | None, outputs: list[str] | None) -> Tensors | Handover:
+        """The stub's answer: the outputs of a plain reply, else the reply for the general path."""
+        region = self.stub.region
+        try:
+            region.to_parent.acquire(POLL_S)
+        except posix_ipc.BusyError:  # not at once: wait watching the stub's health
+            self.stub.await_answer(timeout, "answering execute")
+        region_map = region.map
+        size, _beat, offset, length = CONTROL.unpack_from(region_map, layout.OFF_SIZE)
+        if size > len(region_map):
+            region.refresh()
+            region_map = region.map
+        raw = region_map[offset : offset + length]  # bytes (an mmap slice is a copy)
+        known = self._replies.get(raw)
+        if known is None or known[0] is not region_map:
+            reply = marshal.loads(raw)
+            views = self._plain(reply, region_map, outputs)
+            if views is None:
+                return Handover(reply)
+            if len(self._replies) >= CACHE_ENTRIES:
+                self._replies.clear()
+            known = self._replies[raw] = (region_map, views)
+        result = {}
+        for name, view, small in known[1]:
+            if small:
+                result[name] = view.copy()
+            else:
+                target = region.pool.array(view.nbytes, view.dtype, view.shape)
+                np.copyto(target, view)
+                result[name] = target
+        return result
+
+    @staticmethod
+    def _plain(
+        reply: dict[str, Any], region_map: Any, outputs: list[str] | None
+    ) -> list[tuple[str, Any, bool]] | None:
+        """The output views of a reply that is one successful response with numeric outputs and nothing else
+        (no log records, no error, not rescheduled), else None."""
+        if not reply.get("ok") or "op" in reply or reply.get("logs") or len(reply.get("responses", ())) != 1:
+            return None
+        answer = reply["responses"][0]
+        if "outputs" not in answer or answer.get("error") is not None:
+            return None
+        views = []
+        for spec in answer["outputs"]:
+            if outputs and spec["name"] not in outputs:
+                continue
+            dtype = protocol.TRITON_TO_NUMPY.get(spec["datatype"])
+            if dtype is None:  # BYTES: decoded each time by the general path
+                return None
+            count = 1
+            for dim in spec["shape"]:
+                count *= dim
+            if count == 0:
+                return None
+            view = np.frombuffer(region_map, dtype=dtype, count=count, offset=spec["offset"])
+            views.append((spec["name"], view.reshape(spec["shape"]), view.nbytes < SMALL))
+        return views
