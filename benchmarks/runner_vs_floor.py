@@ -5,7 +5,7 @@ memcpy of the payload (numpy copyto). The runner: runner.load() of an identity m
 directory env, then infer() of 4 floats and of 64 MB in / 64 MB out. With --pytriton-site (a site-packages
 holding nvidia-pytriton 0.7.0), the same model in the real tritonserver over gRPC, and its load time.
 
-    python benchmarks/runner_vs_floor.py [--pytriton-site DIR] [--rounds 2000]
+    python benchmarks/runner_vs_floor.py [--pytriton-site DIR] [--rounds 2000] [--runs 5]
 
 Prints times and ratios measured in this one run; nothing is asserted.
 """
@@ -150,10 +150,18 @@ def real_triton(site: Path, repo: Path, small: np.ndarray, big: np.ndarray) -> d
         (repo / "identity" / "triton_python_backend_stub").unlink(missing_ok=True)
 
 
+def spread(values: list[float], scale: float, unit: str) -> str:
+    low, mid, high = min(values) * scale, statistics.median(values) * scale, max(values) * scale
+    return f"{low:8.2f} / {mid:8.2f} / {high:8.2f} {unit}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pytriton-site", type=Path, help="site-packages holding nvidia-pytriton 0.7.0")
-    parser.add_argument("--rounds", type=int, default=2000)
+    parser.add_argument(
+        "--rounds", type=int, default=2000, help="small requests per run (their median counts)"
+    )
+    parser.add_argument("--runs", type=int, default=5, help="runs per placement (min/median/max over them)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sfbench-run-"))
     os.environ.setdefault("STUBFORGE_CACHE", str(work / "cache"))
@@ -165,51 +173,60 @@ def main() -> None:
     small = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
     big = np.arange(16 << 20, dtype=np.float32)  # 64 MB
 
-    floor_copy = memcpy(big.nbytes)
     # Wake-up latency depends on where the two processes run (same core: a context switch; two cores: an idle
-    # CPU waking up), and it dominates small round trips: measure floor and runner under the same placement.
+    # CPU waking up), and it dominates small round trips: measure floor and runner under the same placement,
+    # alternating, run after run.
     everywhere = os.sched_getaffinity(0)
     results = {}
     for placement, cpus in (("one core", {min(everywhere)}), ("free", everywhere)):
         os.sched_setaffinity(0, cpus)  # inherited by the ping-pong child and by the stub
-        floor_rt = ping_pong(args.rounds)
-        t0 = time.perf_counter()
-        model = runner.load(repo / "identity")
-        load = time.perf_counter() - t0
-        try:
-            for _ in range(100):
-                model.infer({"IN": small})
-            small_rt = median_time(lambda: model.infer({"IN": small}), args.rounds)  # noqa: B023
-            assert np.array_equal(model.infer({"IN": big})["OUT"], big)
-            big_rt = median_time(lambda: model.infer({"IN": big}), 7)  # noqa: B023
-        finally:
-            model.close()
-        results[placement] = (small_rt, big_rt, load)
-        print(f"[{placement}] floor: semaphore ping-pong round trip {floor_rt * 1e6:8.1f} us")
+        runs: dict[str, list[float]] = {k: [] for k in ("floor", "small", "copy", "big", "load")}
+        for _ in range(args.runs):
+            runs["floor"].append(ping_pong(args.rounds))
+            runs["copy"].append(memcpy(big.nbytes))
+            t0 = time.perf_counter()
+            model = runner.load(repo / "identity")
+            runs["load"].append(time.perf_counter() - t0)
+            try:
+                for _ in range(100):
+                    model.infer({"IN": small})
+                runs["small"].append(median_time(lambda: model.infer({"IN": small}), args.rounds))  # noqa: B023
+                assert np.array_equal(model.infer({"IN": big})["OUT"], big)
+                runs["big"].append(median_time(lambda: model.infer({"IN": big}), 7))  # noqa: B023
+            finally:
+                model.close()
+        results[placement] = runs
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        print(f"[{placement}] {args.runs} runs, min / median / max of the runs")
+        print(f"  floor: semaphore ping-pong round trip  {spread(runs['floor'], 1e6, 'us')}")
+        print(f"  runner: small round trip (4 x FP32)    {spread(runs['small'], 1e6, 'us')}")
+        ratios = [s / f for s, f in zip(runs["small"], runs["floor"])]
         print(
-            f"[{placement}] runner: small round trip (4 x FP32)  {small_rt * 1e6:8.1f} us"
-            f"  = {small_rt / floor_rt:5.2f}x the floor"
+            f"    = {med['small'] / med['floor']:.2f}x the floor (ratio of medians; per run "
+            f"{min(ratios):.2f} / {statistics.median(ratios):.2f} / {max(ratios):.2f})"
         )
+        print(f"  floor: one memcpy of 64 MB             {spread(runs['copy'], 1e3, 'ms')}")
+        print(f"  runner: 64 MB in + 64 MB out           {spread(runs['big'], 1e3, 'ms')}")
+        ratios = [b / c for b, c in zip(runs["big"], runs["copy"])]
         print(
-            f"[{placement}] runner: 64 MB in + 64 MB out         {big_rt * 1e3:8.2f} ms"
-            f"  = {big_rt / floor_copy:5.2f}x one memcpy ({floor_copy * 1e3:.2f} ms)"
+            f"    = {med['big'] / med['copy']:.2f}x one memcpy (ratio of medians; per run "
+            f"{min(ratios):.2f} / {statistics.median(ratios):.2f} / {max(ratios):.2f})"
         )
-        print(f"[{placement}] runner: load to ready                {load:8.2f} s")
+        print(f"  runner: load to ready                  {spread(runs['load'], 1, 's')}")
     os.sched_setaffinity(0, everywhere)
-    small_rt, big_rt, load = results["free"]
+    free = {k: statistics.median(v) for k, v in results["free"].items()}
     if args.pytriton_site:
         real = real_triton(args.pytriton_site, repo, small, big)
         print(
             f"tritonserver gRPC: small round trip  {real['small'] * 1e6:8.1f} us"
-            f"  runner/triton {small_rt / real['small']:.2f}"
+            f"  runner/triton {free['small'] / real['small']:.2f}"
         )
         print(
             f"tritonserver gRPC: 64 MB in + out    {real['big'] * 1e3:8.2f} ms"
-            f"  runner/triton {big_rt / real['big']:.2f}"
+            f"  runner/triton {free['big'] / real['big']:.2f}"
         )
-        print(
-            f"tritonserver: load_model of it       {real['load']:8.2f} s  runner/triton {load / real['load']:.2f}"
-        )
+        load_ratio = free["load"] / real["load"]
+        print(f"tritonserver: load_model of it       {real['load']:8.2f} s  runner/triton {load_ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -142,10 +142,20 @@ static PyObject *sfipc_post(PyObject *self, PyObject *unused) {
 /* The message loop's two hot calls in one C call each (a small request spends more time entering Python
  * functions than copying bytes): wait for the parent's message and return a copy of its bytes; write the
  * answer, name it in the control block and wake the parent. */
-static PyObject *sfipc_next_message(PyObject *self, PyObject *args) {
-    PyObject *waited = sfipc_wait(self, args);
-    if (waited != Py_True) return waited; /* False (timeout) or NULL (error) */
-    Py_DECREF(waited);
+static PyObject *sfipc_next_message(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    /* No timeout: nothing else is done while waiting (the heartbeat thread ends the process when the parent is
+     * gone), and an untimed wait costs the kernel less per message. Signals still reach Python handlers. */
+    for (;;) {
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = sem_wait(to_stub);
+        Py_END_ALLOW_THREADS
+        if (rc == 0) break;
+        if (errno != EINTR) return PyErr_SetFromErrno(PyExc_OSError);
+        if (PyErr_CheckSignals() != 0) return NULL;
+    }
     int remapped = 0;
     if (*control_u64(OFF_SIZE) > region_size) {
         if (map_region() != 0) return PyErr_SetFromErrno(PyExc_OSError);
@@ -185,9 +195,8 @@ static PyMethodDef sfipc_methods[] = {
     {"grow", sfipc_grow, METH_VARARGS, "Grow the region to at least SIZE bytes; returns the new memoryview."},
     {"wait", sfipc_wait, METH_VARARGS, "Wait up to TIMEOUT seconds for a message; False on timeout."},
     {"post", sfipc_post, METH_NOARGS, "Tell the parent the answer is written."},
-    {"next_message", sfipc_next_message, METH_VARARGS,
-     "Wait up to TIMEOUT seconds for a message: (its bytes, the offset after it, whether the region was "
-     "remapped), or False on timeout."},
+    {"next_message", sfipc_next_message, METH_NOARGS,
+     "Wait for the parent's message: (its bytes, the offset after it, whether the region was remapped)."},
     {"answer", sfipc_answer, METH_VARARGS,
      "Write DATA at AT (aligned), name it in the control block and wake the parent; False if it does not fit."},
     {NULL, NULL, 0, NULL},

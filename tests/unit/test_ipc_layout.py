@@ -35,6 +35,9 @@ def test_c_stub_agrees() -> None:
     assert int(defines["OFF_SIZE"]) == layout.OFF_SIZE
     assert int(defines["OFF_HEARTBEAT"]) == layout.OFF_HEARTBEAT
     assert int(defines["HEARTBEAT_MS"]) / 1000 == layout.HEARTBEAT_S
+    assert int(defines["OFF_MSG_OFFSET"]) == layout.OFF_MSG_OFFSET
+    assert int(defines["OFF_MSG_LENGTH"]) == layout.OFF_MSG_LENGTH
+    assert int(defines["ALIGN"]) == layout.ALIGN
     assert '"%s_p2s"' in runner_stub.SOURCE.read_text()
     assert layout.semaphore_names("r") == ("r_p2s", "r_s2p")
 
@@ -47,6 +50,10 @@ def test_stub_runtime_agrees() -> None:
     assert constants["OFF_MSG_LENGTH"] == layout.OFF_MSG_LENGTH
     assert constants["ALIGN"] == layout.ALIGN
     assert constants["MARSHAL_VERSION"] == layout.MARSHAL_VERSION
+    # Both sides read size, heartbeat, message offset and length in one struct call: the fields are adjacent.
+    assert layout.OFF_HEARTBEAT == layout.OFF_SIZE + 8
+    assert layout.OFF_MSG_OFFSET == layout.OFF_HEARTBEAT + 8
+    assert layout.OFF_MSG_LENGTH == layout.OFF_MSG_OFFSET + 8
 
 
 def test_growth_follows_triton() -> None:

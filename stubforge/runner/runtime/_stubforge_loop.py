@@ -350,9 +350,9 @@ class Stub:
             responses.append(pb.InferenceResponse(outputs, error=pb.TritonError(error) if error else None))
         return responses
 
-    def _run_execute(self, requests):
-        result = self.model.execute(requests)
-        if type(result) is not list and inspect.isawaitable(result):  # `async def execute`, as Triton allows
+    def _completed(self, result):
+        """What an `async def execute` (as Triton allows) returned, or `result` itself."""
+        if inspect.isawaitable(result):
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
             result = self._loop.run_until_complete(result)
@@ -390,7 +390,9 @@ class Stub:
         self._requests = requests
         self._executing = True
         try:
-            responses = self._run_execute(requests)
+            responses = self.model.execute(requests)
+            if type(responses) is not list:
+                responses = self._completed(responses)
             if self.decoupled:
                 if responses is not None:
                     raise BackendError(
@@ -465,7 +467,10 @@ class Stub:
             answers.append((outputs, error))
         if plain:
             # Like requests get like replies: each distinct one is marshalled once.
-            key = (tuple(tuple(outputs) for outputs, _ in answers), at)
+            if len(answers) == 1:
+                key = (tuple(answers[0][0]), at)
+            else:
+                key = (tuple(tuple(outputs) for outputs, _ in answers), at)
             data = self._replies.get(key)
             if data is None:
                 if len(self._replies) >= 16:
@@ -517,10 +522,7 @@ class Stub:
         channel = self.channel
         while True:
             if _NEXT_MESSAGE is not None:
-                got = _NEXT_MESSAGE(1.0)
-                if got is False:
-                    continue
-                raw, at, remapped = got
+                raw, at, remapped = _NEXT_MESSAGE()
                 if remapped:
                     channel.region = _sfipc.region()
                 message = channel.parsed(raw)
