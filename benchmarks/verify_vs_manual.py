@@ -1,5 +1,5 @@
 """Empty model repository → verified, answering server: stubforge vs the manual docs/triton-behaviour.md: "A
-real server to test against" steps, one run.
+real server to test against" steps, alternating rounds (A, B, A, B, ...).
 
 The model is add/sub (FP32 INPUT0/INPUT1 dims [-1] → OUTPUT0=a+b, OUTPUT1=a-b) on Python 3.10 + numpy<2, served
 by nvidia-pytriton 0.7.0's tritonserver (r24.10) while the default python3 on PATH is something else.
@@ -7,7 +7,7 @@ by nvidia-pytriton 0.7.0's tritonserver (r24.10) while the default python3 on PA
 (B) what a user scripts by hand, no stubforge code: copy the server, per-model stub, venv + pip numpy<2 as a
 directory env, config param, start, poll ready, one HTTP/JSON request with checked values, SIGINT.
 
-    python benchmarks/verify_vs_manual.py [--pytriton-site DIR] [--python310 PATH]
+    python benchmarks/verify_vs_manual.py [--pytriton-site DIR] [--python310 PATH] [--rounds 3]
 
 Discovered while making (B) work (part of the manual cost):
 - the wheel's files may lose their exec bits (an unzipped wheel): chmod +x tritonserver and both stubs;
@@ -30,6 +30,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -258,21 +259,34 @@ def main() -> None:
     parser.add_argument("--pytriton-site", type=Path, help="holds pytriton/ and nvidia_pytriton.libs/")
     parser.add_argument("--python310", help="the Python 3.10 interpreter (B); default: found")
     parser.add_argument("--timeout", type=float, default=120.0, help="(B) seconds to wait for ready")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of A then B")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="stubforge-vvm-"))
+    totals: dict[str, list[float]] = {"A": [], "B": []}
     try:
         site = args.pytriton_site.resolve() if args.pytriton_site else make_site(work)
         python310 = args.python310 or find_python310()
-        a = run_a(site, work / "a")
-        b = run_b(site, python310, work / "b", args.timeout)
+        print(f"server: {site / 'pytriton/tritonserver/bin/tritonserver'}  python 3.10: {python310}")
+        for round_ in range(args.rounds):
+            a = run_a(site, work / f"a{round_}")
+            b = run_b(site, python310, work / f"b{round_}", args.timeout)
+            print(f"round {round_ + 1}/{args.rounds}")
+            totals["A"].append(show("(A) stubforge (tar.gz env)", a))
+            totals["B"].append(show("(B) manual (directory env)", b))
+            for side in ("a", "b"):
+                shutil.rmtree(work / f"{side}{round_}", ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"server: {site / 'pytriton/tritonserver/bin/tritonserver'}  python 3.10: {python310}")
-    t_a = show("(A) stubforge (tar.gz env)", a)
-    t_b = show("(B) manual (directory env)", b)
+    for side, label in (("A", "stubforge"), ("B", "manual")):
+        times = totals[side]
+        print(
+            f"({side}) {label:<10} min / median / max  {min(times):6.2f} / {statistics.median(times):6.2f} / "
+            f"{max(times):6.2f} s"
+        )
+    ratio = statistics.median(totals["A"]) / statistics.median(totals["B"])
     print(
-        f"ratio A/B {t_a / t_b:.2f}x  (one run each, A first: both pip installs may hit the local pip cache)"
+        f"ratio of medians A/B {ratio:.2f}x  ({args.rounds} rounds; pip may hit the local pip cache after the first)"
     )
 
 
