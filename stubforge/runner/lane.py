@@ -64,10 +64,14 @@ class Lane:
     def key(self, inputs: Tensors, outputs: list[str] | None, parameters: Any) -> Any:
         """The request's signature, or None when it is not one for the lane (non-array or BYTES inputs)."""
         signature = []
+        numeric = protocol.NUMPY_TO_TRITON
         for name, array in inputs.items():
-            if type(array) is not np.ndarray or array.dtype not in protocol.NUMPY_TO_TRITON:
+            if type(array) is not np.ndarray:
                 return None
-            signature.append((name, array.dtype, array.shape))
+            dtype = array.dtype
+            if dtype not in numeric:
+                return None
+            signature.append((name, dtype, array.shape))
         return (
             tuple(signature),
             tuple(outputs) if outputs else None,

@@ -563,3 +563,68 @@ def test_a_region_that_cannot_grow_is_the_stubs_failure_not_the_models(
         small = model.infer({"INPUT0": np.array([16], np.int64), "INPUT1": np.array([0], np.int64)})
         assert small["OUTPUT0"].shape == (16,)
     assert leftovers() == []
+
+
+MOODY = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for request in requests:
+            x = request.inputs()[0].as_numpy()
+            if x.size and x.flat[0] == 99:
+                out.append(pb_utils.InferenceResponse([], error=pb_utils.TritonError("ninety-nine")))
+                continue
+            if x.size and x.flat[0] < 0:
+                pb_utils.Logger.log_warn("negative " + str(x.flat[0]))
+            params = request.parameters()
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("TWICE", x * 2),
+                pb_utils.Tensor("SAME", x),
+                pb_utils.Tensor("PARAMS", np.array([params.encode()], dtype=np.object_)),
+            ]))
+        return out
+"""
+
+
+def test_like_requests_take_the_short_way_and_every_answer_stays_right(
+    envs: dict[str, Path], tmp_path: Path
+) -> None:
+    # Plain requests go the short way (cached message bytes and reply decoding); a reply with an error, a log
+    # record or a BYTES output is handed over to the general path. Shapes, types, requested outputs and
+    # parameters change between requests: every answer must be the one the general path gives.
+    model_dir = write_model(
+        tmp_path, "moody", env=envs["3.10"], source=MOODY, inputs=[("x", "TYPE_FP32", "[ -1 ]")]
+    )
+    with (model_dir / "config.pbtxt").open("a") as config:  # requested outputs must be declared
+        config.write(
+            'output [ { name: "TWICE" data_type: TYPE_FP32 dims: [ -1 ] },'
+            ' { name: "SAME" data_type: TYPE_FP32 dims: [ -1 ] },'
+            ' { name: "PARAMS" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
+        )
+    with runner.load(model_dir, backend_config=CONFIG) as model:
+        assert model._lane is not None
+        for round_ in range(3):
+            for size in (4, 1, 70000, 0, 4):
+                x = np.arange(size, dtype=np.float32) + round_
+                out = model.infer({"x": x}, outputs=["TWICE", "SAME"])
+                assert set(out) == {"TWICE", "SAME"}
+                assert np.array_equal(out["TWICE"], x * 2) and np.array_equal(out["SAME"], x)
+                out["SAME"][...] = -1  # the caller's own copy: the next answer is not affected
+            out = model.infer({"x": np.array([1.5], np.float32)}, parameters={"k": round_})
+            assert out["PARAMS"][0] == json.dumps({"k": round_}, separators=(",", ":")).encode()
+            negative = np.array([-3.0, 1.0], np.float32)
+            assert np.array_equal(model.infer({"x": negative})["TWICE"], negative * 2)
+            assert any("negative -3.0" in record["message"] for record in model.logs)
+            with pytest.raises(ModelError, match="ninety-nine"):
+                model.infer({"x": np.array([99.0], np.float32)})
+            with pytest.raises(
+                InferenceError, match="data-type is 'FP64'"
+            ):  # a list: the general path's checks
+                model.infer({"x": [5.0, 6.0]})
+            strided = np.arange(10, dtype=np.float32)[::3]  # not contiguous: copied in C order
+            assert np.array_equal(model.infer({"x": strided})["TWICE"], strided * 2)
+        assert model._lane._prepared  # the short way was taken
+    assert leftovers() == []
