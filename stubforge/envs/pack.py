@@ -13,6 +13,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -135,6 +136,26 @@ def write_archive(
     """Pack env_dir's contents (not the dir itself) into output, atomically and byte-for-byte reproducibly.
     compresslevel is igzip's (0-3). replace=False: FileExistsError if output exists by the time it is written
     (nothing is overwritten)."""
+    tmp = write_unpublished(env_dir, output, compresslevel)
+    try:
+        publish_archive(tmp, output, replace=replace)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+class Cancelled(Exception):
+    """write_unpublished was told to stop (its caller failed meanwhile)."""
+
+
+def write_unpublished(
+    env_dir: Path,
+    output: Path,
+    compresslevel: int = COMPRESS_LEVEL,
+    cancel: threading.Event | None = None,
+) -> Path:
+    """The archive of env_dir under a temporary name beside output, for publish_archive (or removal) by the
+    caller. Raises Cancelled, leaving nothing behind, once `cancel` is set."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
     tmp = Path(tmp_name)
@@ -153,6 +174,8 @@ def write_archive(
         ):
             inodes: dict[tuple[int, int], str] = {}  # files with several names: the first one packed
             for path in _walk(env_dir):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled
                 if _is_bytecode(path):
                     continue
                 info = _tarinfo(inodes, path, path.relative_to(env_dir).as_posix())
@@ -161,11 +184,16 @@ def write_archive(
                         tar.addfile(info, fh)
                 else:
                     tar.addfile(info)
-        os.chmod(tmp, 0o644)
-        publish(tmp, output, replace=replace)
-    finally:
+    except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        raise
+    return tmp
+
+
+def publish_archive(tmp: Path, output: Path, *, replace: bool = True) -> None:
+    os.chmod(tmp, 0o644)
+    publish(tmp, output, replace=replace)
 
 
 _PRUNE_DIRS = {"tests", "test"}

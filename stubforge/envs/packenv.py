@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import errno
 import json
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -486,26 +488,15 @@ def _finish(
     machine = as_target(options.target)
     runs = emulation.probe(machine)
     progress.step("validate", "" if runs.native else runs.describe())
-    if runs.available:
-        report = inspect.validate(
-            env_dir,
-            expected_python=expected_python,
-            requirements=requirements,
-            numpy2_ok=numpy_rule.allowed,
-            numpy2_reason=numpy_rule.reason,
-            stub_glibcxx=_stub_glibcxx(options.stub),
-            timeout_factor=runs.timeout_factor,
-        )
-    else:
-        assert sysroot_python is not None  # the host always runs its own binaries
-        report = cross.static_report(
-            env_dir,
-            sysroot_python,
-            requirements=requirements,
-            numpy2_ok=numpy_rule.allowed,
-            numpy2_reason=numpy_rule.reason,
-            why_not_started=f"{runs.reason}; {runs.hint}",
-        )
+    # The archive is written while the env is validated: the validating launch writes nothing into the env
+    # (no bytecode), and an env that fails validation loses only the temporary archive.
+    writer = _ArchiveWriter(env_dir, options.output) if options.output is not None else None
+    try:
+        report = _validate(options, env_dir, runs, expected_python, requirements, numpy_rule, sysroot_python)
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
     manifest: dict[str, Any] = {
         "schema": 1,
         "stubforge": __version__,
@@ -526,11 +517,15 @@ def _finish(
         "log": str(log),
     }
     if options.output is not None:
+        assert writer is not None
         progress.step("write", str(options.output))
+        tmp = writer.result()
         try:
-            pack.write_archive(env_dir, options.output, replace=options.force)
+            pack.publish_archive(tmp, options.output, replace=options.force)
         except FileExistsError:
             raise _taken(options.output) from None
+        finally:
+            tmp.unlink(missing_ok=True)
         manifest["size"] = options.output.stat().st_size
         manifest["sha256"] = cache.sha256_of(options.output)
         manifest["seconds"] = round(time.monotonic() - started, 2)
@@ -549,6 +544,61 @@ def _finish(
             raise _taken(options.directory) from None
         raise
     return PackResult(options.directory, "directory", manifest)
+
+
+def _validate(
+    options: PackOptions,
+    env_dir: Path,
+    runs: emulation.Emulation,
+    expected_python: str,
+    requirements: list[str],
+    numpy_rule: numpy2.Numpy2Rule,
+    sysroot_python: sysroot_python.SysrootPython | None,
+) -> inspect.EnvReport:
+    """The env started as Triton starts it (under emulation for another machine), or static checks when it
+    cannot be started here."""
+    if runs.available:
+        return inspect.validate(
+            env_dir,
+            expected_python=expected_python,
+            requirements=requirements,
+            numpy2_ok=numpy_rule.allowed,
+            numpy2_reason=numpy_rule.reason,
+            stub_glibcxx=_stub_glibcxx(options.stub),
+            timeout_factor=runs.timeout_factor,
+        )
+    else:
+        assert sysroot_python is not None  # the host always runs its own binaries
+        return cross.static_report(
+            env_dir,
+            sysroot_python,
+            requirements=requirements,
+            numpy2_ok=numpy_rule.allowed,
+            numpy2_reason=numpy_rule.reason,
+            why_not_started=f"{runs.reason}; {runs.hint}",
+        )
+
+
+class _ArchiveWriter:
+    """pack.write_unpublished in a thread of its own."""
+
+    def __init__(self, env_dir: Path, output: Path) -> None:
+        self._cancel = threading.Event()
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="stubforge-archive")
+        self._future = pool.submit(pack.write_unpublished, env_dir, output, cancel=self._cancel)
+        pool.shutdown(wait=False)
+
+    def result(self) -> Path:
+        return self._future.result()
+
+    def discard(self) -> None:
+        """Stop writing and remove what was written (waits for the thread: nothing is left behind)."""
+        self._cancel.set()
+        try:
+            tmp = self._future.result()
+        except BaseException:  # cancelled or failed: write_unpublished removed its file
+            return
+        tmp.unlink(missing_ok=True)
 
 
 def _taken(target: Path) -> EnvError:

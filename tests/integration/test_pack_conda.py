@@ -148,3 +148,13 @@ def test_numpy_is_added_to_the_packed_copy_only(
     result = packenv.pack_env(packenv.PackOptions(prefix=prefix, output=out))
     assert result.manifest["numpy"].startswith("1.")  # r24.10: numpy<2
     assert not list(prefix.glob("lib/python3.8/site-packages/numpy*"))  # the user's env is untouched
+
+
+def test_an_env_failing_validation_leaves_no_archive(cache_root: Path, tmp_path: Path, conda38: Path) -> None:
+    # The archive is written while the env is validated: when validation fails, nothing of it may remain.
+    site = next(conda38.glob("lib/python3*/site-packages"))
+    (site / "zz_outside.pth").write_text(f"{tmp_path}\n")
+    out_dir = tmp_path / "o"
+    with pytest.raises(EnvError, match="imports from outside itself"):
+        packenv.pack_env(packenv.PackOptions(prefix=conda38, output=out_dir / "e.tar.gz"))
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
