@@ -443,7 +443,15 @@ def verify(
                 and not (own / "python" / STUB_NAME).is_file()
             ):
                 own = None  # nvidia-pytriton's python/ has no stub: verify gives it the wheel's, as pytriton does
-            found = check(served, backends=backends if backends is not None else own)
+            from stubforge.server.check import check as check_repository
+
+            # The check sees the server's library path: nvidia-pytriton's stubs need the wheel's renamed CUDA
+            # runtime, which verify puts on the server's LD_LIBRARY_PATH as pytriton does.
+            found = check_repository(
+                served,
+                backends=_path(backends if backends is not None else own),
+                library_path=tuple(install.library_path),
+            )
     report = session.verify(
         served,
         install,

@@ -272,6 +272,9 @@ def test_check_and_install_say_where_the_cuda_runtime_must_come_from(
     assert found.level == "ERROR"
     assert f"nothing provides {toolkit.cudart} to the stub" in found.message
     assert "LD_LIBRARY_PATH" in found.fix and "--cuda PATH" in found.fix
+    # verify's check knows the library path of the server it starts (nvidia-pytriton's wheel libs).
+    served = checker.check(repo, backends=backends, library_path=(toolkit.library_dirs()[0],))
+    assert [f for m in served.models for f in m.findings if f.check == "cudart"] == []
     # install says the same, and names a mismatch with the server's library.
     result = install.install_backend(backends, python=None, stub=binaries["gpu_stub"], name="python_3_8_gpu")
     assert any(f"nothing provides {toolkit.cudart}" in w for w in result.warnings)

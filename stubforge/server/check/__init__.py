@@ -34,11 +34,13 @@ def check(
     backends: Path | None = None,
     target: Target | None = None,
     store: stores.Store | str = stores.LOCAL,
+    library_path: tuple[str, ...] = (),
 ) -> CheckReport:
     """Check a model repository (or one model's directory) for `triton`'s pitfalls. `target`: the machine it
     will run on (None: the one the backends' libtriton_python.so is for, else this one); a stub, env or backend
     library of another architecture is an `arch` finding. `store`: where the server will read it from ("local",
-    "s3", "gcs", "azure"): an object store adds its own rules (server/check/store.py)."""
+    "s3", "gcs", "azure"): an object store adds its own rules (server/check/store.py). `library_path`: directories
+    the server's LD_LIBRARY_PATH holds besides this process's (verify passes those of the server it starts)."""
     release = releases.as_release(triton)
     where = stores.get(store) if isinstance(store, str) else store
     if not repository.is_dir():
@@ -55,7 +57,7 @@ def check(
                 hint="pass the model repository or one model's directory",
             )
     server_arch = arch.deployment_arch(target, backends)
-    models = [check_model(d, release, backends, where, server_arch) for d in model_dirs]
+    models = [check_model(d, release, backends, where, server_arch, library_path) for d in model_dirs]
     return CheckReport(
         str(repository), release.branch, models, repository_findings(models, release), store=where.name
     )

@@ -23,8 +23,10 @@ def check_model(
     backends: Path | None,
     where: stores.Store = stores.LOCAL,
     server_arch: tuple[str, str] | None = None,
+    library_path: tuple[str, ...] = (),
 ) -> ModelCheck:
-    """`server_arch`: the deployment's architecture and where that came from (triton.arch.deployment_arch)."""
+    """`server_arch`: the deployment's architecture and where that came from (triton.arch.deployment_arch);
+    `library_path`: what the server's LD_LIBRARY_PATH holds besides this process's, when known."""
     check = ModelCheck(name=model_dir.name, path=str(model_dir))
     try:
         resolved = deployment.resolve(model_dir, triton=release.branch, backends=backends)
@@ -59,7 +61,7 @@ def check_model(
     arch_rules.pieces(check, resolved, server_arch or arch_mod.deployment_arch(None, backends))
     if stub is not None:
         stub_rules.libpython_reach(check, resolved, stub, release)
-        gpu_rules.gpu_rules(check, resolved, backends, release)
+        gpu_rules.gpu_rules(check, resolved, backends, release, library_path)
     else:
         stub_rules.no_stub(check, model_dir, backends)
     if env_path is None:
