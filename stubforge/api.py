@@ -276,17 +276,27 @@ def check(
     backends: PathLike | None = None,
     store: str = "local",
     arch: str | None = None,
+    library_path: tuple[str, ...] = (),
 ) -> CheckReport:
     """Every known pitfall of a model repository (or one model directory), found from its files alone.
 
     backends: Triton's backend directory, to check backend stubs and their default envs too. store: where the
     server will read the repository ("local", "s3", "gcs", "azure"); object stores add their own rules. arch: the
-    server's architecture (default: that of the backends' libtriton_python.so, else this machine's)."""
+    server's architecture (default: that of the backends' libtriton_python.so, else this machine's).
+    library_path: directories on the server's LD_LIBRARY_PATH besides this process's (where a GPU stub's CUDA
+    runtime may come from)."""
     from stubforge.core.targets import Target
     from stubforge.server.check import check as check_repository
 
     server = Target.parse(arch) if arch else None
-    return check_repository(Path(target), triton=triton, backends=_path(backends), target=server, store=store)
+    return check_repository(
+        Path(target),
+        triton=triton,
+        backends=_path(backends),
+        target=server,
+        store=store,
+        library_path=tuple(library_path),
+    )
 
 
 def push(
@@ -443,13 +453,11 @@ def verify(
                 and not (own / "python" / STUB_NAME).is_file()
             ):
                 own = None  # nvidia-pytriton's python/ has no stub: verify gives it the wheel's, as pytriton does
-            from stubforge.server.check import check as check_repository
-
             # The check sees the server's library path: nvidia-pytriton's stubs need the wheel's renamed CUDA
             # runtime, which verify puts on the server's LD_LIBRARY_PATH as pytriton does.
-            found = check_repository(
+            found = check(
                 served,
-                backends=_path(backends if backends is not None else own),
+                backends=backends if backends is not None else own,
                 library_path=tuple(install.library_path),
             )
     report = session.verify(
