@@ -299,7 +299,7 @@ class Model:
                     self, policy, int(self.deployment.config.get("max_batch_size", 0))
                 )
             if self._batcher is None and not self.decoupled and len(self._pool.stubs) == 1:
-                self._lane = lane.Lane(first, self._encoder)
+                self._lane = lane.Lane(first, self._encoder, self._pool.single, self._after_lane)
         except BaseException:
             self.close()
             raise
@@ -573,45 +573,33 @@ class Model:
         Thread-safe: concurrent calls run on the model's instances side by side, and with dynamic_batching in
         the config they are gathered into one execute() as tritonserver's scheduler does."""
         if self._lane is not None:
-            key = self._lane.key(inputs, outputs, parameters)
-            if key is not None and self._pool.hold():
-                try:
-                    return self._infer_lane(key, inputs, outputs, parameters)
-                finally:
-                    self._pool.release()
+            answer = self._lane.run(
+                inputs,
+                outputs,
+                parameters,
+                self.deployment.config,
+                self.execute_timeout,
+                self.timings.requests,
+            )
+            if answer is not lane.NOT_TAKEN:
+                return answer
         if self.decoupled:
             return list(self.infer_stream(inputs, outputs, parameters=parameters))
         if self._batcher is not None:
             return self._batcher.submit(inputs, outputs, parameters)
         return self.infer_many([inputs], outputs, parameters=[parameters])[0]
 
-    def _infer_lane(
-        self, key: Any, inputs: dict[str, np.ndarray], outputs: list[str] | None, parameters: Any
+    def _after_lane(
+        self,
+        stub: StubProcess,
+        inputs: dict[str, np.ndarray],
+        outputs: list[str] | None,
+        parameters: Any,
+        first_reply: dict[str, Any] | None,
     ) -> dict[str, np.ndarray]:
-        """infer() of a plain request by the lane, on the only instance, which the caller holds."""
-        lane_ = self._lane
-        assert lane_ is not None
-        stub = lane_.stub
-        if stub.exit_reason or stub.process.returncode is not None:  # its error, in the general path's words
-            answer = self._run_batch([inputs], outputs, [parameters], held=stub)[0]
-        else:
-            started = time.monotonic()
-            lane_.send(key, self.deployment.config, inputs, outputs, parameters)
-            try:
-                received = lane_.receive(self.execute_timeout, outputs)
-            except BaseException:
-                if stub.alive() and not stub.exit_reason:
-                    # Interrupted before the answer was read: the stub's answer would be taken for the next one.
-                    stub.kill()
-                    stub.exit_reason = "interrupted in the middle of a request"
-                raise
-            if isinstance(received, lane.Handover):  # the general path carries on (and records the time)
-                answer = self._run_batch(
-                    [inputs], outputs, [parameters], held=stub, first_reply=received.reply
-                )[0]
-            else:
-                self.timings.requests.append(time.monotonic() - started)
-                return received
+        """The general path from where the lane stopped, on the instance the lane holds: from the stub's first
+        reply, or (None) from the start."""
+        answer = self._run_batch([inputs], outputs, [parameters], held=stub, first_reply=first_reply)[0]
         if isinstance(answer, StubforgeError):
             raise answer
         return answer
@@ -622,6 +610,7 @@ class Model:
         return Call(self, inputs, outputs)
 
     def close(self) -> None:
+        self._lane = None  # a closed model's requests get the general path's "the model is closed"
         if self._batcher is not None:
             self._batcher.stop()
             self._batcher = None

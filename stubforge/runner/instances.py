@@ -92,7 +92,7 @@ class InstancePool:
     def __init__(self) -> None:
         self.stubs: list[StubProcess] = []
         self._free: queue.Queue[StubProcess] = queue.Queue()
-        self._single = threading.Lock()
+        self.single = threading.Lock()  # the only instance's, when there is one (borrow() and the lane)
 
     def start(self, spec: LaunchSpec, instance: str, startup_timeout: float) -> StubProcess:
         stub = StubProcess(dataclasses.replace(spec, instance=instance), startup_timeout)
@@ -108,7 +108,7 @@ class InstancePool:
         if not self.stubs:
             raise RunnerError("the model is closed", hint="load it again")
         if len(self.stubs) == 1:  # the common case: a lock is a fraction of a queue's cost per request
-            with self._single:
+            with self.single:
                 yield self.stubs[0]
             return
         stub = self._free.get()
@@ -116,13 +116,6 @@ class InstancePool:
             yield stub
         finally:
             self._free.put(stub)
-
-    def hold(self) -> bool:
-        """Take the only instance if it is free at once (the lane's way in); False: use borrow()."""
-        return len(self.stubs) == 1 and self._single.acquire(blocking=False)
-
-    def release(self) -> None:
-        self._single.release()
 
     @property
     def pids(self) -> list[int]:

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import marshal
 import struct
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -54,12 +57,59 @@ class _Prepared:
         self.at = at
 
 
+NOT_TAKEN = object()  # Lane.run's answer for a request that is not for the lane (or an instance that is busy)
+# The general path on the lane's stub, given the stub's first reply (None: nothing was sent): the answer, or
+# the error raised.
+General = Callable[[StubProcess, Tensors, "list[str] | None", Any, "dict[str, Any] | None"], Tensors]
+
+
 class Lane:
-    def __init__(self, stub: StubProcess, encoder: protocol.RequestEncoder) -> None:
+    def __init__(
+        self, stub: StubProcess, encoder: protocol.RequestEncoder, lock: threading.Lock, general: General
+    ) -> None:
         self.stub = stub
         self.encoder = encoder
+        self._lock = lock  # the instance's: held for the whole exchange, the general path's part included
+        self._general = general
         self._prepared: dict[Any, _Prepared] = {}
         self._replies: dict[bytes, tuple[Any, list[tuple[str, Any, bool]]]] = {}
+
+    def run(
+        self,
+        inputs: Tensors,
+        outputs: list[str] | None,
+        parameters: Any,
+        config: dict[str, Any],
+        timeout: float | None,
+        times: list[float],
+    ) -> Any:
+        """One request's outputs (the request's time appended to `times`), or NOT_TAKEN: then nothing was
+        done and the caller takes the general path."""
+        key = self.key(inputs, outputs, parameters)
+        if key is None or not self._lock.acquire(blocking=False):
+            return NOT_TAKEN
+        try:
+            stub = self.stub
+            if (
+                stub.exit_reason or stub.process.returncode is not None
+            ):  # its error, in the general path's words
+                return self._general(stub, inputs, outputs, parameters, None)
+            started = time.monotonic()
+            self.send(key, config, inputs, outputs, parameters)
+            try:
+                received = self.receive(timeout, outputs)
+            except BaseException:
+                if stub.alive() and not stub.exit_reason:
+                    # Interrupted before the answer was read: the stub's answer would be taken for the next one.
+                    stub.kill()
+                    stub.exit_reason = "interrupted in the middle of a request"
+                raise
+            if type(received) is Handover:  # the general path carries on (and records the time)
+                return self._general(stub, inputs, outputs, parameters, received.reply)
+            times.append(time.monotonic() - started)
+            return received
+        finally:
+            self._lock.release()
 
     def key(self, inputs: Tensors, outputs: list[str] | None, parameters: Any) -> Any:
         """The request's signature, or None when it is not one for the lane (non-array or BYTES inputs)."""
