@@ -90,9 +90,8 @@ class Lane:
             return NOT_TAKEN
         try:
             stub = self.stub
-            if (
-                stub.exit_reason or stub.process.returncode is not None
-            ):  # its error, in the general path's words
+            if stub.exit_reason or stub.process.returncode is not None:
+                # A stub known to be gone: the general path reports it in its own words.
                 return self._general(stub, inputs, outputs, parameters, None)
             started = time.monotonic()
             self.send(key, config, inputs, outputs, parameters)
