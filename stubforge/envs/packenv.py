@@ -519,7 +519,11 @@ def _finish(
     if options.output is not None:
         assert writer is not None
         progress.step("write", str(options.output))
-        tmp = writer.result()
+        try:
+            tmp = writer.result()
+        except BaseException:  # Ctrl-C while waiting for the writer: it stops and removes its file
+            writer.discard()
+            raise
         try:
             pack.publish_archive(tmp, options.output, replace=options.force)
         except FileExistsError:

@@ -14,7 +14,6 @@ sender, an error, log records, a rescheduled request) is handed over, mid-exchan
 from __future__ import annotations
 
 import marshal
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +26,6 @@ from stubforge.runner import protocol
 from stubforge.runner.ipc import layout
 from stubforge.runner.launcher.stub import POLL_S, StubProcess
 
-MESSAGE_AT = struct.Struct("<QQ")  # message offset, message length: written in one call
-CONTROL = struct.Struct("<QQQQ")  # size, heartbeat, message offset, message length: read in one call
 SMALL = 1 << 16  # below this, bytes are copied through Python bytes; above, by numpy into a pooled buffer
 CACHE_ENTRIES = 16
 
@@ -132,9 +129,7 @@ class Lane:
     ) -> _Prepared:
         """Triton's checks (raising their errors) and the message's bytes and input views."""
         message, arrays = self.encoder.encode(config, inputs, outputs, parameters)
-        offsets = protocol.place([a.nbytes for a in arrays])
-        for spec, offset in zip(message["inputs"], offsets):
-            spec["offset"] = offset
+        offsets = protocol.place_inputs([message], arrays)
         end = offsets[-1] + arrays[-1].nbytes if arrays else layout.CONTROL_SIZE
         region = self.stub.region
         at = layout.align(end)
@@ -167,9 +162,7 @@ class Lane:
                 region_map[offset:end] = array.tobytes()
             else:
                 np.copyto(view, array)
-        data, at = prepared.message, prepared.at
-        region_map[at : at + len(data)] = data
-        MESSAGE_AT.pack_into(region_map, layout.OFF_MSG_OFFSET, at, len(data))
+        region.write_bytes(prepared.message, prepared.at)
         region.to_stub.release()
 
     def receive(self, timeout: float | None, outputs: list[str] | None) -> Tensors | Handover:
@@ -179,12 +172,8 @@ class Lane:
             region.to_parent.acquire(POLL_S)
         except posix_ipc.BusyError:  # not at once: wait watching the stub's health
             self.stub.await_answer(timeout, "answering execute")
+        raw = region.message_bytes()
         region_map = region.map
-        size, _beat, offset, length = CONTROL.unpack_from(region_map, layout.OFF_SIZE)
-        if size > len(region_map):
-            region.refresh()
-            region_map = region.map
-        raw = region_map[offset : offset + length]  # bytes (an mmap slice is a copy)
         known = self._replies.get(raw)
         if known is None or known[0] is not region_map:
             reply = marshal.loads(raw)

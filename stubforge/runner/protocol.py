@@ -209,6 +209,16 @@ def carried_error(error: Any) -> TritonStatus | None:
     return TritonStatus(code_name(error.get("code")), str(error.get("message", "")))
 
 
+def place_inputs(requests: list[dict[str, Any]], arrays: list[np.ndarray]) -> list[int]:
+    """Give each input spec of these requests the offset its tensor is written at (StubProcess.request's
+    layout, in order); returns the offsets."""
+    offsets = place([a.nbytes for a in arrays])
+    specs = [spec for message in requests for spec in message["inputs"]]
+    for spec, offset in zip(specs, offsets):
+        spec["offset"] = offset
+    return offsets
+
+
 def execute(
     stub: StubProcess,
     requests: list[dict[str, Any]],
@@ -225,10 +235,7 @@ def execute(
     finished = False
     try:
         if first_reply is None:
-            offsets = iter(place([a.nbytes for a in arrays]))
-            for message in requests:
-                for spec in message["inputs"]:
-                    spec["offset"] = next(offsets)
+            place_inputs(requests, arrays)
             reply = stub.request({"op": "execute", "requests": requests}, arrays, timeout=timeout)
         else:
             reply = first_reply

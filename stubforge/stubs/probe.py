@@ -31,7 +31,7 @@ def probe(
         dirs.append(os.path.dirname(interpreter.libpython))
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (*dirs, env.get("LD_LIBRARY_PATH", "")) if p)
     try:
-        return _run_probe(stub, env)
+        return _run_probe([str(stub)], env)
     except OSError as exc:
         raise BuildError(
             f"{stub} cannot be run ({exc.strerror})",
@@ -47,16 +47,24 @@ class ProbeFailed(BuildError):
         self.exit_status = exit_status
 
 
-def _run_probe(stub: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(stub)],
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        timeout=PROBE_TIMEOUT_S,
-        env=env,
-        check=False,
-    )
+def _run_probe(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The no-argument probe: `command` is the stub, or the emulator's command line running it."""
+    try:
+        return subprocess.run(
+            command,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BuildError(
+            f"{command[-1]} did not answer the no-argument probe within {PROBE_TIMEOUT_S:.0f} s",
+            hint="Triton's stub prints its usage and exits at once; this binary hangs without arguments: it is "
+            "not a triton_python_backend_stub, or it waits for something (run it by hand to see)",
+        ) from None
 
 
 def verify(
@@ -129,15 +137,7 @@ def verify_for_target(
     else:
         env = emulation.environment(dict(os.environ), target.sysroot, lib_dirs)
         try:
-            proc = subprocess.run(
-                emulation.command([str(stub)]),
-                capture_output=True,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                timeout=PROBE_TIMEOUT_S,
-                env=env,
-                check=False,
-            )
+            proc = _run_probe(emulation.command([str(stub)]), env)
         except OSError as exc:
             raise BuildError(
                 f"{name} cannot be run under emulation ({exc.strerror})", hint=INSTALL_HINT

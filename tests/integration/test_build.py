@@ -195,6 +195,19 @@ def test_verify_rejects_a_binary_that_fails_the_probe(py38: pythons.Interpreter,
     assert "instead of exit 1" in info.value.message
 
 
+def test_a_binary_that_hangs_on_the_probe_is_an_error(
+    py38: pythons.Interpreter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hangs = tmp_path / "triton_python_backend_stub"
+    hangs.write_text("#!/bin/sh\nexec sleep 30\n")  # exec: the killed child is the sleeper
+    hangs.chmod(0o755)
+    monkeypatch.setattr(verify, "PROBE_TIMEOUT_S", 0.5)
+    with pytest.raises(BuildError) as info:
+        verify.probe(hangs, py38)
+    assert "did not answer the no-argument probe within" in info.value.message
+    assert "run it by hand" in info.value.hint
+
+
 def test_changed_sources_are_not_a_cache_hit(
     cache_root: Path, fixture_copy: Path, py38: pythons.Interpreter
 ) -> None:

@@ -21,6 +21,10 @@ ALIGN = 64  # tensor offsets are cache-line aligned (and numpy-aligned for every
 HEARTBEAT_S = 0.3
 MARSHAL_VERSION = 2
 U64 = struct.Struct("<Q")
+# The adjacent fields read or written together: size, heartbeat, message offset, message length; and the message's
+# offset and length.
+CONTROL = struct.Struct("<QQQQ")
+MESSAGE_AT = struct.Struct("<QQ")
 
 
 def align(value: int) -> int:

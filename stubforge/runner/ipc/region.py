@@ -113,21 +113,32 @@ class Region:
 
     def write_message(self, header: dict[str, Any], at: int) -> int:
         """Write a header at `at` (aligned); returns the first free byte after it."""
-        data = marshal.dumps(header, layout.MARSHAL_VERSION)
+        return self.write_bytes(marshal.dumps(header, layout.MARSHAL_VERSION), at)
+
+    def write_bytes(self, data: bytes, at: int) -> int:
+        """Write a marshalled message at `at` (aligned) and name it in the control block; returns the first free
+        byte after it."""
         at = layout.align(at)
-        self.ensure(at + len(data))
-        self.map[at : at + len(data)] = data
-        self._set(layout.OFF_MSG_OFFSET, at)
-        self._set(layout.OFF_MSG_LENGTH, len(data))
-        return at + len(data)
+        end = at + len(data)
+        if end > len(self.map):
+            self.ensure(end)
+        self.map[at:end] = data
+        layout.MESSAGE_AT.pack_into(self.map, layout.OFF_MSG_OFFSET, at, len(data))
+        return end
 
     def message_end(self) -> int:
-        return self._get(layout.OFF_MSG_OFFSET) + self._get(layout.OFF_MSG_LENGTH)
+        offset, length = layout.MESSAGE_AT.unpack_from(self.map, layout.OFF_MSG_OFFSET)
+        return int(offset + length)
+
+    def message_bytes(self) -> bytes:
+        """The other side's last message, as bytes (the whole region mapped again first if it grew)."""
+        size, _beat, offset, length = layout.CONTROL.unpack_from(self.map, layout.OFF_SIZE)
+        if size > len(self.map):
+            self.refresh()
+        return self.map[offset : offset + length]
 
     def read_message(self) -> dict[str, Any]:
-        self.refresh()
-        offset, length = self._get(layout.OFF_MSG_OFFSET), self._get(layout.OFF_MSG_LENGTH)
-        return marshal.loads(self.map[offset : offset + length])
+        return marshal.loads(self.message_bytes())
 
     def unlink(self) -> None:
         """Remove the names; the objects live on while mapped or open."""

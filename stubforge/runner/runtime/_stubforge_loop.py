@@ -164,7 +164,7 @@ def _error_answer(error):
 RESCHEDULE = 2  # TRITONSERVER_REQUEST_RELEASE_RESCHEDULE
 
 
-def _rescheduled(pb, request):
+def _rescheduled(request):
     return request._release_flags == RESCHEDULE
 
 
@@ -401,14 +401,14 @@ class Stub:
                     )
                 # Responses sent from other threads arrive here until every request's final flag went out
                 # (a rescheduled request has none to send).
-                while self._finals < sum(1 for r in requests if not _rescheduled(pb, r)):
+                while self._finals < sum(1 for r in requests if not _rescheduled(r)):
                     try:
                         self._forward(*self._pending.get(timeout=0.05))
                     except queue.Empty:
                         continue
                 return {
                     "ok": True,
-                    "responses": [{"rescheduled": _rescheduled(pb, r)} for r in requests],
+                    "responses": [{"rescheduled": _rescheduled(r)} for r in requests],
                     "free_offset": at,
                 }
             if responses is None:  # every response went through the senders, or Triton's client waits
@@ -437,7 +437,7 @@ class Stub:
         for request, response in zip(requests, responses):
             if response is None:
                 continue
-            if request._release_flags == RESCHEDULE:
+            if _rescheduled(request):
                 raise BackendError(
                     "Expected a None object in the execute function return list for reschduled request, found "
                     f"type '{type(response)}'."
@@ -496,7 +496,7 @@ class Stub:
         """The answer for a request execute() returned no response for: rescheduled, answered through its sender,
         or left without a response (Triton's client then waits forever; the runner answers at once)."""
         request = request or self._requests[index]
-        if _rescheduled(self.pb_utils, request):
+        if _rescheduled(request):
             return {"rescheduled": True}
         if request._sender is not None and request._sender._closed:
             return {"sent": True}
