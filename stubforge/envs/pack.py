@@ -14,7 +14,8 @@ import stat
 import tarfile
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -60,9 +61,10 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def _is_bytecode(path: Path) -> bool:
-    """Bytecode is left out of archives: with the fixed mtimes every .pyc would be stale anyway (Python checks
-    the source's mtime) and is recompiled at first import; leaving it out keeps archives smaller and
-    byte-reproducible (pip's .pyc files record its temporary install path)."""
+    """The env's own bytecode is left out of archives: with the fixed mtimes every timestamp .pyc would be
+    stale (Python checks the source's mtime) and pip's record its temporary install path. What the validating
+    launch imported is packed instead (write_unpublished's `bytecode`): hash-checked .pyc files, the same
+    bytes on every pack, that spare each stub start compiling them."""
     return path.name == "__pycache__" or path.suffix == ".pyc"
 
 
@@ -153,9 +155,12 @@ def write_unpublished(
     output: Path,
     compresslevel: int = COMPRESS_LEVEL,
     cancel: threading.Event | None = None,
+    bytecode: Callable[[], BytecodeFiles] | None = None,
 ) -> Path:
     """The archive of env_dir under a temporary name beside output, for publish_archive (or removal) by the
-    caller. Raises Cancelled, leaving nothing behind, once `cancel` is set."""
+    caller. Raises Cancelled, leaving nothing behind, once `cancel` is set. `bytecode`, called once the env's
+    own files are written (it may wait for them to be made): .pyc files added after them, with their
+    __pycache__ directories."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
     tmp = Path(tmp_name)
@@ -184,11 +189,45 @@ def write_unpublished(
                         tar.addfile(info, fh)
                 else:
                     tar.addfile(info)
+            if bytecode is not None:
+                _add_bytecode(tar, bytecode(), cancel)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
     return tmp
+
+
+@dataclass(frozen=True)
+class BytecodeFiles:
+    """.pyc files to pack: each at its path relative to the env (under some __pycache__), read from `root`."""
+
+    root: Path
+    relative: list[str]
+
+
+def _add_bytecode(tar: tarfile.TarFile, files: BytecodeFiles, cancel: threading.Event | None) -> None:
+    """Each __pycache__ directory, then its files, in a fixed order and with the fixed metadata of the rest."""
+    added: set[str] = set()
+    for name in sorted(set(files.relative)):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
+        parts = name.split("/")
+        if name.startswith("/") or ".." in parts or len(parts) < 2 or parts[-2] != "__pycache__":
+            raise StubforgeError(
+                f"{name}: not a .pyc inside a __pycache__ of the env", hint="a bug: report it"
+            )
+        folder = "/".join(parts[:-1])
+        if folder not in added:
+            added.add(folder)
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, FIXED_MTIME
+            tar.addfile(info)
+        path = files.root / name
+        info = tarfile.TarInfo(name)
+        info.mode, info.mtime, info.size = 0o644, FIXED_MTIME, path.stat().st_size
+        with open(path, "rb") as fh:
+            tar.addfile(info, fh)
 
 
 def publish_archive(tmp: Path, output: Path, *, replace: bool = True) -> None:

@@ -478,7 +478,38 @@ def _finish(
     sysroot_python: sysroot_python.SysrootPython | None = None,
 ) -> PackResult:
     """Prune, validate, write the archive or directory and its manifest. With `sysroot_python` (an env for
-    another machine), the validating launch runs under emulation, or is replaced by static checks without it."""
+    another machine), the validating launch runs under emulation, or is replaced by static checks without it.
+    An archive also gets the bytecode of what the validating launch imported."""
+    with tempfile.TemporaryDirectory(prefix="stubforge-bytecode-") as bytecode_dir:
+        return _finish_with(
+            options,
+            env_dir,
+            Path(bytecode_dir),
+            source=source,
+            expected_python=expected_python,
+            requirements=requirements,
+            numpy_rule=numpy_rule,
+            log=log,
+            started=started,
+            progress=progress,
+            sysroot_python=sysroot_python,
+        )
+
+
+def _finish_with(
+    options: PackOptions,
+    env_dir: Path,
+    bytecode_dir: Path,
+    *,
+    source: dict[str, str],
+    expected_python: str,
+    requirements: list[str],
+    numpy_rule: numpy2.Numpy2Rule,
+    log: Path,
+    started: float,
+    progress: Progress,
+    sysroot_python: sysroot_python.SysrootPython | None,
+) -> PackResult:
     freed = 0
     if options.prune:
         compilers = pack.keeps_headers(env_dir)
@@ -490,13 +521,24 @@ def _finish(
     progress.step("validate", "" if runs.native else runs.describe())
     # The archive is written while the env is validated: the validating launch writes nothing into the env
     # (no bytecode), and an env that fails validation loses only the temporary archive.
-    writer = _ArchiveWriter(env_dir, options.output) if options.output is not None else None
+    writer = _ArchiveWriter(env_dir, options.output, bytecode_dir) if options.output is not None else None
     try:
-        report = _validate(options, env_dir, runs, expected_python, requirements, numpy_rule, sysroot_python)
+        report = _validate(
+            options,
+            env_dir,
+            runs,
+            expected_python,
+            requirements,
+            numpy_rule,
+            sysroot_python,
+            bytecode_dir if writer is not None else None,
+        )
     except BaseException:
         if writer is not None:
             writer.discard()
         raise
+    if writer is not None:
+        writer.add_bytecode(report.bytecode)
     manifest: dict[str, Any] = {
         "schema": 1,
         "stubforge": __version__,
@@ -513,6 +555,7 @@ def _finish(
         if runs.native
         else ("started under emulation" if runs.available else "static"),
         "pruned_bytes": freed,
+        "bytecode_modules": len(report.bytecode),
         "warnings": report.warnings,
         "log": str(log),
     }
@@ -558,9 +601,10 @@ def _validate(
     requirements: list[str],
     numpy_rule: numpy2.Numpy2Rule,
     sysroot_python: sysroot_python.SysrootPython | None,
+    bytecode_dir: Path | None,
 ) -> inspect.EnvReport:
     """The env started as Triton starts it (under emulation for another machine), or static checks when it
-    cannot be started here."""
+    cannot be started here. With `bytecode_dir`, the launch leaves the .pyc of what it imported there."""
     if runs.available:
         return inspect.validate(
             env_dir,
@@ -570,6 +614,7 @@ def _validate(
             numpy2_reason=numpy_rule.reason,
             stub_glibcxx=_stub_glibcxx(options.stub),
             timeout_factor=runs.timeout_factor,
+            bytecode_dir=bytecode_dir,
         )
     else:
         assert sysroot_python is not None  # the host always runs its own binaries
@@ -584,13 +629,28 @@ def _validate(
 
 
 class _ArchiveWriter:
-    """pack.write_unpublished in a thread of its own."""
+    """pack.write_unpublished in a thread of its own; after the env's files it waits for add_bytecode."""
 
-    def __init__(self, env_dir: Path, output: Path) -> None:
+    def __init__(self, env_dir: Path, output: Path, bytecode_dir: Path) -> None:
         self._cancel = threading.Event()
+        self._bytecode_known = threading.Event()
+        self._bytecode = pack.BytecodeFiles(bytecode_dir, [])
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="stubforge-archive")
-        self._future = pool.submit(pack.write_unpublished, env_dir, output, cancel=self._cancel)
+        self._future = pool.submit(
+            pack.write_unpublished, env_dir, output, cancel=self._cancel, bytecode=self._wait_for_bytecode
+        )
         pool.shutdown(wait=False)
+
+    def _wait_for_bytecode(self) -> pack.BytecodeFiles:
+        self._bytecode_known.wait()
+        if self._cancel.is_set():
+            raise pack.Cancelled
+        return self._bytecode
+
+    def add_bytecode(self, relative: list[str]) -> None:
+        """The .pyc files (relative to the env, under the bytecode dir) that end the archive."""
+        self._bytecode = pack.BytecodeFiles(self._bytecode.root, relative)
+        self._bytecode_known.set()
 
     def result(self) -> Path:
         return self._future.result()
@@ -598,6 +658,7 @@ class _ArchiveWriter:
     def discard(self) -> None:
         """Stop writing and remove what was written (waits for the thread: nothing is left behind)."""
         self._cancel.set()
+        self._bytecode_known.set()
         try:
             tmp = self._future.result()
         except BaseException:  # cancelled or failed: write_unpublished removed its file

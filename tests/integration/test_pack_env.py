@@ -361,8 +361,27 @@ def test_pip_envs_are_reproducible_and_scripts_relocate(
     assert first.read_bytes() == second.read_bytes()
     assert "intruder" not in result.manifest["packages"]
     with tarfile.open(first) as tar:
-        assert not [n for n in tar.getnames() if n.endswith(".pyc") or "__pycache__" in n]
+        pycs = [m for m in tar.getmembers() if m.name.endswith(".pyc")]
         tar.extractall(tmp_path / "x")
+    # The bytecode of what the validating launch imported, hash-checked (PEP 552 flags 0b11), nothing else.
+    names = {m.name for m in pycs}
+    assert "lib/python3.8/site-packages/numpy/__pycache__/__init__.cpython-38.pyc" in names
+    assert "lib/python3.8/json/__pycache__/__init__.cpython-38.pyc" in names
+    assert not [n for n in names if "/tests/" in n or "f2py" in n]  # never imported
+    assert len(names) == result.manifest["bytecode_modules"]
+    for member in pycs:
+        assert member.mtime == pack.FIXED_MTIME and member.mode == 0o644
+        assert (tmp_path / "x" / member.name).read_bytes()[4:8] == b"\x03\x00\x00\x00"
+    # The extracted env imports numpy from that bytecode: no module of the env is compiled.
+    verbose = subprocess.run(
+        [str(tmp_path / "x" / "bin" / "python3"), "-v", "-c", "import numpy"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
+        timeout=120,
+    ).stderr
+    loaded = [line for line in verbose.splitlines() if line.startswith("# code object from")]
+    assert loaded and not [line for line in loaded if not line.rstrip("'").endswith(".pyc")], loaded
     f2py = tmp_path / "x" / "bin" / "f2py"
     assert f2py.read_bytes().startswith(b"#!/usr/bin/env python3\n")
     proc = subprocess.run(
