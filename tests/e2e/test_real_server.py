@@ -165,11 +165,11 @@ def test_verify_four_deployments_in_one_server(world: World, deployment: dict[st
     assert models["m310_dir_env"]["libpython"].startswith(str(deployment["repo"] / "m310_dir_env" / "env"))
     assert models["stock"]["libpython"].startswith(world.python38_libdir)
     assert leaks.left_by_run(before, world.root) == ([], [], [])
-    # verify unloaded every model before SIGINT: the server's first count of live models found none, so it
-    # did not poll once a second while stubs finalized (docs/triton-behaviour.md: "Health, failures and
-    # lifecycle").
-    counts = [line for line in Path(report["log"]).read_text().splitlines() if "live models" in line]
-    assert counts and "Found 0 live models" in counts[0], counts
+    # Every model answered, so verify killed the server instead of stopping it (no shutdown count of live
+    # models in its log), and still left nothing: the extracted envs its stubs ran from were removed above.
+    log = Path(report["log"]).read_text()
+    assert "successfully loaded 'm38_stub_env'" in log and "live models" not in log
+    assert len([p for p in report["cleaned"] if p.startswith("/tmp/python_env_")]) >= 2, report["cleaned"]
 
 
 def test_every_model_answers_through_tritonclient(world: World, deployment: dict[str, Path]) -> None:

@@ -199,6 +199,8 @@ def verify(
                 _python_backends(served_backends),
                 cwd=local or scratch,
             )
+            verified_here: list[str] = []
+            finished = False
             try:
                 server.wait_live(60.0 * runs.timeout_factor)
                 server_version = server_version or _server_version(server)
@@ -224,16 +226,26 @@ def verify(
                         server_version,
                     )
                     reports[name] = report
+                    verified_here.append(name)
                     progress.step("ok" if report.ok else "failed", name)
                     if report.hung or not server.alive():
                         break
+                finished = True
             finally:
-                # A server hanging on a dead stub ignores SIGINT: no point waiting for a clean stop then.
                 hung = any(r.hung for r in reports.values())
                 progress.step("stop", "tritonserver")
-                if not hung and server.alive():
-                    _unload_all(server)
-                server.stop(grace=1.0 if hung or not server.alive() else 15.0)
+                if finished and server.alive() and all(reports[n].ok for n in verified_here):
+                    # Every model answered: nothing more to learn from the server, so it is killed rather than
+                    # stopped (a clean stop waits about a second per stub finalizing). What it leaves is
+                    # removed below: its regions, the env dirs its stubs ran from, its process group.
+                    server.remember_envs()
+                    server.stop(grace=0.0)
+                else:
+                    # A failed load may leave an extracted env no stub names: let the server remove its own.
+                    # A server hanging on a dead stub ignores SIGINT: no point waiting for a clean stop then.
+                    if not hung and server.alive():
+                        _unload_all(server)
+                    server.stop(grace=1.0 if hung or not server.alive() else 15.0)
                 cleaned += server.cleanup()
                 cleaned += _remove_copies(copies)
     return VerifyReport(

@@ -206,6 +206,7 @@ class RunningServer:
         self.token = f"stubforge_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
         self.envs_before = set(glob.glob(ENV_TEMPLATE))
+        self.envs_in_use: set[str] = set()  # extracted env dirs its stubs ran from (remember_envs)
         args = [
             str(install.binary),
             f"--model-repository={repository}",
@@ -333,10 +334,23 @@ class RunningServer:
             found.append(StubProcess(child.pid, model, argv[8], libpython, numpy_dir, exe))
         return found
 
+    def remember_envs(self) -> None:
+        """Note the /tmp/python_env_* dirs the live stubs run from (their VIRTUAL_ENV, the files they mapped):
+        after a kill, cleanup removes them although no release-specific log line names them."""
+        pattern = re.compile(r"^/tmp/python_env_[A-Za-z0-9]{6}(?=/|$)")
+        for child in self.children():
+            try:
+                places = [child.environ().get("VIRTUAL_ENV", "")]
+                places += [m.path for m in child.memory_maps(grouped=True)]
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            self.envs_in_use.update(m.group(0) for m in map(pattern.match, places) if m)
+
     def stop(self, grace: float = 10.0) -> None:
-        """SIGINT, then SIGKILL for the whole session (a server hanging on a dead stub ignores SIGINT)."""
+        """SIGINT and up to `grace` seconds for a clean exit (none when 0), then SIGKILL for the whole session
+        (a server hanging on a dead stub ignores SIGINT)."""
         members = [self.process.pid] + [c.pid for c in self.children()]
-        if self.alive():
+        if self.alive() and grace > 0:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -348,21 +362,22 @@ class RunningServer:
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-        psutil.wait_procs(_existing(members[1:]), timeout=5)
+        _wait_dead(_existing(members[1:]), timeout=5.0)
         self._log.close()
 
     def cleanup(self) -> list[str]:
         """Remove this run's /dev/shm regions and /tmp/python_env_* dirs; never another server's.
 
         Triton names the env dirs with a fixed template and logs them only in its stub launch lines, so a dir
-        is this server's when its log names it. The empty dirs a backend makes at start-up are named nowhere:
-        they are removed only when no other tritonserver is running (else left: empty and harmless)."""
+        is this server's when its log names it, or when its stubs ran from it (remember_envs). The empty dirs
+        a backend makes at start-up are named nowhere: they are removed only when no other tritonserver is
+        running (else left: empty and harmless)."""
         removed = []
         for region in SHM_DIR.glob(f"{self.token}_*"):
             with contextlib.suppress(FileNotFoundError):
                 region.unlink()
                 removed.append(str(region))
-        named = set(re.findall(r"/tmp/python_env_[A-Za-z0-9]{6}", self.log_since(0)))
+        named = set(re.findall(r"/tmp/python_env_[A-Za-z0-9]{6}", self.log_since(0))) | self.envs_in_use
         others = None
         for path in sorted(set(glob.glob(ENV_TEMPLATE)) - self.envs_before):
             if path not in named:
@@ -393,6 +408,23 @@ def _other_servers(own: int) -> bool:
         if proc.info["pid"] != own and (proc.info["name"] or "").startswith("tritonserver"):
             return True
     return False
+
+
+def _wait_dead(procs: list[psutil.Process], timeout: float) -> None:
+    """Until each is gone or a zombie: a killed stub's parent is gone, and whoever inherits it (PID 1 of a
+    container or VM) may take a second to reap it, while a zombie holds no memory, region or file any more."""
+    deadline = time.monotonic() + timeout
+    while procs and time.monotonic() < deadline:
+        procs = [p for p in procs if _running(p)]
+        if procs:
+            time.sleep(0.01)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _existing(pids: list[int]) -> list[psutil.Process]:
