@@ -1,13 +1,16 @@
 """Command line: parse options, call the library (`stubforge.api` and the sides), render text or JSON.
 
 One module per side registers its commands on the `cli` group: build.py (pythons, sources, build, stubs),
-envs.py (pack-env, param), server.py (install, list, check, verify), runner.py (run). No decision is made here
+envs.py (pack-env, param), server.py (install, list, check, verify, push, clean), runner.py (run), targets.py
+(sysroot). A module is imported when one of its commands runs (or help lists them all): each pulls in its side
+of the library, and a command should not pay for the others' imports at every start. No decision is made here
 that a program calling the library would not get too.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import signal
 import sys
@@ -96,17 +99,48 @@ def warn(warnings: list[str]) -> None:
         click.echo(f"warning: {warning}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Command name -> the module of stubforge.cli that registers it.
+_COMMAND_MODULES = {
+    "pythons": "build",
+    "sources": "build",
+    "build": "build",
+    "stubs": "build",
+    "param": "envs",
+    "pack-env": "envs",
+    "run": "runner",
+    "install": "server",
+    "list": "server",
+    "check": "server",
+    "verify": "server",
+    "push": "server",
+    "clean": "server",
+    "sysroot": "targets",
+}
+
+
+class _LazyGroup(click.Group):
+    """Imports the module of a command when it is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in sorted(set(_COMMAND_MODULES.values())):
+            importlib.import_module(f"stubforge.cli.{module}")
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = _COMMAND_MODULES.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"stubforge.cli.{module}")
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and commands run.")
 @click.version_option(__version__, prog_name="stubforge")
 def cli(verbose: bool) -> None:
     """Build, install and test Triton python_backend stubs for any CPython."""
 
 
-# The sides register their commands on `cli`: imported here, after `cli` exists.
-from stubforge.cli import build, envs, runner, server, targets  # noqa: E402
-
-__all__ = ["build", "cli", "envs", "main", "runner", "server", "targets"]
+__all__ = ["cli", "main"]
 
 
 def _terminated(_signum: int, _frame: object) -> None:

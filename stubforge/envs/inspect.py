@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import re
 import subprocess
@@ -18,33 +19,37 @@ PROBE_TIMEOUT_S = 120.0
 _PROBE = r"""
 import json, os, sys, importlib
 wanted = json.loads(sys.argv[1])
-bytecode = {}  # real source path -> its .pyc relative to the env, written under wanted["bytecode_dir"]
-if wanted.get("bytecode_dir") and sys.version_info >= (3, 7):
+bytecode = {}  # source path -> its .pyc relative to the env
+pycs = {}  # .pyc relative to the env -> its bytes, marshalled into wanted["bytecode_file"] at the end
+if wanted.get("bytecode_file") and sys.version_info >= (3, 7):
     import marshal, _imp
     import importlib.machinery, importlib.util
     env_prefix = os.path.realpath(sys.prefix) + os.sep
-    def keep_bytecode(path, source, code):
-        rel = os.path.realpath(path)[len(env_prefix):]
+    real_dirs = {}
+    def env_relative(path):
+        # Through the directory's real path (no link in a member's path: a secure extraction refuses those),
+        # with the file's own name (Python names the .pyc after the name it imported).
+        folder, name = os.path.split(path)
+        real = real_dirs.get(folder)
+        if real is None:
+            real = real_dirs[folder] = os.path.realpath(folder) + os.sep
+        return real[len(env_prefix):] + name if real.startswith(env_prefix) else None
+    def keep_bytecode(path, rel, source, code):
         pyc = importlib.util.cache_from_source(rel)
-        dest = os.path.join(wanted["bytecode_dir"], pyc)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        with open(dest, "wb") as fh:
-            # Hash-based and checked (PEP 552): valid whatever the files' mtimes, still refused after an edit.
-            # Marshal format 2 has no back-references: format 3+ marks an object for reuse when its refcount
-            # is above one, which varies from run to run (same load speed, 0.4 % larger once gzipped).
-            fh.write(importlib.util.MAGIC_NUMBER + (3).to_bytes(4, "little")
+        # Hash-based and checked (PEP 552): valid whatever the files' mtimes, still refused after an edit.
+        # Marshal format 2 has no back-references: format 3+ marks an object for reuse when its refcount
+        # is above one, which varies from run to run (same load speed, 0.4 % larger once gzipped).
+        pycs[pyc] = (importlib.util.MAGIC_NUMBER + (3).to_bytes(4, "little")
                      + importlib.util.source_hash(source) + marshal.dumps(code, 2))
-        bytecode[os.path.realpath(path)] = pyc
-    def in_env(path):
-        return os.path.realpath(path).startswith(env_prefix)
+        bytecode[path] = pyc
     original_source_to_code = importlib.machinery.SourceFileLoader.source_to_code
     def source_to_code(self, data, path, *, _optimize=-1):
-        if not in_env(path) or os.path.realpath(path) in bytecode:
+        rel = env_relative(path) if path not in bytecode else None
+        if rel is None:
             return original_source_to_code(self, data, path, _optimize=_optimize)
         # Compiled once, under the path relative to the env, so the bytes do not depend on where it is.
-        rel = os.path.realpath(path)[len(env_prefix):]
         code = compile(data, rel, "exec", dont_inherit=True, optimize=_optimize)
-        keep_bytecode(path, data, code)
+        keep_bytecode(path, rel, data, code)
         _imp._fix_co_filename(code, path)  # what the import system does for code loaded from a .pyc
         return code
     importlib.machinery.SourceFileLoader.source_to_code = source_to_code
@@ -97,16 +102,18 @@ for name in wanted.get("dists", []):
             result["package_imports"][module_name] = "ERROR: %s: %s" % (type(exc).__name__, exc)
 with open("/proc/self/maps") as fh:
     result["maps"] = sorted({line.split()[-1] for line in fh if "/" in line.split()[-1]})
-if wanted.get("bytecode_dir") and sys.version_info >= (3, 7):
+if wanted.get("bytecode_file") and sys.version_info >= (3, 7):
     # Modules imported before the hook (site, os, encodings, json...) or from a .pyc already in the env.
     for module in sorted(list(sys.modules.values()), key=lambda m: str(getattr(m, "__file__", ""))):
         path = getattr(module, "__file__", None) or ""
-        if path.endswith(".py") and in_env(path) and os.path.realpath(path) not in bytecode:
+        rel = env_relative(path) if path.endswith(".py") and path not in bytecode else None
+        if rel is not None:
             with open(path, "rb") as fh:
                 data = fh.read()
-            rel = os.path.realpath(path)[len(env_prefix):]
-            keep_bytecode(path, data, compile(data, rel, "exec", dont_inherit=True))
-    result["bytecode"] = sorted(bytecode.values())
+            keep_bytecode(path, rel, data, compile(data, rel, "exec", dont_inherit=True))
+    with open(wanted["bytecode_file"], "wb") as fh:
+        marshal.dump(pycs, fh, 2)  # one file: writing each .pyc to disk cost a tenth of a second
+    result["bytecode"] = sorted(pycs)
 print(json.dumps(result))
 """
 
@@ -120,7 +127,7 @@ class EnvReport:
     libpython: str
     glibcxx_in_env: str | None
     warnings: list[str] = field(default_factory=list)
-    # The .pyc files (relative to the env) written under validate's bytecode_dir: what the launch imported.
+    # The .pyc files (relative to the env) in validate's bytecode_file: what the launch imported.
     bytecode: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
@@ -160,18 +167,19 @@ def run_probe(
     activate_with_bash: bool = False,
     dists: list[str] | None = None,
     timeout_factor: float = 1.0,
-    bytecode_dir: Path | None = None,
+    bytecode_file: Path | None = None,
 ) -> dict[str, object]:
     """Start the env's python exactly as the launcher would and report what it sees; `dists` are
-    distributions whose top-level modules are imported too. With `bytecode_dir` (Python 3.7+), every module
-    the launch imported from the env is also written there as a hash-checked .pyc at its path relative to the
-    env (listed under "bytecode"), the same bytes wherever the env lies."""
+    distributions whose top-level modules are imported too. With `bytecode_file` (Python 3.7+), every module
+    the launch imported from the env is compiled to a hash-checked .pyc, the same bytes wherever the env lies;
+    the file receives them as a marshalled dict (.pyc path relative to the env: bytes; see read_bytecode), and
+    "bytecode" lists their paths."""
     python = env_dir / "bin" / "python3"
     if not python.exists():
         raise EnvError(f"{env_dir}: no bin/python3", hint="the env is incomplete; create it again")
     wanted: dict[str, object] = {"imports": imports, "dists": dists or []}
-    if bytecode_dir is not None:
-        wanted["bytecode_dir"] = str(bytecode_dir)
+    if bytecode_file is not None:
+        wanted["bytecode_file"] = str(bytecode_file)
     payload = json.dumps(wanted)
     clean = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
     # Looking must not change what is looked at: no __pycache__ written into a pruned env.
@@ -217,9 +225,9 @@ def validate(
     numpy2_reason: str = "",
     stub_glibcxx: str | None = None,
     timeout_factor: float = 1.0,
-    bytecode_dir: Path | None = None,
+    bytecode_file: Path | None = None,
 ) -> EnvReport:
-    """Raise EnvError unless the env is what Triton needs; warnings for what may still bite. `bytecode_dir`:
+    """Raise EnvError unless the env is what Triton needs; warnings for what may still bite. `bytecode_file`:
     see run_probe (the report lists the .pyc files)."""
     minor_libs = sorted((env_dir / "lib").glob("libpython3*.so.1.0"))
     if not minor_libs:
@@ -234,7 +242,7 @@ def validate(
         )
     wanted = requirement_names(requirements)
     data = run_probe(
-        env_dir, ["numpy"], dists=wanted, timeout_factor=timeout_factor, bytecode_dir=bytecode_dir
+        env_dir, ["numpy"], dists=wanted, timeout_factor=timeout_factor, bytecode_file=bytecode_file
     )
     version = str(data["version"])
     if expected_python and not (version == expected_python or version.startswith(expected_python + ".")):
@@ -317,6 +325,17 @@ def validate(
             "its libstdc++ so the system one is used"
         )
     return report
+
+
+def read_bytecode(bytecode_file: Path) -> dict[str, bytes]:
+    """What run_probe's launch left in `bytecode_file` (empty when it wrote none: Python 3.6)."""
+    if not bytecode_file.is_file():
+        return {}
+    with open(bytecode_file, "rb") as fh:
+        found = marshal.load(fh)
+    if not isinstance(found, dict):
+        raise EnvError(f"{bytecode_file}: not the bytecode the env's launch writes", hint="a bug: report it")
+    return {str(name): bytes(data) for name, data in found.items()}
 
 
 def _as_list(value: object) -> list[object]:

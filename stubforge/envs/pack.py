@@ -8,6 +8,7 @@ Triton reads tar or tar+gzip only (libarchive with the gzip filter): `.tar.xz`, 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import stat
@@ -15,7 +16,6 @@ import tarfile
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -155,12 +155,12 @@ def write_unpublished(
     output: Path,
     compresslevel: int = COMPRESS_LEVEL,
     cancel: threading.Event | None = None,
-    bytecode: Callable[[], BytecodeFiles] | None = None,
+    bytecode: Callable[[], dict[str, bytes]] | None = None,
 ) -> Path:
     """The archive of env_dir under a temporary name beside output, for publish_archive (or removal) by the
     caller. Raises Cancelled, leaving nothing behind, once `cancel` is set. `bytecode`, called once the env's
-    own files are written (it may wait for them to be made): .pyc files added after them, with their
-    __pycache__ directories."""
+    own files are written (it may wait for them to be made): .pyc files (path relative to the env -> bytes)
+    added after them, with their __pycache__ directories."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
     tmp = Path(tmp_name)
@@ -198,18 +198,11 @@ def write_unpublished(
     return tmp
 
 
-@dataclass(frozen=True)
-class BytecodeFiles:
-    """.pyc files to pack: each at its path relative to the env (under some __pycache__), read from `root`."""
-
-    root: Path
-    relative: list[str]
-
-
-def _add_bytecode(tar: tarfile.TarFile, files: BytecodeFiles, cancel: threading.Event | None) -> None:
-    """Each __pycache__ directory, then its files, in a fixed order and with the fixed metadata of the rest."""
+def _add_bytecode(tar: tarfile.TarFile, files: dict[str, bytes], cancel: threading.Event | None) -> None:
+    """Each __pycache__ directory, then its files, in a fixed order and with the fixed metadata of the rest.
+    `files`: .pyc path relative to the env -> its bytes."""
     added: set[str] = set()
-    for name in sorted(set(files.relative)):
+    for name in sorted(files):
         if cancel is not None and cancel.is_set():
             raise Cancelled
         parts = name.split("/")
@@ -223,11 +216,9 @@ def _add_bytecode(tar: tarfile.TarFile, files: BytecodeFiles, cancel: threading.
             info = tarfile.TarInfo(folder)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, FIXED_MTIME
             tar.addfile(info)
-        path = files.root / name
         info = tarfile.TarInfo(name)
-        info.mode, info.mtime, info.size = 0o644, FIXED_MTIME, path.stat().st_size
-        with open(path, "rb") as fh:
-            tar.addfile(info, fh)
+        info.mode, info.mtime, info.size = 0o644, FIXED_MTIME, len(files[name])
+        tar.addfile(info, io.BytesIO(files[name]))
 
 
 def publish_archive(tmp: Path, output: Path, *, replace: bool = True) -> None:

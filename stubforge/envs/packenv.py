@@ -480,11 +480,11 @@ def _finish(
     """Prune, validate, write the archive or directory and its manifest. With `sysroot_python` (an env for
     another machine), the validating launch runs under emulation, or is replaced by static checks without it.
     An archive also gets the bytecode of what the validating launch imported."""
-    with tempfile.TemporaryDirectory(prefix="stubforge-bytecode-") as bytecode_dir:
+    with tempfile.TemporaryDirectory(prefix="stubforge-bytecode-") as scratch:
         return _finish_with(
             options,
             env_dir,
-            Path(bytecode_dir),
+            Path(scratch) / "bytecode",
             source=source,
             expected_python=expected_python,
             requirements=requirements,
@@ -499,7 +499,7 @@ def _finish(
 def _finish_with(
     options: PackOptions,
     env_dir: Path,
-    bytecode_dir: Path,
+    bytecode_file: Path,
     *,
     source: dict[str, str],
     expected_python: str,
@@ -521,7 +521,7 @@ def _finish_with(
     progress.step("validate", "" if runs.native else runs.describe())
     # The archive is written while the env is validated: the validating launch writes nothing into the env
     # (no bytecode), and an env that fails validation loses only the temporary archive.
-    writer = _ArchiveWriter(env_dir, options.output, bytecode_dir) if options.output is not None else None
+    writer = _ArchiveWriter(env_dir, options.output) if options.output is not None else None
     try:
         report = _validate(
             options,
@@ -531,14 +531,18 @@ def _finish_with(
             requirements,
             numpy_rule,
             sysroot_python,
-            bytecode_dir if writer is not None else None,
+            bytecode_file if writer is not None else None,
         )
     except BaseException:
         if writer is not None:
             writer.discard()
         raise
     if writer is not None:
-        writer.add_bytecode(report.bytecode)
+        try:
+            writer.add_bytecode(inspect.read_bytecode(bytecode_file))
+        except BaseException:
+            writer.discard()
+            raise
     manifest: dict[str, Any] = {
         "schema": 1,
         "stubforge": __version__,
@@ -601,10 +605,10 @@ def _validate(
     requirements: list[str],
     numpy_rule: numpy2.Numpy2Rule,
     sysroot_python: sysroot_python.SysrootPython | None,
-    bytecode_dir: Path | None,
+    bytecode_file: Path | None,
 ) -> inspect.EnvReport:
     """The env started as Triton starts it (under emulation for another machine), or static checks when it
-    cannot be started here. With `bytecode_dir`, the launch leaves the .pyc of what it imported there."""
+    cannot be started here. With `bytecode_file`, the launch leaves the .pyc of what it imported there."""
     if runs.available:
         return inspect.validate(
             env_dir,
@@ -614,7 +618,7 @@ def _validate(
             numpy2_reason=numpy_rule.reason,
             stub_glibcxx=_stub_glibcxx(options.stub),
             timeout_factor=runs.timeout_factor,
-            bytecode_dir=bytecode_dir,
+            bytecode_file=bytecode_file,
         )
     else:
         assert sysroot_python is not None  # the host always runs its own binaries
@@ -631,25 +635,25 @@ def _validate(
 class _ArchiveWriter:
     """pack.write_unpublished in a thread of its own; after the env's files it waits for add_bytecode."""
 
-    def __init__(self, env_dir: Path, output: Path, bytecode_dir: Path) -> None:
+    def __init__(self, env_dir: Path, output: Path) -> None:
         self._cancel = threading.Event()
         self._bytecode_known = threading.Event()
-        self._bytecode = pack.BytecodeFiles(bytecode_dir, [])
+        self._bytecode: dict[str, bytes] = {}
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="stubforge-archive")
         self._future = pool.submit(
             pack.write_unpublished, env_dir, output, cancel=self._cancel, bytecode=self._wait_for_bytecode
         )
         pool.shutdown(wait=False)
 
-    def _wait_for_bytecode(self) -> pack.BytecodeFiles:
+    def _wait_for_bytecode(self) -> dict[str, bytes]:
         self._bytecode_known.wait()
         if self._cancel.is_set():
             raise pack.Cancelled
         return self._bytecode
 
-    def add_bytecode(self, relative: list[str]) -> None:
-        """The .pyc files (relative to the env, under the bytecode dir) that end the archive."""
-        self._bytecode = pack.BytecodeFiles(self._bytecode.root, relative)
+    def add_bytecode(self, files: dict[str, bytes]) -> None:
+        """The .pyc files (path relative to the env -> bytes) that end the archive."""
+        self._bytecode = files
         self._bytecode_known.set()
 
     def result(self) -> Path:
