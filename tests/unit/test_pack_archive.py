@@ -139,3 +139,38 @@ def test_headers_stay_when_a_package_compiles_at_run_time(tmp_path: Path) -> Non
     assert pack.keeps_headers(env) == ["torch"]
     pack.prune(env, headers=False)
     assert (site / "torch" / "include" / "torch.h").exists() and (env / "include/python3.8/Python.h").exists()
+
+
+def test_the_launchs_bytecode_ends_the_archive_in_place_of_the_envs_own(tmp_path: Path) -> None:
+    env = _tree(tmp_path / "env")
+    pyc = "lib/python3.8/site-packages/pkg/__pycache__/__init__.cpython-38.pyc"
+    stdlib_pyc = "lib/python3.8/__pycache__/os.cpython-38.pyc"
+    tmp = pack.write_unpublished(
+        env, tmp_path / "env.tar.gz", bytecode=lambda: {stdlib_pyc: b"os code", pyc: b"launch's code"}
+    )
+    members = _libarchive_members(tmp)
+    assert members[pyc] == b"launch's code"  # not the env's own b"bytecode"
+    assert members[stdlib_pyc] == b"os code"
+    with tarfile.open(tmp) as tar:
+        names = tar.getnames()
+        added = [m for m in tar.getmembers() if "__pycache__" in m.name]
+    # After every file of the env, each __pycache__ before its files, in a fixed order, with fixed metadata.
+    assert names[-4:] == [
+        "lib/python3.8/__pycache__",
+        stdlib_pyc,
+        "lib/python3.8/site-packages/pkg/__pycache__",
+        pyc,
+    ]
+    assert [(m.isdir(), m.mode) for m in added] == [(True, 0o755), (False, 0o644)] * 2
+    assert all(m.mtime == pack.FIXED_MTIME and m.uid == 0 and m.uname == "" for m in added)
+
+
+@pytest.mark.parametrize("name", ["../x/__pycache__/a.pyc", "/abs/__pycache__/a.pyc", "lib/a.pyc"])
+def test_bytecode_outside_a_pycache_of_the_env_is_refused_and_nothing_is_left(
+    tmp_path: Path, name: str
+) -> None:
+    env = _tree(tmp_path / "env")
+    out = tmp_path / "out" / "env.tar.gz"
+    with pytest.raises(StubforgeError, match=r"not a \.pyc inside a __pycache__"):
+        pack.write_unpublished(env, out, bytecode=lambda: {name: b"x"})
+    assert list(out.parent.iterdir()) == []
