@@ -29,7 +29,7 @@ import numpy as np
 
 from stubforge.core import pythons, releases
 from stubforge.errors import PythonNotFound, RunnerError, StubforgeError
-from stubforge.runner import batching, bls, foreign, instances, lane, outcomes, protocol, status
+from stubforge.runner import batching, bls, foreign, history, instances, lane, outcomes, protocol, status
 from stubforge.runner.launcher import envmanager
 from stubforge.runner.launcher.stub import LaunchSpec, ModelError, StubError, StubProcess
 from stubforge.runner.runtime._stubforge_config import normalize_config
@@ -395,9 +395,11 @@ class Model:
             for event in exchange:
                 if isinstance(event, protocol.Finished):
                     self.timings.requests.append(time.monotonic() - t0)
+                    history.keep_recent(self.timings.requests)
                     if not event.reply.get("ok") and event.reply.get("error", {}).get("origin") == "region":
                         self._check(event.reply)  # raises the stub's own failure
                     self.logs.extend(event.reply.get("logs", []))
+                    history.keep_recent(self.logs)
                 yield event
         finally:
             exchange.close()  # now, not when collected: a half-done exchange stops its stub (see execute)

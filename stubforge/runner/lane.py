@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import posix_ipc
 
-from stubforge.runner import protocol
+from stubforge.runner import history, protocol
 from stubforge.runner.ipc import layout
 from stubforge.runner.launcher.stub import POLL_S, StubProcess
 
@@ -103,6 +103,7 @@ class Lane:
             if type(received) is Handover:  # the general path carries on (and records the time)
                 return self._general(stub, inputs, outputs, parameters, received.reply)
             times.append(time.monotonic() - started)
+            history.keep_recent(times)
             return received
         finally:
             self._lock.release()

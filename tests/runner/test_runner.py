@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from stubforge.runner import api as runner
+from stubforge.runner import history
 from stubforge.runner.launcher.stub import ModelError, StubError
 from stubforge.runner.requests import InferenceError
 from tests.runner.conftest import PREFIX, write_model
@@ -590,7 +591,7 @@ class TritonPythonModel:
 
 
 def test_like_requests_take_the_short_way_and_every_answer_stays_right(
-    envs: dict[str, Path], tmp_path: Path
+    envs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Plain requests go the short way (cached message bytes and reply decoding); a reply with an error, a log
     # record or a BYTES output is handed over to the general path. Shapes, types, requested outputs and
@@ -604,6 +605,7 @@ def test_like_requests_take_the_short_way_and_every_answer_stays_right(
             ' { name: "SAME" data_type: TYPE_FP32 dims: [ -1 ] },'
             ' { name: "PARAMS" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
         )
+    monkeypatch.setattr(history, "KEPT", 1)  # a model keeps its most recent timings and log records only
     with runner.load(model_dir, backend_config=CONFIG) as model:
         assert model._lane is not None
         for round_ in range(3):
@@ -627,4 +629,5 @@ def test_like_requests_take_the_short_way_and_every_answer_stays_right(
             strided = np.arange(10, dtype=np.float32)[::3]  # not contiguous: copied in C order
             assert np.array_equal(model.infer({"x": strided})["TWICE"], strided * 2)
         assert model._lane._prepared  # the short way was taken
+        assert 1 <= len(model.timings.requests) <= 2 and 1 <= len(model.logs) <= 2
     assert leftovers() == []
