@@ -1,7 +1,8 @@
 """What an execution environment offers, read without extracting it: a directory, or an archive's members.
 
-An archive's member list is read once (gzip has no index: listing means decompressing the whole file) and kept;
-a directory is looked at file by file, and walked only when every name is asked for.
+An archive's member list is read once (gzip has no index: listing means decompressing the whole file) and kept,
+in the cache too (member_index: the next command that looks at the same archive does not list it again); a
+directory is looked at file by file, and walked only when every name is asked for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from isal import igzip, isal_zlib
 
+from stubforge.triton import member_index
 from stubforge.triton.stubinfo import libpython_minor
 
 # igzip's error for a damaged stream (its type stubs declare it as an instance, not a class).
@@ -37,6 +39,11 @@ def open_archive(path: Path) -> Iterator[tarfile.TarFile]:
         yield tar
 
 
+def _list_members(path: Path) -> list[tarfile.TarInfo]:
+    with open_archive(path) as tar:
+        return tar.getmembers()
+
+
 class EnvContents:
     """The files of an env. Opening an archive raises one of READ_ERRORS when it cannot be listed."""
 
@@ -48,11 +55,10 @@ class EnvContents:
         self.member_list: list[tarfile.TarInfo] = []
         self._names: list[str] | None = None
         if not self.is_dir:
-            with open_archive(path) as tar:
-                self.member_list = tar.getmembers()
-                for member in self.member_list:
-                    name = member.name[2:] if member.name.startswith("./") else member.name
-                    self.members[name] = member
+            self.member_list = member_index.members_of(path, lambda: _list_members(path))
+            for member in self.member_list:
+                name = member.name[2:] if member.name.startswith("./") else member.name
+                self.members[name] = member
             self._names = list(self.members)
 
     @property
