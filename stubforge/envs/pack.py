@@ -156,11 +156,13 @@ def write_unpublished(
     compresslevel: int = COMPRESS_LEVEL,
     cancel: threading.Event | None = None,
     bytecode: Callable[[], dict[str, bytes]] | None = None,
+    written: list[tarfile.TarInfo] | None = None,
 ) -> Path:
     """The archive of env_dir under a temporary name beside output, for publish_archive (or removal) by the
     caller. Raises Cancelled, leaving nothing behind, once `cancel` is set. `bytecode`, called once the env's
     own files are written (it may wait for them to be made): .pyc files (path relative to the env -> bytes)
-    added after them, with their __pycache__ directories."""
+    added after them, with their __pycache__ directories. `written` receives every member with the offsets a
+    reader of the archive finds (so the member list can be kept without listing the archive again)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
     tmp = Path(tmp_name)
@@ -184,13 +186,15 @@ def write_unpublished(
                 if _is_bytecode(path):
                     continue
                 info = _tarinfo(inodes, path, path.relative_to(env_dir).as_posix())
+                start = tar.offset
                 if info.isfile():
                     with open(path, "rb") as fh:
                         tar.addfile(info, fh)
                 else:
                     tar.addfile(info)
+                _record(written, info, start, tar.offset)
             if bytecode is not None:
-                _add_bytecode(tar, bytecode(), cancel)
+                _add_bytecode(tar, bytecode(), cancel, written)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -198,7 +202,23 @@ def write_unpublished(
     return tmp
 
 
-def _add_bytecode(tar: tarfile.TarFile, files: dict[str, bytes], cancel: threading.Event | None) -> None:
+def _record(written: list[tarfile.TarInfo] | None, info: tarfile.TarInfo, start: int, end: int) -> None:
+    """`info` as a reader finds it: its headers (a PAX one included) start at `start`, its data fills the
+    512-byte blocks before `end`."""
+    if written is not None:
+        info.offset = start
+        info.offset_data = end - (
+            -(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE if info.isfile() else 0
+        )
+        written.append(info)
+
+
+def _add_bytecode(
+    tar: tarfile.TarFile,
+    files: dict[str, bytes],
+    cancel: threading.Event | None,
+    written: list[tarfile.TarInfo] | None = None,
+) -> None:
     """Each __pycache__ directory, then its files, in a fixed order and with the fixed metadata of the rest.
     `files`: .pyc path relative to the env -> its bytes."""
     added: set[str] = set()
@@ -215,10 +235,14 @@ def _add_bytecode(tar: tarfile.TarFile, files: dict[str, bytes], cancel: threadi
             added.add(folder)
             info = tarfile.TarInfo(folder)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, FIXED_MTIME
+            start = tar.offset
             tar.addfile(info)
+            _record(written, info, start, tar.offset)
         info = tarfile.TarInfo(name)
         info.mode, info.mtime, info.size = 0o644, FIXED_MTIME, len(files[name])
+        start = tar.offset
         tar.addfile(info, io.BytesIO(files[name]))
+        _record(written, info, start, tar.offset)
 
 
 def publish_archive(tmp: Path, output: Path, *, replace: bool = True) -> None:

@@ -8,6 +8,7 @@ import datetime
 import errno
 import json
 import os
+import tarfile
 import tempfile
 import threading
 import time
@@ -22,7 +23,7 @@ from stubforge.envs import condapack, create, cross, inspect, numpy2, pack, sysr
 from stubforge.envs import spec as spec_mod
 from stubforge.envs.create import EnvError
 from stubforge.progress import QUIET, Progress
-from stubforge.triton import envpath, pbtxt, stubinfo
+from stubforge.triton import envpath, member_index, pbtxt, stubinfo
 
 MANIFEST_SUFFIX = ".stubforge.json"  # beside an archive; inside a directory env as stubforge-env.json
 DIR_MANIFEST = "stubforge-env.json"
@@ -579,6 +580,7 @@ def _finish_with(
             tmp.unlink(missing_ok=True)
         manifest["size"] = options.output.stat().st_size
         manifest["sha256"] = cache.sha256_of(options.output)
+        member_index.keep(manifest["sha256"], writer.members)  # check, install, verify need not list it
         manifest["seconds"] = round(time.monotonic() - started, 2)
         cache.write_json_atomic(options.output.with_name(options.output.name + MANIFEST_SUFFIX), manifest)
         return PackResult(options.output, "archive", manifest)
@@ -639,9 +641,15 @@ class _ArchiveWriter:
         self._cancel = threading.Event()
         self._bytecode_known = threading.Event()
         self._bytecode: dict[str, bytes] = {}
+        self.members: list[tarfile.TarInfo] = []  # what was written, with offsets (once result() returned)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="stubforge-archive")
         self._future = pool.submit(
-            pack.write_unpublished, env_dir, output, cancel=self._cancel, bytecode=self._wait_for_bytecode
+            pack.write_unpublished,
+            env_dir,
+            output,
+            cancel=self._cancel,
+            bytecode=self._wait_for_bytecode,
+            written=self.members,
         )
         pool.shutdown(wait=False)
 

@@ -44,7 +44,7 @@ def members_of(path: Path, list_members: Callable[[], list[tarfile.TarInfo]]) ->
         return kept
     members = list_members()
     if key is not None and identity(path) == key:
-        _save(key, members)
+        keep(key, members)
     return members
 
 
@@ -58,7 +58,9 @@ def _load(key: str) -> list[tarfile.TarInfo] | None:
         return None
 
 
-def _save(key: str, members: list[tarfile.TarInfo]) -> None:
+def keep(key: str, members: list[tarfile.TarInfo]) -> None:
+    """Keep `members` (with their offsets) as the list of the archive whose SHA-256 is `key`: for a writer that
+    knows what it wrote (pack-env), so that the first look at its archive lists nothing either."""
     with contextlib.suppress(OSError, StubforgeError):
         target = _index_file(key)
         rows = [

@@ -17,6 +17,7 @@ from stubforge.core import pythons, targets
 from stubforge.envs import create, inspect, pack, packenv
 from stubforge.envs.create import EnvError
 from stubforge.errors import StubforgeError
+from stubforge.triton import member_index
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +57,16 @@ def test_py38_archive_works_after_extraction_both_launcher_styles(
         members = tar.getmembers()
     assert "bin/activate" in names and "bin/python3" in names and "lib/libpython3.8.so.1.0" in names
     assert all(m.mtime == pack.FIXED_MTIME and m.uid == 0 and m.uname == "" for m in members)
+
+    # pack-env kept the member list it wrote: the first look at the archive lists nothing, and finds what a
+    # reader finds.
+    def fields(m: tarfile.TarInfo) -> tuple[object, ...]:
+        return (m.name, m.type, m.size, m.mode, m.linkname, m.mtime, m.offset, m.offset_data)
+
+    def unlisted() -> list[tarfile.TarInfo]:
+        raise AssertionError("the archive was listed")
+
+    assert [fields(m) for m in member_index.members_of(out, unlisted)] == [fields(m) for m in members]
     # Extract elsewhere, as Triton does into /tmp/python_env_XXXXXX/N.
     extracted = tmp_path / "python_env_test" / "0"
     extracted.mkdir(parents=True)
