@@ -142,8 +142,13 @@ def test_list_backends_reads_python_release_and_default_env(
     assert all(not b["problems"] for b in out)
 
 
+def _stub_modes(*roots: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mode for root in roots for p in root.rglob("triton_python_backend_stub")}
+
+
 def test_verify_four_deployments_in_one_server(world: World, deployment: dict[str, Path]) -> None:
     before = leaks.env_dirs()
+    modes = _stub_modes(deployment["repo"], deployment["backends"])
     # The stock backend's stub has no env: its libpython must be on LD_LIBRARY_PATH
     # (docs/triton-behaviour.md: "A real server to test against").
     rc, report = _verify(
@@ -165,6 +170,7 @@ def test_verify_four_deployments_in_one_server(world: World, deployment: dict[st
     assert models["m310_dir_env"]["libpython"].startswith(str(deployment["repo"] / "m310_dir_env" / "env"))
     assert models["stock"]["libpython"].startswith(world.python38_libdir)
     assert leaks.left_by_run(before, world.root) == ([], [], [])
+    assert _stub_modes(deployment["repo"], deployment["backends"]) == modes  # whatever the server's probe did
     # Every model answered, so verify killed the server instead of stopping it (no shutdown count of live
     # models in its log), and still left nothing: the extracted envs its stubs ran from were removed above.
     log = Path(report["log"]).read_text()

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 from stubforge.core import releases
+from stubforge.core.cache import STUB_NAME as STUB
 from stubforge.server.verify import session as run
 from stubforge.server.verify import synthetic
+from stubforge.server.verify.report import ModelReport
+from stubforge.server.verify.stubmodes import StubModes
 
 
 def test_inputs_follow_dtypes_dims_and_batching() -> None:
@@ -103,3 +106,28 @@ def test_a_server_missing_the_wheels_libraries_gets_the_libs_hint(tmp_path: Path
     other = exit_hint(127, log.replace("libcudart-09529672.so.12.6.77", "libfoo.so.1"), tmp_path / "s.log")
     assert "libfoo.so.1" in other and "nvidia_pytriton" not in other
     assert str(tmp_path / "server.log") in exit_hint(1, "error: creating server", tmp_path / "server.log")
+
+
+def test_stub_modes_the_server_changed_are_restored_and_reported(tmp_path: Path) -> None:
+    repo, backends = tmp_path / "repo", tmp_path / "backends"
+    for stub in (repo / "a" / STUB, repo / "b" / STUB, backends / "python_3_10" / STUB):
+        stub.parent.mkdir(parents=True)
+        stub.write_bytes(b"\x7fELF")
+        stub.chmod(0o755)
+    modes = StubModes(repo, ["a", "b", "c"], backends)
+    # What r24.10 does to a stub whose no-argument probe failed.
+    (repo / "a" / STUB).chmod(0o100)
+    (backends / "python_3_10" / STUB).chmod(0o100)
+    reports = {
+        "a": ModelReport("a", backend="python"),
+        "b": ModelReport("b", backend="python"),
+        "c": ModelReport("c", backend="python_3_10"),
+    }
+    restored = modes.restore(reports)
+    assert sorted(restored) == sorted([str(repo / "a" / STUB), str(backends / "python_3_10" / STUB)])
+    assert all(
+        (p / STUB).stat().st_mode & 0o777 == 0o755 for p in (repo / "a", repo / "b", backends / "python_3_10")
+    )
+    assert "from mode 0755 to 0100 (mode 0755 restored)" in reports["a"].warnings[0]
+    assert "Failed to give execute permission" in reports["c"].warnings[0]
+    assert reports["b"].warnings == []

@@ -26,7 +26,7 @@ from stubforge.core.targets import Target, as_target
 from stubforge.envs import envarch
 from stubforge.progress import QUIET, Progress
 from stubforge.server import s3 as s3mod
-from stubforge.server.verify import synthetic
+from stubforge.server.verify import stubmodes, synthetic
 from stubforge.server.verify import tritonserver as server_mod
 from stubforge.server.verify.explain import (
     dead_stub_message,
@@ -184,70 +184,77 @@ def verify(
         log.parent.mkdir(parents=True, exist_ok=True)
         reports: dict[str, ModelReport] = {}
         cleaned: list[str] = []
+        modes = stubmodes.StubModes(
+            local, names, None if served_backends.is_relative_to(scratch) else served_backends
+        )
         server_version = None
         starts = 0
         pending = list(names)
-        while pending:
-            starts += 1
-            progress.step("start", f"tritonserver ({len(pending)} model(s) to load)")
-            server = server_mod.RunningServer(
-                install,
-                served,
-                served_backends,
-                log,
-                env,
-                _python_backends(served_backends),
-                cwd=local or scratch,
-            )
-            verified_here: list[str] = []
-            finished = False
-            try:
-                server.wait_live(60.0 * runs.timeout_factor)
-                server_version = server_version or _server_version(server)
-                while pending:
-                    name = pending.pop(0)
-                    progress.step("load", name if runs.native else f"{name} ({runs.describe()})")
-                    wrong_env = (
-                        _env_of_other_arch(local / name, served_backends, machine.arch)
-                        if local is not None
-                        else None
-                    )
-                    if wrong_env is not None:
-                        reports[name] = wrong_env
-                        progress.step("failed", name)
-                        continue
-                    report = _verify_model(
-                        server,
-                        name,
-                        served_backends,
-                        shown_backends,
-                        load_timeout,
-                        request_timeout,
-                        server_version,
-                    )
-                    reports[name] = report
-                    verified_here.append(name)
-                    progress.step("ok" if report.ok else "failed", name)
-                    if report.hung or not server.alive():
-                        break
-                finished = True
-            finally:
-                hung = any(r.hung for r in reports.values())
-                progress.step("stop", "tritonserver")
-                if finished and server.alive() and all(reports[n].ok for n in verified_here):
-                    # Every model answered: nothing more to learn from the server, so it is killed rather than
-                    # stopped (a clean stop waits about a second per stub finalizing). What it leaves is
-                    # removed below: its regions, the env dirs its stubs ran from, its process group.
-                    server.remember_envs()
-                    server.stop(grace=0.0)
-                else:
-                    # A failed load may leave an extracted env no stub names: let the server remove its own.
-                    # A server hanging on a dead stub ignores SIGINT: no point waiting for a clean stop then.
-                    if not hung and server.alive():
-                        _unload_all(server)
-                    server.stop(grace=1.0 if hung or not server.alive() else 15.0)
-                cleaned += server.cleanup()
-                cleaned += _remove_copies(copies)
+        try:
+            while pending:
+                starts += 1
+                progress.step("start", f"tritonserver ({len(pending)} model(s) to load)")
+                server = server_mod.RunningServer(
+                    install,
+                    served,
+                    served_backends,
+                    log,
+                    env,
+                    _python_backends(served_backends),
+                    cwd=local or scratch,
+                )
+                verified_here: list[str] = []
+                finished = False
+                try:
+                    server.wait_live(60.0 * runs.timeout_factor)
+                    server_version = server_version or _server_version(server)
+                    while pending:
+                        name = pending.pop(0)
+                        progress.step("load", name if runs.native else f"{name} ({runs.describe()})")
+                        wrong_env = (
+                            _env_of_other_arch(local / name, served_backends, machine.arch)
+                            if local is not None
+                            else None
+                        )
+                        if wrong_env is not None:
+                            reports[name] = wrong_env
+                            progress.step("failed", name)
+                            continue
+                        report = _verify_model(
+                            server,
+                            name,
+                            served_backends,
+                            shown_backends,
+                            load_timeout,
+                            request_timeout,
+                            server_version,
+                        )
+                        reports[name] = report
+                        verified_here.append(name)
+                        progress.step("ok" if report.ok else "failed", name)
+                        if report.hung or not server.alive():
+                            break
+                    finished = True
+                finally:
+                    hung = any(r.hung for r in reports.values())
+                    progress.step("stop", "tritonserver")
+                    if finished and server.alive() and all(reports[n].ok for n in verified_here):
+                        # Every model answered: nothing more to learn from the server, so it is killed rather than
+                        # stopped (a clean stop waits about a second per stub finalizing). What it leaves is
+                        # removed below: its regions, the env dirs its stubs ran from, its process group.
+                        server.remember_envs()
+                        server.stop(grace=0.0)
+                    else:
+                        # A failed load may leave an extracted env no stub names: let the server remove its own.
+                        # A server hanging on a dead stub ignores SIGINT: no point waiting for a clean stop then.
+                        if not hung and server.alive():
+                            _unload_all(server)
+                        server.stop(grace=1.0 if hung or not server.alive() else 15.0)
+                    cleaned += server.cleanup()
+                    cleaned += _remove_copies(copies)
+        finally:
+            # Even when interrupted: the user's stubs keep the modes they had.
+            modes.restore(reports)
     return VerifyReport(
         repository=str(local or location),
         server=str(install.binary),
