@@ -482,121 +482,94 @@ def _finish(
     another machine), the validating launch runs under emulation, or is replaced by static checks without it.
     An archive also gets the bytecode of what the validating launch imported."""
     with tempfile.TemporaryDirectory(prefix="stubforge-bytecode-") as scratch:
-        return _finish_with(
-            options,
-            env_dir,
-            Path(scratch) / "bytecode",
-            source=source,
-            expected_python=expected_python,
-            requirements=requirements,
-            numpy_rule=numpy_rule,
-            log=log,
-            started=started,
-            progress=progress,
-            sysroot_python=sysroot_python,
-        )
-
-
-def _finish_with(
-    options: PackOptions,
-    env_dir: Path,
-    bytecode_file: Path,
-    *,
-    source: dict[str, str],
-    expected_python: str,
-    requirements: list[str],
-    numpy_rule: numpy2.Numpy2Rule,
-    log: Path,
-    started: float,
-    progress: Progress,
-    sysroot_python: sysroot_python.SysrootPython | None,
-) -> PackResult:
-    freed = 0
-    if options.prune:
-        compilers = pack.keeps_headers(env_dir)
-        freed = pack.prune(env_dir, headers=not compilers)
-        kept = f" (headers kept for {', '.join(compilers)})" if compilers else ""
-        progress.step("pruned", f"{freed / 1e6:.1f} MB{kept}")
-    machine = as_target(options.target)
-    runs = emulation.probe(machine)
-    progress.step("validate", "" if runs.native else runs.describe())
-    # The archive is written while the env is validated: the validating launch writes nothing into the env
-    # (no bytecode), and an env that fails validation loses only the temporary archive.
-    writer = _ArchiveWriter(env_dir, options.output) if options.output is not None else None
-    try:
-        report = _validate(
-            options,
-            env_dir,
-            runs,
-            expected_python,
-            requirements,
-            numpy_rule,
-            sysroot_python,
-            bytecode_file if writer is not None else None,
-        )
-    except BaseException:
-        if writer is not None:
-            writer.discard()
-        raise
-    if writer is not None:
+        bytecode_file = Path(scratch) / "bytecode"
+        freed = 0
+        if options.prune:
+            compilers = pack.keeps_headers(env_dir)
+            freed = pack.prune(env_dir, headers=not compilers)
+            kept = f" (headers kept for {', '.join(compilers)})" if compilers else ""
+            progress.step("pruned", f"{freed / 1e6:.1f} MB{kept}")
+        machine = as_target(options.target)
+        runs = emulation.probe(machine)
+        progress.step("validate", "" if runs.native else runs.describe())
+        # The archive is written while the env is validated: the validating launch writes nothing into the env
+        # (its bytecode goes to a file of its own, packed last), and an env that fails validation loses only the
+        # temporary archive.
+        writer = _ArchiveWriter(env_dir, options.output) if options.output is not None else None
         try:
-            writer.add_bytecode(inspect.read_bytecode(bytecode_file))
+            report = _validate(
+                options,
+                env_dir,
+                runs,
+                expected_python,
+                requirements,
+                numpy_rule,
+                sysroot_python,
+                bytecode_file if writer is not None else None,
+            )
         except BaseException:
-            writer.discard()
+            if writer is not None:
+                writer.discard()
             raise
-    manifest: dict[str, Any] = {
-        "schema": 1,
-        "stubforge": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": report.version,
-        "source": source,
-        "packages": report.packages,
-        "numpy": report.numpy,
-        "requirements": requirements,
-        "requirement_files": [str(p) for p in options.requirement_files],
-        "triton": releases.normalize(options.triton),
-        "target": machine.to_dict(),
-        "validated": "started"
-        if runs.native
-        else ("started under emulation" if runs.available else "static"),
-        "pruned_bytes": freed,
-        "bytecode_modules": len(report.bytecode),
-        "warnings": report.warnings,
-        "log": str(log),
-    }
-    if options.output is not None:
-        assert writer is not None
-        progress.step("write", str(options.output))
-        try:
-            tmp = writer.result()
-        except BaseException:  # Ctrl-C while waiting for the writer: it stops and removes its file
-            writer.discard()
-            raise
-        try:
-            pack.publish_archive(tmp, options.output, replace=options.force)
-        except FileExistsError:
-            raise _taken(options.output) from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        manifest["size"] = options.output.stat().st_size
-        manifest["sha256"] = cache.sha256_of(options.output)
-        member_index.keep(manifest["sha256"], writer.members)  # check, install, verify need not list it
+        if writer is not None:
+            try:
+                writer.add_bytecode(inspect.read_bytecode(bytecode_file))
+            except BaseException:
+                writer.discard()
+                raise
+        manifest: dict[str, Any] = {
+            "schema": 1,
+            "stubforge": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "python": report.version,
+            "source": source,
+            "packages": report.packages,
+            "numpy": report.numpy,
+            "requirements": requirements,
+            "requirement_files": [str(p) for p in options.requirement_files],
+            "triton": releases.normalize(options.triton),
+            "target": machine.to_dict(),
+            "validated": "started"
+            if runs.native
+            else ("started under emulation" if runs.available else "static"),
+            "pruned_bytes": freed,
+            "bytecode_modules": len(report.bytecode),
+            "warnings": report.warnings,
+            "log": str(log),
+        }
+        if options.output is not None:
+            assert writer is not None
+            progress.step("write", str(options.output))
+            try:
+                tmp = writer.result()
+            except BaseException:  # Ctrl-C while waiting for the writer: it stops and removes its file
+                writer.discard()
+                raise
+            try:
+                pack.publish_archive(tmp, options.output, replace=options.force)
+            except FileExistsError:
+                raise _taken(options.output) from None
+            finally:
+                tmp.unlink(missing_ok=True)
+            manifest["size"] = options.output.stat().st_size
+            manifest["sha256"] = cache.sha256_of(options.output)
+            member_index.keep(manifest["sha256"], writer.members)  # check, install, verify need not list it
+            manifest["seconds"] = round(time.monotonic() - started, 2)
+            cache.write_json_atomic(options.output.with_name(options.output.name + MANIFEST_SUFFIX), manifest)
+            return PackResult(options.output, "archive", manifest)
+        assert options.directory is not None
+        manifest["size"] = pack.tree_size(env_dir)
         manifest["seconds"] = round(time.monotonic() - started, 2)
-        cache.write_json_atomic(options.output.with_name(options.output.name + MANIFEST_SUFFIX), manifest)
-        return PackResult(options.output, "archive", manifest)
-    assert options.directory is not None
-    manifest["size"] = pack.tree_size(env_dir)
-    manifest["seconds"] = round(time.monotonic() - started, 2)
-    cache.write_json_atomic(env_dir / DIR_MANIFEST, manifest)
-    try:
-        fsutil.publish(env_dir, options.directory, replace=options.force)
-    except FileExistsError:
-        raise _taken(options.directory) from None
-    except OSError as exc:
-        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+        cache.write_json_atomic(env_dir / DIR_MANIFEST, manifest)
+        try:
+            fsutil.publish(env_dir, options.directory, replace=options.force)
+        except FileExistsError:
             raise _taken(options.directory) from None
-        raise
-    return PackResult(options.directory, "directory", manifest)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise _taken(options.directory) from None
+            raise
+        return PackResult(options.directory, "directory", manifest)
 
 
 def _validate(
