@@ -65,30 +65,54 @@ import re
 def canonical(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 tops = {}
+def top_levels(text, files):
+    # A distribution's top-level modules: top_level.txt, else derived from the files it installed.
+    names = [t.strip() for t in (text or "").split() if t.strip()]
+    if not names:
+        for f in files:
+            parts = str(f).split("/")
+            if parts[0].endswith((".dist-info", ".egg-info", ".data")) or parts[0] in ("..", "__pycache__"):
+                continue
+            if len(parts) > 1 and parts[1] == "__init__.py":
+                names.append(parts[0])
+            elif len(parts) == 1 and parts[0].endswith(".py"):
+                names.append(parts[0][:-3])
+    return sorted(set(names))
 try:
     from importlib import metadata
     for dist in metadata.distributions():
         name = canonical(dist.metadata["Name"])
         result["dists"][name] = dist.version
-        text = dist.read_text("top_level.txt") or ""
-        names = [t.strip() for t in text.split() if t.strip()]
-        if not names:
-            for f in dist.files or []:
-                parts = str(f).split("/")
-                if parts[0].endswith((".dist-info", ".egg-info", ".data")) or parts[0] in ("..", "__pycache__"):
-                    continue
-                if len(parts) > 1 and parts[1] == "__init__.py":
-                    names.append(parts[0])
-                elif len(parts) == 1 and parts[0].endswith(".py"):
-                    names.append(parts[0][:-3])
-        tops[name] = sorted(set(names))
+        tops[name] = top_levels(dist.read_text("top_level.txt"), dist.files or [])
 except ImportError:
-    import pkg_resources
-    for dist in pkg_resources.working_set:
-        name = canonical(dist.project_name)
-        result["dists"][name] = dist.version
-        if dist.has_metadata("top_level.txt"):
-            tops[name] = [t for t in dist.get_metadata_lines("top_level.txt") if t.strip()]
+    # Python < 3.8 has no importlib.metadata (and an env need not have setuptools' pkg_resources): the
+    # .dist-info and .egg-info directories on sys.path, the first of a name winning as for imports.
+    def read_text(path):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return fh.read()
+        except (OSError, ValueError):
+            return ""
+    for entry in sys.path:
+        if not entry or not os.path.isdir(entry):
+            continue
+        for child in sorted(os.listdir(entry)):
+            folder = os.path.join(entry, child)
+            if not child.endswith((".dist-info", ".egg-info")) or not os.path.isdir(folder):
+                continue
+            fields = {}
+            head = read_text(os.path.join(folder, "METADATA" if child.endswith(".dist-info") else "PKG-INFO"))
+            for line in head.splitlines():
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
+            if not fields.get("name") or canonical(fields["name"]) in result["dists"]:
+                continue
+            name = canonical(fields["name"])
+            result["dists"][name] = fields.get("version", "")
+            record = [row.split(",")[0] for row in read_text(os.path.join(folder, "RECORD")).splitlines()]
+            tops[name] = top_levels(read_text(os.path.join(folder, "top_level.txt")), record)
 # Import every top-level module of the requested packages, as the model will.
 result["package_imports"] = {}
 for name in wanted.get("dists", []):

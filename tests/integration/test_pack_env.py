@@ -452,3 +452,17 @@ def test_installed_but_unimportable_package_is_an_error(cache_root: Path, tmp_pa
         )
     assert "do not import in the env: brokenpkg: ImportError: libfoo.so.1" in info.value.message
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("version", ["3.6", "3.7"])
+def test_pythons_without_importlib_metadata_pack_too(cache_root: Path, tmp_path: Path, version: str) -> None:
+    # Before 3.8 the validating launch reads the .dist-info directories itself: such envs have no
+    # importlib.metadata, and pip no longer puts setuptools (pkg_resources) into a new env.
+    if not [i for i in pythons.discover() if i.minor == version and i.buildable]:
+        pytest.skip(f"no Python {version} with a shared libpython here (the suite itself needs 3.8 and 3.10)")
+    out = tmp_path / "env.tar.gz"
+    result = packenv.pack_env(packenv.PackOptions(python=version, output=out))
+    assert result.manifest["python"].startswith(version + ".")
+    assert list(result.manifest["packages"]) == ["numpy"] and result.manifest["numpy"].startswith("1.")
+    # Hash-based .pyc exist from 3.7 on; 3.6 archives carry none.
+    assert (result.manifest["bytecode_modules"] > 100) == (version == "3.7")
