@@ -43,7 +43,8 @@ def members_of(path: Path, list_members: Callable[[], list[tarfile.TarInfo]]) ->
     if kept is not None:
         return kept
     members = list_members()
-    if key is not None and identity(path) == key:
+    # A sparse member's map is not kept (only what the rules and small reads need): such a list is not kept.
+    if key is not None and all(m.sparse is None for m in members) and identity(path) == key:
         keep(key, members)
     return members
 

@@ -23,9 +23,9 @@ class StubModes:
 
     def __init__(self, repository: Path | None, models: list[str], backends: Path | None) -> None:
         self._before: dict[Path, tuple[int, str | None, str | None]] = {}  # path -> mode, model, backend
-        for name in models if repository is not None else ():
-            assert repository is not None
-            self._note(repository / name / cache.STUB_NAME, name, None)
+        if repository is not None:
+            for name in models:
+                self._note(repository / name / cache.STUB_NAME, name, None)
         if backends is not None and backends.is_dir():
             for backend in sorted(p for p in backends.iterdir() if p.is_dir()):
                 self._note(backend / cache.STUB_NAME, None, backend.name)
